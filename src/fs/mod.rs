@@ -1,0 +1,293 @@
+//! The boundary between cgleak's logic and the cgroup files.
+//!
+//! Everything that reads or changes a memory cgroup goes through [`Cgroupfs`]. There are two
+//! implementations: [`kernel::KernelFs`] (the kernel's cgroupfs, one write(2) per value, never
+//! creating files) and [`emulated::EmulatedFs`] (a temp directory whose files hold the state and
+//! that behaves like the kernel where cgleak depends on it, with kernel profiles and fault
+//! injection). Paths given to the trait are relative to the `--root` directory, with `/`
+//! separators; `""` is the root itself.
+
+pub mod emulated;
+pub mod kernel;
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Control file names (Documentation/admin-guide/cgroup-v1/memory.rst).
+pub mod knob {
+    pub const PROCS: &str = "cgroup.procs";
+    pub const TASKS: &str = "tasks";
+    pub const LIMIT: &str = "memory.limit_in_bytes";
+    pub const MEMSW_LIMIT: &str = "memory.memsw.limit_in_bytes";
+    pub const SOFT_LIMIT: &str = "memory.soft_limit_in_bytes";
+    pub const SWAPPINESS: &str = "memory.swappiness";
+    pub const OOM_CONTROL: &str = "memory.oom_control";
+    pub const USE_HIERARCHY: &str = "memory.use_hierarchy";
+    pub const MOVE_CHARGE: &str = "memory.move_charge_at_immigrate";
+    pub const FORCE_EMPTY: &str = "memory.force_empty";
+    pub const KMEM_LIMIT: &str = "memory.kmem.limit_in_bytes";
+    pub const KMEM_SLABINFO: &str = "memory.kmem.slabinfo";
+    pub const USAGE: &str = "memory.usage_in_bytes";
+}
+
+/// How the machine mounts cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupMode {
+    /// Only cgroup v1 hierarchies.
+    V1,
+    /// cgroup v1 controllers plus a cgroup2 mount without controllers (systemd's "hybrid").
+    Hybrid,
+    /// The unified hierarchy only.
+    V2,
+}
+
+impl std::fmt::Display for CgroupMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CgroupMode::V1 => "v1",
+            CgroupMode::Hybrid => "hybrid",
+            CgroupMode::V2 => "v2",
+        })
+    }
+}
+
+/// Access to one memory cgroup v1 hierarchy and the machine facts around it.
+///
+/// `cg` arguments are paths relative to [`Cgroupfs::root`]. Implementations never create control
+/// files: a write to a file that does not exist fails with ENOENT.
+pub trait Cgroupfs: Send + Sync {
+    /// The `--root` directory (absolute), for messages and the snapshot.
+    fn root(&self) -> &Path;
+
+    /// One line naming what this is ("kernel cgroupfs ..." or "emulated 3.10 node ...").
+    fn describe(&self) -> String;
+
+    /// True for the emulated cgroupfs.
+    fn is_emulated(&self) -> bool {
+        false
+    }
+
+    /// Whether the cgroup directory exists.
+    fn exists(&self, cg: &str) -> bool;
+
+    /// Names of the child cgroups of `cg`, sorted.
+    fn children(&self, cg: &str) -> Result<Vec<String>>;
+
+    /// Whether the control file exists in `cg` (e.g. memsw files exist only with swap accounting).
+    fn has_file(&self, cg: &str, file: &str) -> bool;
+
+    /// Read a whole control file.
+    fn read(&self, cg: &str, file: &str) -> Result<String>;
+
+    /// Write `value` to a control file with a single write(2). Never creates the file.
+    fn write(&self, cg: &str, file: &str, value: &str) -> Result<()>;
+
+    /// Create a cgroup (its parent must exist).
+    fn mkdir(&self, cg: &str) -> Result<()>;
+
+    /// Remove an empty cgroup (EBUSY while tasks or children remain).
+    fn rmdir(&self, cg: &str) -> Result<()>;
+
+    /// Rename a cgroup within the same parent (cgroup v1 allows nothing else).
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
+
+    /// `uname -r` of the kernel this hierarchy belongs to.
+    fn kernel_release(&self) -> Result<String>;
+
+    /// Contents of /proc/cgroups.
+    fn proc_cgroups(&self) -> Result<String>;
+
+    /// Contents of /proc/cmdline.
+    fn kernel_cmdline(&self) -> Result<String>;
+
+    /// /proc/sys/kernel/random/boot_id: a repair journal is meaningless after a reboot.
+    fn boot_id(&self) -> Result<String>;
+
+    /// The mount point of the whole memory hierarchy `root` belongs to.
+    fn hierarchy_mount(&self) -> PathBuf;
+
+    /// Number of cgroup directories in the whole memory hierarchy, its root included (the live
+    /// memcgs; dying ones have no directory).
+    fn hierarchy_live(&self) -> Result<u64>;
+
+    /// How the machine mounts cgroups.
+    fn cgroup_mode(&self) -> Result<CgroupMode>;
+
+    /// Pids of processes whose command name (/proc/PID/comm) equals `comm`.
+    fn find_processes(&self, comm: &str) -> Result<Vec<u32>>;
+
+    /// Whether a process or thread with this id exists.
+    fn pid_alive(&self, pid: u32) -> bool;
+
+    /// Write to /proc/sys/vm/drop_caches (1 = page cache, 2 = slab, 3 = both).
+    fn drop_caches(&self, what: u8) -> Result<()>;
+
+    /// Whether this process may change the hierarchy (root, or the emulation).
+    fn may_write(&self) -> bool;
+}
+
+/// Join a cgroup path relative to the root with a child name.
+pub fn join(cg: &str, name: &str) -> String {
+    if cg.is_empty() {
+        name.to_string()
+    } else {
+        format!("{cg}/{name}")
+    }
+}
+
+/// The parent of a relative cgroup path (`""` for a top-level cgroup).
+pub fn parent(cg: &str) -> &str {
+    match cg.rfind('/') {
+        Some(i) => &cg[..i],
+        None => "",
+    }
+}
+
+/// The last component of a relative cgroup path.
+pub fn base_name(cg: &str) -> &str {
+    match cg.rfind('/') {
+        Some(i) => &cg[i + 1..],
+        None => cg,
+    }
+}
+
+/// Replace the leading component `from` of `cg` with `to` (`kubepods/a/b` -> `kubepods2/a/b`).
+pub fn rebase(cg: &str, from: &str, to: &str) -> String {
+    if cg == from {
+        return to.to_string();
+    }
+    match cg.strip_prefix(from).and_then(|r| r.strip_prefix('/')) {
+        Some(rest) => format!("{to}/{rest}"),
+        None => cg.to_string(),
+    }
+}
+
+/// Parse a number written by a cgroup file.
+pub fn parse_u64(path: &Path, what: &str, s: &str) -> Result<u64> {
+    s.trim().parse::<u64>().map_err(|_| Error::Parse {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        content: s.to_string(),
+    })
+}
+
+/// Parse a list of pids (cgroup.procs, tasks).
+pub fn parse_pids(path: &Path, s: &str) -> Result<Vec<u32>> {
+    s.split_whitespace()
+        .map(|t| {
+            t.parse::<u32>().map_err(|_| Error::Parse {
+                path: path.to_path_buf(),
+                what: "pid".to_string(),
+                content: t.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Read the pids of a cgroup's cgroup.procs.
+pub fn read_procs(fs: &dyn Cgroupfs, cg: &str) -> Result<Vec<u32>> {
+    let s = fs.read(cg, knob::PROCS)?;
+    parse_pids(&fs.root().join(cg).join(knob::PROCS), &s)
+}
+
+/// Read the thread ids of a cgroup's tasks file.
+pub fn read_tasks(fs: &dyn Cgroupfs, cg: &str) -> Result<Vec<u32>> {
+    let s = fs.read(cg, knob::TASKS)?;
+    parse_pids(&fs.root().join(cg).join(knob::TASKS), &s)
+}
+
+/// Read a numeric control file.
+pub fn read_u64(fs: &dyn Cgroupfs, cg: &str, file: &str) -> Result<u64> {
+    let s = fs.read(cg, file)?;
+    parse_u64(&fs.root().join(cg).join(file), file, &s)
+}
+
+/// `oom_kill_disable` from memory.oom_control (lines `oom_kill_disable N`, `under_oom N`, ...).
+pub fn parse_oom_kill_disable(path: &Path, s: &str) -> Result<bool> {
+    for line in s.lines() {
+        let mut it = line.split_whitespace();
+        if it.next() == Some("oom_kill_disable") {
+            return match it.next() {
+                Some("0") => Ok(false),
+                Some("1") => Ok(true),
+                _ => break,
+            };
+        }
+    }
+    Err(Error::Parse {
+        path: path.to_path_buf(),
+        what: "oom_kill_disable line".into(),
+        content: s.to_string(),
+    })
+}
+
+/// Parse the `memory` row of /proc/cgroups: (hierarchy id, num_cgroups, enabled).
+pub fn parse_proc_cgroups_memory(s: &str) -> Option<(u32, u64, bool)> {
+    for line in s.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 4 && f[0] == "memory" {
+            return Some((f[1].parse().ok()?, f[2].parse().ok()?, f[3] == "1"));
+        }
+    }
+    None
+}
+
+/// Open the cgroupfs at `root`: the kernel's when `root` is on a cgroup filesystem, an
+/// emulated node when `root` lies inside a directory made by [`emulated::EmulatedFs`].
+pub fn open(root: &Path) -> Result<Box<dyn Cgroupfs>> {
+    if let Some(base) = emulated::find_base(root) {
+        return Ok(Box::new(emulated::EmulatedFs::open_at(&base, root)?));
+    }
+    Ok(Box::new(kernel::KernelFs::open(root)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(join("", "kubepods"), "kubepods");
+        assert_eq!(join("kubepods", "pod1"), "kubepods/pod1");
+        assert_eq!(parent("kubepods/pod1/c"), "kubepods/pod1");
+        assert_eq!(parent("kubepods"), "");
+        assert_eq!(base_name("kubepods/pod1/c"), "c");
+        assert_eq!(
+            rebase("kubepods/pod1/c", "kubepods", "kubepods2"),
+            "kubepods2/pod1/c"
+        );
+        assert_eq!(rebase("kubepods", "kubepods", "kubepods2"), "kubepods2");
+        assert_eq!(
+            rebase("kubepodsx/a", "kubepods", "kubepods2"),
+            "kubepodsx/a"
+        );
+    }
+
+    #[test]
+    fn oom_control_parse() {
+        let p = Path::new("x");
+        assert!(
+            !parse_oom_kill_disable(p, "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n").unwrap()
+        );
+        assert!(parse_oom_kill_disable(p, "oom_kill_disable 1\nunder_oom 0\n").unwrap());
+        assert!(parse_oom_kill_disable(p, "garbage").is_err());
+    }
+
+    #[test]
+    fn proc_cgroups_parse() {
+        let s =
+            "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t3\t1\t1\nmemory\t4\t43\t1\n";
+        assert_eq!(parse_proc_cgroups_memory(s), Some((4, 43, true)));
+        assert_eq!(parse_proc_cgroups_memory("cpu 1 1 1\n"), None);
+    }
+
+    #[test]
+    fn pids_parse() {
+        assert_eq!(parse_pids(Path::new("x"), "1\n22\n").unwrap(), vec![1, 22]);
+        assert!(parse_pids(Path::new("x"), "1\nabc\n").is_err());
+    }
+}
