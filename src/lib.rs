@@ -7,11 +7,24 @@
 //! (what this kernel can do), [`diagnose`], [`plan`] (pure: snapshot in, operations out),
 //! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON).
 
+pub mod app;
+pub mod cli;
+pub mod demo;
 pub mod error;
+pub mod execute;
 pub mod fs;
+pub mod ids;
+pub mod journal;
 pub mod kernel;
 pub mod model;
+pub mod plan;
+pub mod repair;
+pub mod report;
 pub mod scan;
 pub mod tree;
+pub mod verify;
 
 pub use error::{Error, Result};
+
+/// `cgleak --version`: the package version and the git commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CGLEAK_GIT_COMMIT"), ")");

@@ -1,0 +1,220 @@
+//! Running the parsed command line: each command calls the library and returns its exit code.
+//! Errors go back to main, which prints them and maps them to exit codes.
+
+use crate::cli::{Cli, Command, Format};
+use crate::error::{Error, Result};
+use crate::execute::{self, Confirm};
+use crate::fs::{self, Cgroupfs};
+use crate::kernel::KernelInfo;
+use crate::plan::{Phase, PlanInput};
+use crate::repair::{self, Outcome, RepairOptions};
+use crate::{ids, journal, plan, report, scan, verify};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("serializable") + "\n"
+}
+
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    // A closed pipe (| head) is not an error worth a message.
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+/// Ask a yes/no question on the terminal.
+pub fn ask(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes")
+}
+
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Refuse an unattended change without --yes.
+fn require_consent(yes: bool, command: &str) -> Result<bool> {
+    if yes {
+        return Ok(false);
+    }
+    if !interactive() {
+        return Err(Error::refused(
+            format!("{command} changes the node and there is no terminal to ask on"),
+            format!("run it on a terminal to be asked before each phase, or pass --yes for an unattended {command}"),
+        ));
+    }
+    Ok(true)
+}
+
+fn open_fs(root: &Path) -> Result<Box<dyn Cgroupfs>> {
+    fs::open(root)
+}
+
+/// Run the command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Diagnose(a) => {
+            let fs = match open_fs(&g.root) {
+                Ok(fs) => fs,
+                Err(Error::BadRoot { reason: crate::error::BadRoot::CgroupV2, .. }) => {
+                    return crate::diagnose::run_v2(&g.root, a.format == Format::Json);
+                }
+                Err(e) => return Err(e),
+            };
+            let facts = crate::diagnose::gather(
+                fs.as_ref(),
+                &crate::diagnose::DiagnoseOptions { kubepods: g.kubepods.clone(), ids_used: a.ids_used, check_kubelet: true },
+            )?;
+            match a.format {
+                Format::Text => out(&crate::diagnose::render_text(&facts)),
+                Format::Json => out(&crate::diagnose::render_json(&facts)),
+            }
+            Ok(facts.verdict.exit_code())
+        }
+        Command::Plan(a) => {
+            let fs = open_fs(&g.root)?;
+            let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
+            let kernel = KernelInfo::from_release(&fs.kernel_release()?);
+            let idc = ids::count(fs.as_ref(), &kernel, a.ids_used)?;
+            let p = plan::plan(&snap, &PlanInput {
+                staging: g.staging.clone(),
+                strategy: a.strategy,
+                move_charge: kernel.move_charge_supported(),
+                ids_free: idc.ids_free,
+                staging_exists: fs.exists(&g.staging),
+            });
+            match a.format {
+                Format::Json => out(&json(&serde_json::json!({ "snapshot": snap, "plan": p }))),
+                Format::Text => out(&report::render_plan(&snap, &p, !a.summary)),
+            }
+            if p.runnable() {
+                Ok(0)
+            } else {
+                if a.format == Format::Json {
+                    eprintln!("cgleak: this plan cannot run:\n  - {}", p.blockers.join("\n  - "));
+                }
+                Ok(2)
+            }
+        }
+        Command::Snapshot(a) => {
+            let fs = open_fs(&g.root)?;
+            let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
+            let text = json(&snap);
+            match a.output {
+                Some(p) => write_file_atomic(&p, text.as_bytes())?,
+                None => out(&text),
+            }
+            Ok(0)
+        }
+        Command::Repair(a) => {
+            let fs = open_fs(&g.root)?;
+            let guided = require_consent(a.yes, "repair")?;
+            let mut opts = RepairOptions::new(&g.kubepods, &g.staging, a.strategy, &a.state_dir);
+            opts.ids_used = a.ids_used;
+            opts.allow_kubelet_running = a.allow_kubelet_running;
+            opts.crash_after = a.crash_after;
+            opts.progress = a.format == Format::Text && std::io::stderr().is_terminal();
+            let prepared = repair::prepare(fs.as_ref(), &opts)?;
+            if a.format == Format::Text {
+                eprint!("{}", report::render_checks(&prepared.checks));
+            }
+            if let Some(e) = repair::refusal(&prepared) {
+                return Err(e);
+            }
+            if a.format == Format::Text {
+                eprintln!();
+                eprint!("{}", report::render_plan(&prepared.snapshot, &prepared.plan, false));
+                eprintln!();
+            }
+            if guided && !ask("Start the repair?") {
+                eprintln!("Nothing was changed.");
+                return Ok(2);
+            }
+            execute::install_interrupt_handler();
+            let mut asker = phase_asker();
+            let confirm: Option<&mut Confirm> = if guided { Some(&mut asker) } else { None };
+            let outcome = repair::execute(fs.as_ref(), &opts, prepared, confirm)?;
+            finish(&outcome, a.format)
+        }
+        Command::Resume(a) => {
+            let fs = open_fs(&g.root)?;
+            let guided = require_consent(a.yes, "resume")?;
+            execute::install_interrupt_handler();
+            let mut asker = phase_asker();
+            let confirm: Option<&mut Confirm> = if guided { Some(&mut asker) } else { None };
+            let progress = a.format == Format::Text && std::io::stderr().is_terminal();
+            let outcome = repair::resume(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
+            finish(&outcome, a.format)
+        }
+        Command::Rollback(a) => {
+            let fs = open_fs(&g.root)?;
+            let guided = require_consent(a.yes, "rollback")?;
+            execute::install_interrupt_handler();
+            let mut asker = phase_asker();
+            let confirm: Option<&mut Confirm> = if guided { Some(&mut asker) } else { None };
+            let progress = a.format == Format::Text && std::io::stderr().is_terminal();
+            let outcome = repair::rollback(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
+            finish(&outcome, a.format)
+        }
+        Command::Verify(a) => {
+            let fs = open_fs(&g.root)?;
+            let (snap, staging, check_kmem) = match (&a.state_dir, &a.snapshot) {
+                (_, Some(file)) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("--snapshot {}: {e}", file.display())))?;
+                    let snap: crate::model::Snapshot = serde_json::from_str(&text)
+                        .map_err(|e| Error::Usage(format!("--snapshot {}: not a cgleak snapshot ({e})", file.display())))?;
+                    (snap, g.staging.clone(), true)
+                }
+                (dir, None) => {
+                    let dir = dir.clone().unwrap_or_else(|| journal::DEFAULT_STATE_DIR.into());
+                    let (h, p) = journal::load(&dir)?.ok_or_else(|| Error::Usage(format!(
+                        "--state-dir {}: no repair journal there; pass the repair's --state-dir or --snapshot FILE", dir.display())))?;
+                    (h.snapshot, h.staging, !p.rolled_back)
+                }
+            };
+            let r = verify::verify(fs.as_ref(), &snap, &staging, check_kmem)?;
+            match a.format {
+                Format::Json => out(&json(&r)),
+                Format::Text => out(&r.render_text()),
+            }
+            Ok(if r.ok { 0 } else { 1 })
+        }
+        Command::Reclaim(a) => crate::reclaim_cmd::run(&g.root, &a),
+        Command::Demo(a) => crate::demo::run(&a),
+        Command::Emulate(a) => crate::demo::emulate(&a),
+    }
+}
+
+fn phase_asker() -> impl FnMut(usize, &Phase, usize) -> bool {
+    |i: usize, ph: &Phase, n: usize| {
+        ask(&format!("Phase {}/{} {}: {} ({} steps). Go on?", i + 1, n, ph.name, ph.name.describe(), ph.steps.len()))
+    }
+}
+
+fn finish(o: &Outcome, format: Format) -> Result<u8> {
+    match format {
+        Format::Json => out(&json(o)),
+        Format::Text => out(&report::render_outcome(o)),
+    }
+    Ok(if o.verify.ok { 0 } else { 1 })
+}
+
+/// Write a file through a temp file in the same directory and a rename.
+pub fn write_file_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".cgleak-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create temp file in", dir, e))?;
+    tmp.write_all(data).map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io("rename to", path, e.error))?;
+    Ok(())
+}

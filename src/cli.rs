@@ -1,0 +1,191 @@
+//! The command line, as data (clap derive). No behaviour here: [`crate::app`] runs it.
+
+use crate::plan::Strategy;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Find and repair the memory-cgroup leak that stops pods from starting
+/// ("mkdir /sys/fs/cgroup/memory/kubepods/...: no space left on device"),
+/// without rebooting the node and without restarting a pod.
+#[derive(Debug, Parser)]
+#[command(name = "cgleak", version = crate::VERSION, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 fine, 1 a problem was found (diagnose) or an operation did not complete, 2 bad input or a refusal (nothing changed).")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes, before or after the command name.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The memory cgroup v1 directory that holds the pods cgroup (any directory inside a
+    /// memory hierarchy, or an emulated node made by `cgleak emulate`).
+    #[arg(long, global = true, default_value = "/sys/fs/cgroup/memory", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Name of the pods cgroup below --root.
+    #[arg(long, global = true, default_value = "kubepods", value_name = "NAME")]
+    pub kubepods: String,
+    /// Name of the staging cgroup the repair moves the tree into.
+    #[arg(long, global = true, default_value = "kubepods2", value_name = "NAME")]
+    pub staging: String,
+    /// More log output (-v info, -vv debug); RUST_LOG works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read-only health check: kernel, memcg ids, dying memcgs, kmem accounting, verdict and advice.
+    Diagnose(DiagnoseArgs),
+    /// Dry run: the pods tree, the id check and every operation a repair would do, in order.
+    Plan(PlanArgs),
+    /// Write the scan of the pods tree (every cgroup's settings and tasks) as JSON.
+    Snapshot(SnapshotArgs),
+    /// Migrate the pods tree through the staging cgroup and back (maintenance window, kubelet stopped).
+    Repair(RepairArgs),
+    /// Finish a repair that was interrupted (error, Ctrl-C, kill -9).
+    Resume(ResumeArgs),
+    /// Undo a repair from wherever it stopped: the original tree, settings and tasks.
+    Rollback(ResumeArgs),
+    /// Compare the live tree with the repair's snapshot (or a snapshot file).
+    Verify(VerifyArgs),
+    /// Drop clean page cache so the kernel can free dying memcgs (kernels >= 3.16).
+    Reclaim(ReclaimArgs),
+    /// Show diagnose, plan, repair and verify on an emulated 3.10 node in a temp dir (no root needed).
+    Demo(DemoArgs),
+    /// Make an emulated node in a directory, to rehearse a repair (optionally from a snapshot).
+    Emulate(EmulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
+    #[arg(long, value_name = "N")]
+    pub ids_used: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    #[arg(long, value_enum, default_value = "migrate-back")]
+    pub strategy: Strategy,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
+    #[arg(long, value_name = "N")]
+    pub ids_used: Option<u64>,
+    /// Only the summary per phase, not every operation.
+    #[arg(long)]
+    pub summary: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Write to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Do not ask before each phase (unattended run).
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value = "migrate-back")]
+    pub strategy: Strategy,
+    /// Where the journal lives (a tmpfs: it survives a crash of cgleak, not a reboot).
+    #[arg(long, default_value = crate::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
+    #[arg(long, value_name = "N")]
+    pub ids_used: Option<u64>,
+    /// For tests only: go on although a kubelet process runs.
+    #[arg(long, hide = true)]
+    pub allow_kubelet_running: bool,
+    /// Test hook: stop dead after N changing system calls, as kill -9 would.
+    #[arg(long, hide = true, value_name = "N")]
+    pub crash_after: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Do not ask before each phase.
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, default_value = crate::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Test hook: stop dead after N changing system calls.
+    #[arg(long, hide = true, value_name = "N")]
+    pub crash_after: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The repair's state directory (its journal holds the snapshot).
+    #[arg(long, value_name = "DIR", conflicts_with = "snapshot")]
+    pub state_dir: Option<PathBuf>,
+    /// A snapshot written by `cgleak snapshot`.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ReclaimArgs {
+    /// Only report the dying memcgs; drop nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask before dropping caches.
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Pods on the emulated node.
+    #[arg(long, default_value_t = 36)]
+    pub pods: usize,
+    /// Keep the emulated node in DIR instead of a temp dir that is removed.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    /// Directory to create the node in (must not exist or be empty).
+    pub dir: PathBuf,
+    /// Kernel profile: 3.10, 5.10, 6.1 or 6.13.
+    #[arg(long, default_value = "3.10")]
+    pub profile: String,
+    /// Kubelet-shaped pods to create (ignored with --from-snapshot).
+    #[arg(long, default_value_t = 30)]
+    pub pods: usize,
+    /// Dying memcgs holding ids.
+    #[arg(long, default_value_t = 0)]
+    pub dying: u64,
+    /// Activate kmem accounting under the pods cgroup (what kubelet 1.9-1.13 did on 3.10).
+    #[arg(long)]
+    pub kmem: bool,
+    /// Recreate the tree of a snapshot (from `cgleak snapshot` on a real node).
+    #[arg(long, value_name = "FILE")]
+    pub from_snapshot: Option<PathBuf>,
+}

@@ -1,0 +1,384 @@
+//! Running plan phases against a cgroupfs, journaled.
+//!
+//! Two modes. `Fresh` (a new repair) does each step blindly, with the fewest system calls.
+//! `Reconcile` (resume, rollback) first looks at the live tree and skips what is already done,
+//! so every step is safe to repeat after an interruption at any instruction: a cgroup that
+//! exists, a setting already equal, a task already moved or gone, a cgroup already removed.
+//!
+//! Rules relied on (KERNEL-FACTS.md): cgroup.procs takes one pid per write and moves the whole
+//! thread group, ESRCH means the process exited; `tasks` moves one thread; rmdir is EBUSY while
+//! tasks or children remain; a non-zero move_charge_at_immigrate is EINVAL from 6.13 on.
+
+use crate::error::{Error, FsOp, Result, StopCause, Stopped, SysError};
+use crate::fs::{self, knob, Cgroupfs};
+use crate::journal::Journal;
+use crate::model::normalize_limit;
+use crate::plan::{Phase, PhaseName, Step};
+use nix::errno::Errno;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Rounds of re-reading cgroup.procs while moving a cgroup's tasks: children forked during the
+/// move land in the old cgroup and show up in the next read. A cgroup that still has tasks
+/// after this many rounds has a fork storm the move cannot outrun.
+pub const DRAIN_ROUNDS: u32 = 200;
+
+/// Retries of an rmdir that fails with EBUSY (a task raced in), each after moving tasks again.
+pub const RMDIR_RETRIES: u32 = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Fresh,
+    Reconcile,
+}
+
+/// Set by the SIGINT/SIGTERM handler; checked between steps.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Make Ctrl-C (and SIGTERM) stop the executor between two steps instead of killing cgleak.
+pub fn install_interrupt_handler() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            let _ = sigaction(sig, &act);
+        }
+    }
+}
+
+/// Asked before each phase in guided mode: (phase index, phase, total phases) -> go on?
+pub type Confirm = dyn FnMut(usize, &Phase, usize) -> bool;
+
+/// Options of a run.
+pub struct RunOptions<'c> {
+    pub command: &'static str,
+    /// Test hook: stop dead (no journal flush, no cleanup) before the mutation with this index,
+    /// as a SIGKILL would.
+    pub crash_after: Option<u64>,
+    pub confirm: Option<&'c mut Confirm>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for RunOptions<'_> {
+    fn default() -> Self {
+        RunOptions { command: "repair", crash_after: None, confirm: None, progress: false }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub cgroups_created: usize,
+    pub cgroups_removed: usize,
+    pub settings_written: usize,
+    pub tasks_moved: usize,
+    pub threads_moved: usize,
+    pub tasks_exited: usize,
+    /// The kernel refused move_charge_at_immigrate (>= 6.13): charges stayed behind.
+    pub move_charge_unsupported: bool,
+    pub mutations: u64,
+    pub seconds: f64,
+    pub phase_seconds: Vec<(String, f64)>,
+}
+
+/// Runs phases of a plan.
+pub struct Runner<'a, 'c> {
+    fs: &'a dyn Cgroupfs,
+    journal: &'a mut Journal,
+    opts: RunOptions<'c>,
+    pub stats: Stats,
+    warned_move_charge: bool,
+    /// Destination of the last task move, for an rmdir retry after EBUSY.
+    last_move: Option<String>,
+}
+
+/// Where a step failed.
+struct Failure {
+    step: Option<Step>,
+    cause: StopCause,
+}
+
+impl<'a, 'c> Runner<'a, 'c> {
+    pub fn new(fs: &'a dyn Cgroupfs, journal: &'a mut Journal, opts: RunOptions<'c>) -> Self {
+        Runner { fs, journal, opts, stats: Stats::default(), warned_move_charge: false, last_move: None }
+    }
+
+    /// Run `phases[from..]` (indices into the plan's phase list are `base + i`). On a stop,
+    /// returns `Error::Stopped` with the exact place; on a simulated crash, `SimulatedCrash`.
+    pub fn run(&mut self, phases: &[Phase], from: usize, mode: Mode) -> Result<()> {
+        let total_steps: usize = phases.iter().map(|p| p.steps.len()).sum();
+        let mut done_before: usize = phases[..from.min(phases.len())].iter().map(|p| p.steps.len()).sum();
+        let start = Instant::now();
+        for (pi, phase) in phases.iter().enumerate().skip(from) {
+            if let Some(confirm) = self.opts.confirm.as_mut() {
+                if !confirm(pi, phase, phases.len()) {
+                    return Err(self.stopped(phase.name, None, StopCause::Declined, done_before, total_steps));
+                }
+            }
+            self.journal.mark(&format!("begin {pi}"))?;
+            let t0 = Instant::now();
+            let bar = if self.opts.progress && !phase.steps.is_empty() {
+                let b = indicatif::ProgressBar::new(phase.steps.len() as u64);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix:>16} [{bar:40}] {pos}/{len} {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(phase.name.to_string());
+                Some(b)
+            } else {
+                None
+            };
+            for (si, step) in phase.steps.iter().enumerate() {
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    if let Some(b) = &bar {
+                        b.abandon();
+                    }
+                    self.journal.flush()?;
+                    return Err(self.stopped(phase.name, Some(step), StopCause::Interrupted, done_before + si, total_steps));
+                }
+                if let Err(f) = self.step(step, mode) {
+                    if let Some(b) = &bar {
+                        b.abandon();
+                    }
+                    if let StopCause::Failed(Error::SimulatedCrash(n)) = f.cause {
+                        self.journal.forget_pending();
+                        return Err(Error::SimulatedCrash(n));
+                    }
+                    self.journal.flush()?;
+                    let step = f.step.clone().unwrap_or_else(|| step.clone());
+                    return Err(self.stopped(phase.name, Some(&step), f.cause, done_before + si, total_steps));
+                }
+                self.journal.step_done(pi, si)?;
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+            }
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            self.journal.mark(&format!("end {pi}"))?;
+            done_before += phase.steps.len();
+            self.stats.phase_seconds.push((phase.name.to_string(), t0.elapsed().as_secs_f64()));
+        }
+        self.stats.seconds += start.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn stopped(&self, phase: PhaseName, step: Option<&Step>, cause: StopCause, done: usize, total: usize) -> Error {
+        Error::Stopped(Box::new(Stopped {
+            command: self.opts.command,
+            phase: format!("{phase} ({})", phase.describe()),
+            cgroup: step.map(|s| s.cgroup().to_string()),
+            operation: step.map(|s| s.operation()),
+            cause,
+            steps_done: done,
+            steps_total: total,
+            state_dir: self.journal.dir().to_path_buf(),
+        }))
+    }
+
+    /// Count a mutation; stop dead when the crash budget is spent.
+    fn mutation(&mut self) -> Result<()> {
+        if let Some(k) = self.opts.crash_after {
+            if self.stats.mutations >= k {
+                return Err(Error::SimulatedCrash(k));
+            }
+        }
+        self.stats.mutations += 1;
+        Ok(())
+    }
+
+    fn write(&mut self, cg: &str, file: &str, value: &str) -> Result<()> {
+        self.mutation()?;
+        self.fs.write(cg, file, value)
+    }
+
+    fn step(&mut self, step: &Step, mode: Mode) -> Result<(), Failure> {
+        let fail = |e: Error| Failure { step: None, cause: StopCause::Failed(e) };
+        let rec = mode == Mode::Reconcile;
+        match step {
+            Step::Mkdir { cg } => {
+                if rec && self.fs.exists(cg) {
+                    return Ok(());
+                }
+                self.mutation().map_err(fail)?;
+                match self.fs.mkdir(cg) {
+                    Ok(()) => self.stats.cgroups_created += 1,
+                    Err(e) if rec && e.errno() == Some(Errno::EEXIST) => {}
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            Step::Write { cg, file, value } => {
+                if rec && self.setting_equals(cg, file, value).map_err(fail)? {
+                    return Ok(());
+                }
+                match self.write(cg, file, value) {
+                    Ok(()) => self.stats.settings_written += 1,
+                    // A limit above the current memsw limit (reconcile on a cgroup that has
+                    // other values): raise memsw first, memsw must stay >= limit; the plan's
+                    // next step sets memsw to its target.
+                    Err(e) if rec && file == knob::LIMIT && e.errno() == Some(Errno::EINVAL) && self.fs.has_file(cg, knob::MEMSW_LIMIT) => {
+                        self.write(cg, knob::MEMSW_LIMIT, value).map_err(fail)?;
+                        self.write(cg, file, value).map_err(fail)?;
+                        self.stats.settings_written += 2;
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            Step::MoveCharge { cg, value } => {
+                if *value != 0 && self.stats.move_charge_unsupported {
+                    return Ok(());
+                }
+                if rec && fs::read_u64(self.fs, cg, knob::MOVE_CHARGE).ok() == Some(*value) {
+                    return Ok(());
+                }
+                match self.write(cg, knob::MOVE_CHARGE, &value.to_string()) {
+                    Ok(()) => {}
+                    Err(e) if e.errno() == Some(Errno::EINVAL) && *value != 0 => {
+                        // Kernel >= 6.13: charge moving is gone. Go on: the tasks move, their
+                        // charges stay with the old cgroups until freed.
+                        self.stats.move_charge_unsupported = true;
+                        if !self.warned_move_charge {
+                            self.warned_move_charge = true;
+                            log::warn!(
+                                "this kernel refuses memory.move_charge_at_immigrate (EINVAL, removed in 6.13): \
+                                 tasks move without their charges; memory already charged stays with the old \
+                                 cgroups until freed, and usage of the new cgroups starts low"
+                            );
+                        }
+                    }
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            Step::MoveTasks { from, to, .. } => {
+                if rec && !self.fs.exists(from) {
+                    return Ok(());
+                }
+                self.drain(from, to).map_err(fail)?;
+            }
+            Step::ForceEmpty { cg } => {
+                if rec && !self.fs.exists(cg) {
+                    return Ok(());
+                }
+                self.write(cg, knob::FORCE_EMPTY, "0").map_err(fail)?;
+            }
+            Step::Rmdir { cg } => {
+                if rec && !self.fs.exists(cg) {
+                    return Ok(());
+                }
+                let mut tries = 0;
+                loop {
+                    self.mutation().map_err(fail)?;
+                    match self.fs.rmdir(cg) {
+                        Ok(()) => {
+                            self.stats.cgroups_removed += 1;
+                            break;
+                        }
+                        Err(e) if rec && e.errno() == Some(Errno::ENOENT) => break,
+                        Err(e) if e.errno() == Some(Errno::EBUSY) && tries < RMDIR_RETRIES => {
+                            // A task raced in after the move (a fork in flight): move again.
+                            tries += 1;
+                            if let Some(to) = self.last_destination(cg) {
+                                self.drain(cg, &to).map_err(fail)?;
+                            }
+                            std::thread::sleep(Duration::from_millis(2 * tries as u64));
+                        }
+                        Err(e) => return Err(fail(e)),
+                    }
+                }
+            }
+            Step::Rename { from, to } => {
+                if rec && !self.fs.exists(from) && self.fs.exists(to) {
+                    return Ok(());
+                }
+                self.mutation().map_err(fail)?;
+                self.fs.rename(from, to).map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For an rmdir retry after EBUSY: where this cgroup's tasks went (the plan moves a
+    /// cgroup's tasks in the step right before its force_empty and rmdir).
+    fn last_destination(&self, _cg: &str) -> Option<String> {
+        self.last_move.clone()
+    }
+
+    /// Whether `file` of `cg` already holds `value` (as the kernel would store it).
+    fn setting_equals(&self, cg: &str, file: &str, value: &str) -> Result<bool> {
+        let cur = self.fs.read(cg, file)?;
+        if file == knob::OOM_CONTROL {
+            let path = self.fs.root().join(cg).join(file);
+            return Ok(fs::parse_oom_kill_disable(&path, &cur)? == (value.trim() == "1"));
+        }
+        let (c, v) = (cur.trim(), value.trim());
+        if file.ends_with("limit_in_bytes") {
+            if let (Ok(c), Ok(v)) = (c.parse::<u64>(), v.parse::<u64>()) {
+                return Ok(normalize_limit(c) == normalize_limit(v));
+            }
+        }
+        Ok(c == v)
+    }
+
+    /// Move every task of `from` into `to`: one pid per write to cgroup.procs, re-reading until
+    /// `from` stays empty, then threads whose leader lives elsewhere through `tasks`.
+    fn drain(&mut self, from: &str, to: &str) -> Result<()> {
+        self.last_move = Some(to.to_string());
+        let procs_path = self.fs.root().join(from).join(knob::PROCS);
+        let mut seen_stuck: HashSet<u32> = HashSet::new();
+        for round in 0..DRAIN_ROUNDS {
+            let pids = match fs::read_procs(self.fs, from) {
+                Ok(p) => p,
+                Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if pids.is_empty() {
+                // cgroup.procs lists the thread group of every task in the cgroup: empty
+                // means no task at all is left.
+                return Ok(());
+            }
+            // A pid listed again after we moved it means a thread of it stayed (its leader
+            // is elsewhere): move such threads one by one through `tasks`, never the whole
+            // group, which would pull the leader out of its own cgroup.
+            let repeat: Vec<u32> = pids.iter().copied().filter(|p| seen_stuck.contains(p)).collect();
+            if !repeat.is_empty() {
+                for tid in fs::read_tasks(self.fs, from)? {
+                    match self.write(to, knob::TASKS, &tid.to_string()) {
+                        Ok(()) => self.stats.threads_moved += 1,
+                        Err(e) if e.errno() == Some(Errno::ESRCH) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            for pid in pids {
+                if repeat.contains(&pid) {
+                    continue;
+                }
+                match self.write(to, knob::PROCS, &pid.to_string()) {
+                    Ok(()) => self.stats.tasks_moved += 1,
+                    // The process exited between the read and the write: nothing to move.
+                    Err(e) if e.errno() == Some(Errno::ESRCH) => self.stats.tasks_exited += 1,
+                    Err(e) => return Err(e),
+                }
+                seen_stuck.insert(pid);
+            }
+            if round >= 2 {
+                // Forks in flight finish before the next read.
+                std::thread::sleep(Duration::from_micros(200 * round as u64));
+            }
+        }
+        Err(Error::Sys(SysError::new(FsOp::Write, procs_path, Errno::EBUSY)))
+    }
+}

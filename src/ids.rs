@@ -1,0 +1,94 @@
+//! Counting memcg ids: live memcgs have a directory; the kernel's /proc/cgroups count includes
+//! dying ones from 3.16 on, so dying = counted - live there. On 3.10 dying memcgs are invisible
+//! from userspace: the count of ids in use must come from the systemtap probe
+//! (scripts/memcg-ids.stp) as `--ids-used`.
+
+use crate::error::Result;
+use crate::fs::{parse_proc_cgroups_memory, Cgroupfs};
+use crate::kernel::KernelInfo;
+use crate::plan::ID_LIMIT;
+use serde::{Deserialize, Serialize};
+
+/// Where the count of ids in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdsSource {
+    /// /proc/cgroups num_cgroups on a kernel that counts dying memcgs.
+    ProcCgroups,
+    /// `--ids-used` (the systemtap count).
+    Systemtap,
+    Unknown,
+}
+
+/// The memcg id accounting of a hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdCount {
+    /// Directories in the whole memory hierarchy, its root included.
+    pub live: u64,
+    /// num_cgroups of the memory row of /proc/cgroups.
+    pub counted: Option<u64>,
+    pub dying: Option<u64>,
+    pub id_limit: u64,
+    pub ids_used: Option<u64>,
+    pub ids_free: Option<u64>,
+    pub ids_source: IdsSource,
+}
+
+/// Compute the id accounting from what the kernel shows and an optional systemtap count.
+pub fn compute(kernel: &KernelInfo, live: u64, counted: Option<u64>, ids_used_arg: Option<u64>) -> IdCount {
+    let (ids_used, source) = match (kernel.counts_dying(), counted, ids_used_arg) {
+        (Some(true), Some(c), _) => (Some(c), IdsSource::ProcCgroups),
+        (_, _, Some(u)) => (Some(u), IdsSource::Systemtap),
+        _ => (None, IdsSource::Unknown),
+    };
+    // counted can be below live for an instant (a cgroup made between the two reads).
+    let dying = ids_used.map(|u| u.saturating_sub(live));
+    IdCount {
+        live,
+        counted,
+        dying,
+        id_limit: ID_LIMIT,
+        ids_used,
+        ids_free: ids_used.map(|u| ID_LIMIT.saturating_sub(u)),
+        ids_source: source,
+    }
+}
+
+/// Read the id accounting of `fs`'s hierarchy.
+pub fn count(fs: &dyn Cgroupfs, kernel: &KernelInfo, ids_used_arg: Option<u64>) -> Result<IdCount> {
+    let live = fs.hierarchy_live()?;
+    let counted = parse_proc_cgroups_memory(&fs.proc_cgroups()?).map(|(_, n, _)| n);
+    Ok(compute(kernel, live, counted, ids_used_arg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modern_kernel_counts_dying() {
+        let k = KernelInfo::from_release("6.1.0");
+        let c = compute(&k, 7, Some(45), None);
+        assert_eq!(c.dying, Some(38));
+        assert_eq!(c.ids_free, Some(65535 - 45));
+        assert_eq!(c.ids_source, IdsSource::ProcCgroups);
+    }
+
+    #[test]
+    fn legacy_kernel_needs_systemtap() {
+        let k = KernelInfo::from_release("3.10.0-1160.el7.x86_64");
+        let c = compute(&k, 100, Some(100), None);
+        assert_eq!(c.dying, None);
+        assert_eq!(c.ids_free, None);
+        let c = compute(&k, 100, Some(100), Some(65000));
+        assert_eq!(c.dying, Some(64900));
+        assert_eq!(c.ids_free, Some(535));
+        assert_eq!(c.ids_source, IdsSource::Systemtap);
+    }
+
+    #[test]
+    fn counted_below_live_saturates() {
+        let k = KernelInfo::from_release("6.1.0");
+        assert_eq!(compute(&k, 10, Some(9), None).dying, Some(0));
+    }
+}

@@ -1,0 +1,287 @@
+//! The repair, resume and rollback commands: preflight, journal, phases, verify.
+//!
+//! A repair moves the pods tree leaf-first into the staging cgroup and back (or renames the
+//! staging cgroup), so every cgroup is recreated without kmem accounting activated. Preflight
+//! refuses (exit 2, nothing changed) on anything that would make that unsafe.
+
+use crate::error::{Error, Result};
+use crate::execute::{Confirm, Mode, RunOptions, Runner, Stats};
+use crate::fs::Cgroupfs;
+use crate::ids::{self, IdCount};
+use crate::journal::{self, Header, Journal, Lock, Progress};
+use crate::kernel::KernelInfo;
+use crate::model::{Layout, Snapshot};
+use crate::plan::{self, Plan, PlanInput, Strategy};
+use crate::scan;
+use crate::verify::{self, VerifyReport};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What repair, resume and rollback are given.
+#[derive(Debug, Clone)]
+pub struct RepairOptions {
+    pub kubepods: String,
+    pub staging: String,
+    pub strategy: Strategy,
+    pub state_dir: PathBuf,
+    /// Memcg ids in use (systemtap count), for 3.10 where the kernel does not show them.
+    pub ids_used: Option<u64>,
+    /// For tests only: a running kubelet would recreate or remove cgroups during the move.
+    pub allow_kubelet_running: bool,
+    /// Test hook: stop dead after this many mutations.
+    pub crash_after: Option<u64>,
+    pub progress: bool,
+}
+
+impl RepairOptions {
+    pub fn new(kubepods: &str, staging: &str, strategy: Strategy, state_dir: &Path) -> Self {
+        RepairOptions {
+            kubepods: kubepods.to_string(),
+            staging: staging.to_string(),
+            strategy,
+            state_dir: state_dir.to_path_buf(),
+            ids_used: None,
+            allow_kubelet_running: false,
+            crash_after: None,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One line of the preflight table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: CheckStatus,
+    pub detail: String,
+}
+
+/// Everything checked before a repair, with the lock held.
+pub struct Prepared {
+    pub checks: Vec<Check>,
+    pub kernel: KernelInfo,
+    pub ids: IdCount,
+    pub snapshot: Snapshot,
+    pub plan: Plan,
+    _lock: Lock,
+}
+
+impl Prepared {
+    pub fn failures(&self) -> Vec<&Check> {
+        self.checks.iter().filter(|c| c.status == CheckStatus::Fail).collect()
+    }
+}
+
+/// The outcome of a finished repair, resume or rollback.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub command: &'static str,
+    pub strategy: Strategy,
+    pub cgroups: usize,
+    pub tasks: usize,
+    pub stats: Stats,
+    pub verify: VerifyReport,
+    pub state_dir: PathBuf,
+    /// Nothing was left to do.
+    pub already_done: bool,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn check(checks: &mut Vec<Check>, name: &'static str, status: CheckStatus, detail: impl Into<String>) {
+    checks.push(Check { name, status, detail: detail.into() });
+}
+
+/// Preflight: take the lock, scan, plan, and check everything. Changes nothing on the node.
+pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
+    let lock = journal::lock(&opts.state_dir)?;
+    let mut checks = Vec::new();
+    let kernel = KernelInfo::from_release(&fs.kernel_release()?);
+    check(&mut checks, "cgroupfs", CheckStatus::Pass, fs.describe());
+    if fs.may_write() {
+        check(&mut checks, "permission", CheckStatus::Pass, "running as root");
+    } else {
+        check(&mut checks, "permission", CheckStatus::Fail, "not root: moving tasks and creating cgroups needs root (EPERM otherwise); run with sudo");
+    }
+    let snapshot = scan::scan(fs, &opts.kubepods)?;
+    match snapshot.layout {
+        Layout::Missing => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} not found below {}; check --root and --kubepods", opts.kubepods, fs.root().display())),
+        Layout::Systemd => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} is the systemd cgroup driver's; systemd owns those cgroups and would undo a migration: repair by draining and rebooting the node instead", snapshot.kubepods)),
+        l => check(&mut checks, "pods cgroup", CheckStatus::Pass, format!("{}: {} cgroups, {} tasks, layout {l}", snapshot.kubepods, snapshot.cgroups.len(), snapshot.task_count())),
+    }
+    let existing = journal::load(&opts.state_dir)?;
+    let unfinished = existing.as_ref().filter(|(_, p)| !p.finished());
+    match unfinished {
+        Some((h, p)) => check(&mut checks, "journal", CheckStatus::Fail, format!(
+            "an unfinished repair of {} (strategy {}, started at {} s, phase {} begun) has its journal in {}: finish it with `cgleak resume` or undo it with `cgleak rollback`",
+            h.kubepods, h.strategy, h.started_at, p.resume_phase(), opts.state_dir.display())),
+        None => check(&mut checks, "journal", CheckStatus::Pass, format!("no unfinished repair in {}", opts.state_dir.display())),
+    }
+    let staging_exists = fs.exists(&opts.staging);
+    if staging_exists {
+        check(&mut checks, "staging cgroup", CheckStatus::Fail, format!("{} already exists and no unfinished cgleak repair owns it: look at what is in it; pass another --staging name", opts.staging));
+    } else {
+        check(&mut checks, "staging cgroup", CheckStatus::Pass, format!("{} is free", opts.staging));
+    }
+    let kubelets = fs.find_processes("kubelet")?;
+    if kubelets.is_empty() {
+        check(&mut checks, "kubelet", CheckStatus::Pass, "not running");
+    } else if opts.allow_kubelet_running {
+        check(&mut checks, "kubelet", CheckStatus::Warn, format!("running (pids {kubelets:?}), allowed by --allow-kubelet-running (tests only)"));
+    } else {
+        check(&mut checks, "kubelet", CheckStatus::Fail, format!(
+            "running (pids {kubelets:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit; stop it first (systemctl stop kubelet)"));
+    }
+    let ids = ids::count(fs, &kernel, opts.ids_used)?;
+    let needed = plan::ids_needed(snapshot.cgroups.len(), opts.strategy);
+    match ids.ids_free {
+        Some(free) if free >= needed + plan::ID_SAFETY_MARGIN => check(&mut checks, "memcg ids", CheckStatus::Pass, format!("{free} free, repair creates {needed} (+{} margin)", plan::ID_SAFETY_MARGIN)),
+        Some(free) => check(&mut checks, "memcg ids", CheckStatus::Fail, format!(
+            "{free} free but the repair creates {needed} cgroups (+{} margin): {}free ids first (cgleak reclaim on kernels >= 3.16) or reboot the node",
+            plan::ID_SAFETY_MARGIN, if opts.strategy == Strategy::MigrateBack { "try --strategy rename (needs half as many), or " } else { "" })),
+        None => check(&mut checks, "memcg ids", CheckStatus::Fail, format!(
+            "unknown: this kernel ({}) does not show dying memcgs; count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (the repair creates {needed} cgroups +{} margin)",
+            kernel.release, plan::ID_SAFETY_MARGIN)),
+    }
+    match kernel.move_charge_supported() {
+        Some(false) => check(&mut checks, "move charges", CheckStatus::Warn, "this kernel cannot move charges: memory already charged stays with the old cgroups until freed"),
+        _ => check(&mut checks, "move charges", CheckStatus::Pass, "move_charge_at_immigrate=3 on destinations"),
+    }
+    match kernel.kmem_per_cgroup() {
+        Some(true) => {
+            let active = snapshot.cgroups.iter().filter(|c| c.kmem_active == Some(true)).count();
+            check(&mut checks, "kmem accounting", CheckStatus::Pass, format!("active in {active} of {} cgroups; the new cgroups will not have it", snapshot.cgroups.len()))
+        }
+        _ => check(&mut checks, "kmem accounting", CheckStatus::Warn, format!(
+            "kernel {} accounts kmem for every memcg: the migration recreates the cgroups but does not stop dying memcgs from accumulating (see cgleak diagnose: reclaim, or boot with cgroup.memory=nokmem)", kernel.release)),
+    }
+    let plan = plan::plan(&snapshot, &PlanInput {
+        staging: opts.staging.clone(),
+        strategy: opts.strategy,
+        move_charge: kernel.move_charge_supported(),
+        ids_free: ids.ids_free,
+        staging_exists,
+    });
+    Ok(Prepared { checks, kernel, ids, snapshot, plan, _lock: lock })
+}
+
+/// Refuse with every failed check.
+pub fn refusal(p: &Prepared) -> Option<Error> {
+    let f = p.failures();
+    if f.is_empty() {
+        return None;
+    }
+    let reason = f.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("\n  ");
+    Some(Error::refused(reason, "nothing was changed; fix the above and run cgleak repair again"))
+}
+
+/// Run a prepared repair: journal first, then every phase, then verify.
+pub fn execute(fs: &dyn Cgroupfs, opts: &RepairOptions, prepared: Prepared, confirm: Option<&mut Confirm>) -> Result<Outcome> {
+    if let Some(e) = refusal(&prepared) {
+        return Err(e);
+    }
+    let header = Header {
+        format: journal::JOURNAL_FORMAT,
+        cgleak_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: now(),
+        boot_id: fs.boot_id()?.trim().to_string(),
+        root: fs.root().display().to_string(),
+        kubepods: prepared.snapshot.kubepods.clone(),
+        staging: opts.staging.clone(),
+        strategy: opts.strategy,
+        snapshot: prepared.snapshot.clone(),
+        plan: prepared.plan.clone(),
+    };
+    let mut j = Journal::create(&opts.state_dir, &header)?;
+    let stats = {
+        let mut runner = Runner::new(fs, &mut j, RunOptions { command: "repair", crash_after: opts.crash_after, confirm, progress: opts.progress });
+        runner.run(&header.plan.phases, 0, Mode::Fresh)?;
+        runner.stats
+    };
+    j.mark("complete")?;
+    let verify = verify::verify(fs, &header.snapshot, &opts.staging, true)?;
+    Ok(Outcome { command: "repair", strategy: opts.strategy, cgroups: header.snapshot.cgroups.len(), tasks: header.snapshot.task_count(), stats, verify, state_dir: opts.state_dir.clone(), already_done: false })
+}
+
+/// Open the journal for resume or rollback, refusing when it cannot be trusted.
+pub fn open_journal(fs: &dyn Cgroupfs, state_dir: &Path, command: &str) -> Result<(Lock, Header, Progress)> {
+    let lock = journal::lock(state_dir)?;
+    let (header, progress) = journal::load(state_dir)?.ok_or_else(|| Error::refused(
+        format!("no repair journal in {}", state_dir.display()),
+        format!("there is nothing to {command}; pass --state-dir if the repair used another one"),
+    ))?;
+    let boot = fs.boot_id()?.trim().to_string();
+    if boot != header.boot_id {
+        return Err(Error::refused(
+            format!("the node rebooted since the repair started (boot_id {} then, {boot} now): the journal describes cgroups and tasks that no longer exist", header.boot_id),
+            format!("nothing to {command}: after a reboot kubelet recreates the tree; remove {} and check the node with cgleak diagnose", state_dir.display()),
+        ));
+    }
+    if fs.root().display().to_string() != header.root {
+        return Err(Error::refused(
+            format!("the journal in {} is for --root {}, not {}", state_dir.display(), header.root, fs.root().display()),
+            format!("run cgleak {command} --root {}", header.root),
+        ));
+    }
+    Ok((lock, header, progress))
+}
+
+/// Finish an interrupted repair from whatever state the live tree is in.
+pub fn resume(fs: &dyn Cgroupfs, state_dir: &Path, crash_after: Option<u64>, progress_bar: bool, confirm: Option<&mut Confirm>) -> Result<Outcome> {
+    let (_lock, header, progress) = open_journal(fs, state_dir, "resume")?;
+    if progress.rollback_started {
+        return Err(Error::refused(
+            "a rollback of this repair was started",
+            "finish it with cgleak rollback; then run cgleak repair again if you still want the repair",
+        ));
+    }
+    let mut stats = Stats::default();
+    let already_done = progress.complete;
+    if !already_done {
+        let mut j = Journal::open(state_dir)?;
+        j.mark("resume")?;
+        {
+            let mut runner = Runner::new(fs, &mut j, RunOptions { command: "resume", crash_after, confirm, progress: progress_bar });
+            runner.run(&header.plan.phases, progress.resume_phase(), Mode::Reconcile)?;
+            stats = runner.stats;
+        }
+        j.mark("complete")?;
+    }
+    let verify = verify::verify(fs, &header.snapshot, &header.staging, true)?;
+    Ok(Outcome { command: "resume", strategy: header.strategy, cgroups: header.snapshot.cgroups.len(), tasks: header.snapshot.task_count(), stats, verify, state_dir: state_dir.to_path_buf(), already_done })
+}
+
+/// Return the tree to its original layout under the pods cgroup with the original settings,
+/// from any interruption point, and remove the staging tree.
+pub fn rollback(fs: &dyn Cgroupfs, state_dir: &Path, crash_after: Option<u64>, progress_bar: bool, confirm: Option<&mut Confirm>) -> Result<Outcome> {
+    let (_lock, header, progress) = open_journal(fs, state_dir, "rollback")?;
+    let mut stats = Stats::default();
+    let already_done = progress.rolled_back;
+    if !already_done {
+        let mut j = Journal::open(state_dir)?;
+        j.mark("rollback")?;
+        // Whatever the interruption point, the way back is the same: make sure every original
+        // cgroup exists with its settings, move everything from staging back leaf-first,
+        // remove staging, restore move_charge_at_immigrate. Reconcile mode skips what is done.
+        let phases = plan::back_phases(&header.snapshot, &header.staging, header.plan.move_charge);
+        {
+            let mut runner = Runner::new(fs, &mut j, RunOptions { command: "rollback", crash_after, confirm, progress: progress_bar });
+            runner.run(&phases, 0, Mode::Reconcile)?;
+            stats = runner.stats;
+        }
+        j.mark("rolled-back")?;
+    }
+    let verify = verify::verify(fs, &header.snapshot, &header.staging, false)?;
+    Ok(Outcome { command: "rollback", strategy: header.strategy, cgroups: header.snapshot.cgroups.len(), tasks: header.snapshot.task_count(), stats, verify, state_dir: state_dir.to_path_buf(), already_done })
+}

@@ -1,0 +1,171 @@
+//! Text renderings of plans, preflight checks and repair outcomes (JSON comes from serde).
+
+use crate::fs::base_name;
+use crate::model::{is_unlimited, Kind, Snapshot};
+use crate::plan::{Plan, Step};
+use crate::repair::{Check, CheckStatus, Outcome};
+use crate::scan::tree_of;
+
+/// Bytes for people: `512Mi`, `unlimited`.
+pub fn bytes(v: u64) -> String {
+    if is_unlimited(v) {
+        return "unlimited".into();
+    }
+    const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    for (u, n) in UNITS {
+        if v >= n {
+            let x = v as f64 / n as f64;
+            return if x.fract() == 0.0 { format!("{x:.0}{u}") } else { format!("{x:.1}{u}") };
+        }
+    }
+    format!("{v}B")
+}
+
+/// The pods tree with per-cgroup settings and task counts, as a tree.
+pub fn render_tree(snap: &Snapshot) -> String {
+    let Some(tree) = tree_of(snap) else { return String::new() };
+    tree.render(|id| {
+        let c = &snap.cgroups[id];
+        let kind = match c.kind {
+            Kind::PodsRoot => "pods",
+            Kind::Qos => "qos",
+            Kind::Pod => "pod",
+            Kind::Container => "ctr",
+            Kind::Other => "other",
+        };
+        let name = if c.kind == Kind::PodsRoot { c.path.as_str() } else { base_name(&c.path) };
+        let name = if name.len() > 24 && c.kind == Kind::Container { &name[..12] } else { name };
+        let mut s = format!("{name} [{kind}]");
+        if !is_unlimited(c.settings.limit_in_bytes) {
+            s.push_str(&format!(" limit={}", bytes(c.settings.limit_in_bytes)));
+        }
+        if !c.tasks.is_empty() {
+            s.push_str(&format!(" tasks={}", c.tasks.len()));
+        }
+        if c.kmem_active == Some(true) {
+            s.push_str(" kmem");
+        }
+        s
+    })
+}
+
+/// The plan: tree with counts, the id check, then every operation by phase.
+pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "Pods cgroup {} ({}): {} cgroups ({} qos, {} pods, {} containers, {} other), {} tasks\n\n",
+        snap.kubepods,
+        snap.layout,
+        snap.cgroups.len(),
+        snap.count_kind(Kind::Qos),
+        snap.count_kind(Kind::Pod),
+        snap.count_kind(Kind::Container),
+        snap.count_kind(Kind::Other),
+        snap.task_count()
+    ));
+    if all_steps {
+        s.push_str(&render_tree(snap));
+        s.push('\n');
+    }
+    let ids = &plan.ids;
+    let free = ids.free.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into());
+    let verdict = match ids.ok {
+        Some(true) => "OK",
+        Some(false) => "NOT ENOUGH",
+        None => "UNKNOWN (pass --ids-used)",
+    };
+    s.push_str(&format!(
+        "Memcg ids: {free} free; the repair creates {} cgroups + {} margin: {verdict}\n",
+        ids.needed, ids.margin
+    ));
+    s.push_str(&format!(
+        "Strategy {}: {} steps, {} changing system calls, about {:.2} s; move charges: {}\n",
+        plan.strategy,
+        plan.steps,
+        plan.mutations,
+        plan.estimate_seconds,
+        if plan.move_charge { "yes (move_charge_at_immigrate=3)" } else { "no (kernel cannot)" }
+    ));
+    for (i, ph) in plan.phases.iter().enumerate() {
+        let count = |f: fn(&Step) -> bool| ph.steps.iter().filter(|s| f(s)).count();
+        s.push_str(&format!(
+            "\nPhase {}/{} {}: {} ({} mkdir, {} writes, {} task moves, {} rmdir)\n",
+            i + 1,
+            plan.phases.len(),
+            ph.name,
+            ph.name.describe(),
+            count(|s| matches!(s, Step::Mkdir { .. })),
+            count(|s| matches!(s, Step::Write { .. } | Step::MoveCharge { .. } | Step::ForceEmpty { .. })),
+            ph.steps.iter().map(|s| match s { Step::MoveTasks { pids, .. } => pids.len(), _ => 0 }).sum::<usize>(),
+            count(|s| matches!(s, Step::Rmdir { .. })),
+        ));
+        if all_steps {
+            for st in &ph.steps {
+                s.push_str(&format!("  {st}\n"));
+            }
+        }
+    }
+    if !plan.blockers.is_empty() {
+        s.push_str("\nThis plan cannot run:\n");
+        for b in &plan.blockers {
+            s.push_str(&format!("  - {b}\n"));
+        }
+    }
+    s
+}
+
+/// The preflight table.
+pub fn render_checks(checks: &[Check]) -> String {
+    let mut s = String::from("Preflight:\n");
+    for c in checks {
+        let tag = match c.status {
+            CheckStatus::Pass => " ok ",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Fail => "FAIL",
+        };
+        s.push_str(&format!("  [{tag}] {:<16} {}\n", c.name, c.detail));
+    }
+    s
+}
+
+/// What a finished repair, resume or rollback did, and what the operator does next.
+pub fn render_outcome(o: &Outcome) -> String {
+    let mut s = String::new();
+    if o.already_done {
+        s.push_str(&format!("{}: nothing left to do (journal in {})\n", o.command, o.state_dir.display()));
+    } else {
+        s.push_str(&format!(
+            "{} done in {:.2} s ({}): {} cgroups created, {} removed, {} settings written, {} tasks moved ({} threads), {} exited meanwhile, {} system calls that changed something\n",
+            o.command, o.stats.seconds, o.strategy, o.stats.cgroups_created, o.stats.cgroups_removed,
+            o.stats.settings_written, o.stats.tasks_moved, o.stats.threads_moved, o.stats.tasks_exited, o.stats.mutations
+        ));
+        for (name, secs) in &o.stats.phase_seconds {
+            s.push_str(&format!("  {name:<16} {secs:.3} s\n"));
+        }
+        if o.stats.move_charge_unsupported {
+            s.push_str("  note: this kernel cannot move charges; memory charged before the move stays with the old cgroups until freed, so usage of the new cgroups starts low\n");
+        }
+    }
+    s.push_str(&o.verify.render_text());
+    if o.command != "rollback" && o.verify.ok {
+        s.push_str(
+            "Next:\n  1. start kubelet (systemctl start kubelet), with kmem accounting disabled (kubelet built with nokmem, runc >= 1.0.0-rc94)\n  2. restart cAdvisor if it runs outside kubelet (its inotify watches point at removed cgroups)\n  3. when new containers run, check them: cgleak diagnose (kmem accounting must stay inactive)\n",
+        );
+    } else if o.command == "rollback" && o.verify.ok {
+        s.push_str("The tree is back as it was; start kubelet again when ready.\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(bytes(512 << 20), "512Mi");
+        assert_eq!(bytes(1536 << 20), "1.5Gi");
+        assert_eq!(bytes(9223372036854771712), "unlimited");
+        assert_eq!(bytes(100), "100B");
+    }
+}

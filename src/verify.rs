@@ -1,0 +1,181 @@
+//! Comparing the live tree with a snapshot: every cgroup present with equal settings (after
+//! page rounding), every task that still lives in its original cgroup, the staging cgroup gone,
+//! and on 3.10 no kmem accounting active in the new tree. Tasks that exited meanwhile are
+//! reported, not counted as lost.
+
+use crate::error::Result;
+use crate::fs::{self, Cgroupfs};
+use crate::kernel::KernelInfo;
+use crate::model::{normalize_limit, Settings, Snapshot};
+use crate::scan;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// One way the live tree differs from the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Difference {
+    MissingCgroup { cgroup: String },
+    Setting { cgroup: String, setting: String, expected: String, actual: String },
+    /// A task that lives but is not in its original cgroup.
+    Misplaced { pid: u32, expected: String, actual: Option<String> },
+    StagingPresent { cgroup: String },
+    KmemActive { cgroup: String },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::MissingCgroup { cgroup } => write!(f, "missing cgroup {cgroup}"),
+            Difference::Setting { cgroup, setting, expected, actual } => {
+                write!(f, "{cgroup}: {setting} is {actual}, expected {expected}")
+            }
+            Difference::Misplaced { pid, expected, actual } => match actual {
+                Some(a) => write!(f, "task {pid} is in {a}, expected {expected}"),
+                None => write!(f, "task {pid} left the pods tree, expected in {expected}"),
+            },
+            Difference::StagingPresent { cgroup } => write!(f, "staging cgroup {cgroup} still exists"),
+            Difference::KmemActive { cgroup } => {
+                write!(f, "kmem accounting is active in {cgroup} (it will leak again)")
+            }
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub cgroups_checked: usize,
+    pub tasks_checked: usize,
+    pub tasks_in_place: usize,
+    /// (pid, original cgroup) of tasks that exited since the snapshot: not lost.
+    pub exited: Vec<(u32, String)>,
+    /// Tasks in the tree that the snapshot did not have (children forked meanwhile).
+    pub new_tasks: usize,
+    pub differences: Vec<Difference>,
+    /// Whether the 3.10 kmem check applied.
+    pub kmem_checked: bool,
+}
+
+impl VerifyReport {
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "verify: {} cgroups, {} tasks checked: {} in place, {} exited meanwhile, {} new\n",
+            self.cgroups_checked,
+            self.tasks_checked,
+            self.tasks_in_place,
+            self.exited.len(),
+            self.new_tasks
+        ));
+        for (pid, cg) in self.exited.iter().take(20) {
+            s.push_str(&format!("  exited (not lost): pid {pid} of {cg}\n"));
+        }
+        if self.exited.len() > 20 {
+            s.push_str(&format!("  ... and {} more exited\n", self.exited.len() - 20));
+        }
+        for d in &self.differences {
+            s.push_str(&format!("  DIFFERENCE: {d}\n"));
+        }
+        s.push_str(if self.ok {
+            "verify: OK, the live tree matches the snapshot\n"
+        } else {
+            "verify: FAILED, see the differences above\n"
+        });
+        s
+    }
+}
+
+fn compare(cg: &str, want: &Settings, got: &Settings, out: &mut Vec<Difference>) {
+    let mut diff = |name: &str, e: String, a: String| {
+        if e != a {
+            out.push(Difference::Setting {
+                cgroup: cg.to_string(),
+                setting: name.to_string(),
+                expected: e,
+                actual: a,
+            });
+        }
+    };
+    diff("memory.limit_in_bytes", normalize_limit(want.limit_in_bytes).to_string(), normalize_limit(got.limit_in_bytes).to_string());
+    if let (Some(w), Some(g)) = (want.memsw_limit_in_bytes, got.memsw_limit_in_bytes) {
+        diff("memory.memsw.limit_in_bytes", normalize_limit(w).to_string(), normalize_limit(g).to_string());
+    }
+    diff("memory.soft_limit_in_bytes", normalize_limit(want.soft_limit_in_bytes).to_string(), normalize_limit(got.soft_limit_in_bytes).to_string());
+    diff("memory.swappiness", want.swappiness.to_string(), got.swappiness.to_string());
+    diff("oom_kill_disable", want.oom_kill_disable.to_string(), got.oom_kill_disable.to_string());
+    diff("memory.use_hierarchy", want.use_hierarchy.to_string(), got.use_hierarchy.to_string());
+    if let (Some(w), Some(g)) = (want.move_charge_at_immigrate, got.move_charge_at_immigrate) {
+        diff("memory.move_charge_at_immigrate", w.to_string(), g.to_string());
+    }
+}
+
+/// Compare the live tree under `fs` with `snap`. `check_kmem`: on 3.10, require that kmem
+/// accounting is not active anywhere in the tree (after a repair; not after a rollback, which
+/// keeps the original cgroups).
+pub fn verify(fs: &dyn Cgroupfs, snap: &Snapshot, staging: &str, check_kmem: bool) -> Result<VerifyReport> {
+    let kernel = KernelInfo::from_release(&fs.kernel_release()?);
+    let mut differences = Vec::new();
+    // Where every task of the live tree is.
+    let mut live_pids: HashMap<u32, String> = HashMap::new();
+    let mut cgroups_checked = 0;
+    let mut kmem_checked = false;
+    for rec in &snap.cgroups {
+        cgroups_checked += 1;
+        if !fs.exists(&rec.path) {
+            differences.push(Difference::MissingCgroup { cgroup: rec.path.clone() });
+            continue;
+        }
+        let got = scan::read_settings(fs, &rec.path)?;
+        compare(&rec.path, &rec.settings, &got, &mut differences);
+        for pid in fs::read_procs(fs, &rec.path)? {
+            live_pids.insert(pid, rec.path.clone());
+        }
+        if check_kmem && kernel.kmem_per_cgroup() == Some(true) {
+            kmem_checked = true;
+            if scan::kmem_active(fs, &kernel, &rec.path) == Some(true) {
+                differences.push(Difference::KmemActive { cgroup: rec.path.clone() });
+            }
+        }
+    }
+    // Cgroups in the live tree that the snapshot lacks may hold tasks too.
+    let live_snap = scan::scan(fs, &snap.kubepods)?;
+    for rec in &live_snap.cgroups {
+        if snap.find(&rec.path).is_none() {
+            for &pid in &rec.tasks {
+                live_pids.insert(pid, rec.path.clone());
+            }
+        }
+    }
+    let mut tasks_checked = 0;
+    let mut in_place = 0;
+    let mut exited = Vec::new();
+    let mut expected_pids = std::collections::HashSet::new();
+    for rec in &snap.cgroups {
+        for &pid in &rec.tasks {
+            tasks_checked += 1;
+            expected_pids.insert(pid);
+            match live_pids.get(&pid) {
+                Some(cg) if *cg == rec.path => in_place += 1,
+                Some(cg) => differences.push(Difference::Misplaced { pid, expected: rec.path.clone(), actual: Some(cg.clone()) }),
+                None if !fs.pid_alive(pid) => exited.push((pid, rec.path.clone())),
+                None => differences.push(Difference::Misplaced { pid, expected: rec.path.clone(), actual: None }),
+            }
+        }
+    }
+    let new_tasks = live_pids.keys().filter(|p| !expected_pids.contains(p)).count();
+    if !staging.is_empty() && staging != snap.kubepods && fs.exists(staging) {
+        differences.push(Difference::StagingPresent { cgroup: staging.to_string() });
+    }
+    Ok(VerifyReport {
+        ok: differences.is_empty(),
+        cgroups_checked,
+        tasks_checked,
+        tasks_in_place: in_place,
+        exited,
+        new_tasks,
+        differences,
+        kmem_checked,
+    })
+}
