@@ -510,8 +510,18 @@ fn sandbox_cleanup_leaves_nothing_behind() {
     let mut want = vec![sleeper, forker];
     want.sort_unstable();
     assert_eq!(pids, want);
+    let in_d = read_procs(&fs, "d").unwrap();
     drop(sb);
     assert!(!path.exists(), "{} left behind", path.display());
+    // The forker's children were killed and reaped, not left as zombies of an init that may
+    // never reap them (PID 1 here is not a shell or an init that reaps promptly).
+    let stat = |p: u32| std::fs::read_to_string(format!("/proc/{p}/stat")).ok();
+    let zombies: Vec<_> = in_d
+        .iter()
+        .filter_map(|&p| stat(p))
+        .filter(|s| s.contains("(sleep) Z"))
+        .collect();
+    assert!(zombies.is_empty(), "{zombies:?}");
     // Our children were reaped (their pids are free; a recycled pid would be someone else's).
     let own = kernel::own_memory_cgroup().unwrap();
     let tag = "cgleak-test-sandbox_cleanup_leaves_nothing_behind";

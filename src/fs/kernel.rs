@@ -183,7 +183,7 @@ pub fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
         source: text(fields[sep + 2]),
         super_options: fields
             .get(sep + 3)
-            .map(|s| s.split(',').map(|o| text(o)).collect())
+            .map(|s| s.split(',').map(text).collect())
             .unwrap_or_default(),
     })
 }

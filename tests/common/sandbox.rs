@@ -6,7 +6,14 @@
 //! sandbox's own cgroups (descendants of those children), each checked through a pidfd so that a
 //! recycled pid is never hit; [`Drop`] removes every cgroup of the sandbox, leaf first, even
 //! when the test panics.
+//!
+//! Reaping: PID 1 of this machine does not reap orphans, so grandchildren (the forker's
+//! `sleep 0.2 &`) orphaned by killing their parent would stay zombies for good. The test process
+//! therefore makes itself a child subreaper, and [`Drop`] stops each child first, kills the
+//! child's own children while they are pinned (a stopped parent reaps nothing, so their pids
+//! cannot be recycled), kills the child, and reaps the grandchildren that were reparented to us.
 
+use nix::errno::Errno;
 use nix::libc;
 use nix::sys::statfs::{statfs, CGROUP_SUPER_MAGIC};
 use std::io::Write;
@@ -79,6 +86,92 @@ fn kill_member(pid: u32, dir: &Path) {
     }
 }
 
+/// The state letter of /proc/PID/stat (R, S, T, Z, ...), None when the process is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain anything: the state follows the last ')'.
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The parent pid from /proc/PID/stat.
+fn proc_ppid(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The children of `parent` (which must be stopped or a zombie-holding parent, so the list
+/// stays valid): every /proc entry whose parent pid is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|&p| proc_ppid(p) == Some(parent))
+        .collect()
+}
+
+fn signal_pid(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+/// Kill and reap the processes this sandbox started, and their children.
+fn kill_and_reap(children: &mut [Child]) {
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let mut grandchildren = Vec::new();
+    for c in children.iter_mut() {
+        if matches!(c.try_wait(), Ok(Some(_))) {
+            continue; // reaped: the pid is no longer ours
+        }
+        let pid = c.id();
+        // Unreaped, so the pid still names our child. Stop it so it forks and reaps no more.
+        signal_pid(pid, Signal::SIGSTOP);
+        let start = Instant::now();
+        while !matches!(proc_state(pid), Some('T') | Some('t') | Some('Z') | None)
+            && start.elapsed() < Duration::from_secs(1)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Its children cannot be reaped while it is stopped: their pids are pinned. Unless it
+        // is confirmed stopped, leave them alone (the cgroup.procs sweep still gets them).
+        if !matches!(proc_state(pid), Some('T') | Some('t')) {
+            continue;
+        }
+        for g in children_of(pid) {
+            signal_pid(g, Signal::SIGKILL);
+            grandchildren.push(g);
+        }
+    }
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // Reparented to us (subreaper) when their parent died: reap them. ECHILD if someone else
+    // (no subreaper) got them.
+    for g in grandchildren {
+        let start = Instant::now();
+        loop {
+            match waitpid(
+                nix::unistd::Pid::from_raw(g as i32),
+                Some(WaitPidFlag::WNOHANG),
+            ) {
+                Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(Errno::EINTR)
+                    if start.elapsed() < Duration::from_secs(2) =>
+                {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 /// Kill whatever is left in the cgroup `dir` (children of our forker, orphaned by its death).
 fn kill_members(dir: &Path) {
     for pid in read_pids(dir) {
@@ -147,6 +240,9 @@ impl Sandbox {
         })?;
         std::fs::remove_dir(&probe)
             .map_err(|e| format!("cannot remove probe cgroup {}: {e}", probe.display()))?;
+        // Orphans of our children come to us, not to a PID 1 that may never reap them.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
         let tag: String = tag
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -231,8 +327,7 @@ impl Sandbox {
             return false;
         };
         // Not reaped yet, so the pid still names our child (a zombie at worst).
-        let _ = c.kill();
-        let _ = c.wait();
+        kill_and_reap(std::slice::from_mut(c));
         true
     }
 
@@ -258,12 +353,7 @@ impl Drop for Sandbox {
             // A test panicked while holding the lock: clean up all the same.
             p.into_inner()
         }));
-        for c in &mut children {
-            let _ = c.kill();
-        }
-        for c in &mut children {
-            let _ = c.wait();
-        }
+        kill_and_reap(&mut children);
         for dir in self.cgroups_leaf_first() {
             // Never anything outside the sandbox: the walk starts at it and stays on the fs.
             debug_assert!(dir.starts_with(&self.path));
