@@ -1,16 +1,447 @@
-//! The kernel's cgroupfs. PLACEHOLDER: replaced by the real implementation before landing.
-#![allow(unused_variables, dead_code)]
-use crate::error::Result;
-use crate::fs::{CgroupMode, Cgroupfs};
-use std::path::{Path, PathBuf};
+//! The kernel's cgroupfs: [`KernelFs`] reads and writes the control files of a real memory cgroup
+//! v1 hierarchy, and reads the machine facts around it from /proc.
+//!
+//! Rules this module keeps, and why (Documentation/admin-guide/cgroup-v1/memory.rst,
+//! kernel/cgroup/cgroup-v1.c, KERNEL-FACTS.md):
+//! - A control-file write is exactly one write(2) of the whole value. cgroupfs parses each
+//!   write(2) as one value (cgroup.procs takes one pid per write), so splitting a value or
+//!   retrying a partial write would hand the kernel a different value. A short write is EIO.
+//! - Files are opened `O_WRONLY|O_CLOEXEC`, never `O_CREAT`/`O_TRUNC`: cgroupfs cannot create
+//!   control files, and a missing file (memsw without swap accounting) must fail with ENOENT
+//!   instead of making a plain file appear in an emulated or wrong directory.
+//! - Every failing system call becomes `Error::Sys(SysError { op, path, errno, value })` with the
+//!   absolute path, so an operator sees exactly which cgroup and which knob refused.
+//! - `--root` must be on a cgroup v1 filesystem whose hierarchy has the memory controller: a
+//!   cgroup2 mount, another v1 hierarchy (cpu, ...) or a plain directory is refused up front with
+//!   [`BadRoot`], before anything is read or written.
+//!
+//! Pure helpers (mountinfo parsing, locating this process's memory cgroup, the cgroup mode) are
+//! free functions so they can be unit-tested on sample text and used without a `KernelFs`
+//! (`cgleak diagnose` needs [`detect_mode`] and [`v2_dying_descendants`] on v2 hosts).
 
+use crate::error::{BadRoot, Error, FsOp, Result, SysError};
+use crate::fs::{CgroupMode, Cgroupfs};
+use nix::errno::Errno;
+use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Where the kernel describes this process's mounts.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// Where the kernel names this process's cgroup in each hierarchy.
+pub const PROC_SELF_CGROUP: &str = "/proc/self/cgroup";
+const PROC_CGROUPS: &str = "/proc/cgroups";
+const PROC_CMDLINE: &str = "/proc/cmdline";
+const PROC_OSRELEASE: &str = "/proc/sys/kernel/osrelease";
+const PROC_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+const PROC_DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
+/// The usual place of the unified hierarchy; cgroup2 mounted here means a pure v2 host.
+const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
+/// /proc/PID/comm holds at most TASK_COMM_LEN - 1 = 15 bytes of the command name.
+const COMM_MAX: usize = 15;
+
+/// The errno of an I/O error (EIO when the error did not come from a system call).
+fn errno_of(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
+fn sys(op: FsOp, path: &Path, e: &std::io::Error) -> Error {
+    Error::Sys(SysError::new(op, path, errno_of(e)))
+}
+
+/// Read a whole file as text (lossy: cgroup and proc files are ASCII).
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| sys(FsOp::Read, path, &e))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Write `value` to an existing file with exactly one write(2).
+///
+/// No O_CREAT/O_TRUNC: cgroupfs files cannot be created, and a missing knob must fail with
+/// ENOENT. One write(2): cgroupfs treats each write as one complete value, so a partial write
+/// cannot be completed by a second write; it is reported as EIO.
+fn write_once(path: &Path, value: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::Sys(SysError::new(FsOp::Open, path, errno_of(&e)).with_value(value)))?;
+    let bytes = value.as_bytes();
+    loop {
+        match f.write(bytes) {
+            // EINTR means the kernel took nothing: trying again is still one write of the value.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Sys(
+                    SysError::new(FsOp::Write, path, errno_of(&e)).with_value(value),
+                ))
+            }
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(_) => {
+                return Err(Error::Sys(
+                    SysError::new(FsOp::Write, path, Errno::EIO).with_value(value),
+                ))
+            }
+        }
+    }
+}
+
+/// One line of /proc/self/mountinfo (proc(5)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub mount_id: u32,
+    pub parent_id: u32,
+    /// `major:minor` of the filesystem.
+    pub device: String,
+    /// The directory of the filesystem that is mounted (for cgroups: the cgroup shown at the
+    /// mount point, `/` unless a sub-tree or a cgroup namespace is mounted).
+    pub root: PathBuf,
+    pub mount_point: PathBuf,
+    pub mount_options: Vec<String>,
+    /// Optional fields (`shared:1`, `master:2`, ...).
+    pub optional: Vec<String>,
+    pub fstype: String,
+    pub source: String,
+    /// Per-superblock options; for cgroup v1 they name the controllers (`rw,memory`).
+    pub super_options: Vec<String>,
+}
+
+impl MountInfo {
+    /// Whether this is a cgroup v1 mount whose hierarchy has the memory controller.
+    pub fn is_memory_v1(&self) -> bool {
+        self.fstype == "cgroup" && self.super_options.iter().any(|o| o == "memory")
+    }
+
+    /// The controllers (and `name=`) among the super options of a cgroup v1 mount.
+    pub fn controllers(&self) -> Vec<String> {
+        const FLAGS: &[&str] = &[
+            "rw",
+            "ro",
+            "xattr",
+            "noprefix",
+            "clone_children",
+            "cpuset_v2_mode",
+            "favordynmods",
+            "all",
+            "none",
+        ];
+        self.super_options
+            .iter()
+            .filter(|o| !FLAGS.contains(&o.as_str()) && !o.starts_with("release_agent="))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Undo the octal escapes the kernel writes in mountinfo paths (`\040` space, `\011` tab,
+/// `\012` newline, `\134` backslash: show_mountinfo uses mangle() with " \t\n\\").
+pub fn unescape_mountinfo(s: &str) -> OsString {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            if v <= 0xff {
+                out.push(v as u8);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    OsString::from_vec(out)
+}
+
+/// Parse one mountinfo line; None for a malformed line.
+pub fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    let fields: Vec<&str> = line.split(' ').filter(|f| !f.is_empty()).collect();
+    // The optional fields end at a lone "-"; the fixed fields are 6 before, 3 after.
+    let sep = fields.iter().position(|f| *f == "-")?;
+    if sep < 6 || fields.len() < sep + 3 {
+        return None;
+    }
+    let text = |s: &str| unescape_mountinfo(s).to_string_lossy().into_owned();
+    Some(MountInfo {
+        mount_id: fields[0].parse().ok()?,
+        parent_id: fields[1].parse().ok()?,
+        device: fields[2].to_string(),
+        root: PathBuf::from(unescape_mountinfo(fields[3])),
+        mount_point: PathBuf::from(unescape_mountinfo(fields[4])),
+        mount_options: fields[5].split(',').map(str::to_string).collect(),
+        optional: fields[6..sep].iter().map(|s| s.to_string()).collect(),
+        fstype: text(fields[sep + 1]),
+        source: text(fields[sep + 2]),
+        super_options: fields
+            .get(sep + 3)
+            .map(|s| s.split(',').map(text).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Parse /proc/self/mountinfo, skipping malformed lines.
+pub fn parse_mountinfo(s: &str) -> Vec<MountInfo> {
+    s.lines().filter_map(parse_mountinfo_line).collect()
+}
+
+fn read_mountinfo() -> Result<Vec<MountInfo>> {
+    Ok(parse_mountinfo(&read_text(Path::new(MOUNTINFO))?))
+}
+
+/// The mount that holds `path` (absolute, canonical): the longest mount point that is a
+/// component-wise prefix of it. On equal mount points the later line wins, because a later
+/// mount on the same directory hides the earlier one.
+pub fn mount_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInfo> {
+    let mut best: Option<&MountInfo> = None;
+    for m in mounts {
+        if path.starts_with(&m.mount_point)
+            && best.map_or(true, |b| {
+                m.mount_point.components().count() >= b.mount_point.components().count()
+            })
+        {
+            best = Some(m);
+        }
+    }
+    best
+}
+
+/// The cgroup mode from parsed mountinfo: cgroup2 at /sys/fs/cgroup is a pure v2 host; v1
+/// hierarchies next to any cgroup2 mount are systemd's hybrid layout; v1 alone is V1. A host
+/// with no cgroup mount at all is reported as V1 (nothing unified; opening the root fails).
+pub fn mode_from_mounts(mounts: &[MountInfo]) -> CgroupMode {
+    let v2_at_top = mounts
+        .iter()
+        .any(|m| m.fstype == "cgroup2" && m.mount_point == Path::new(SYS_FS_CGROUP));
+    let any_v1 = mounts.iter().any(|m| m.fstype == "cgroup");
+    let any_v2 = mounts.iter().any(|m| m.fstype == "cgroup2");
+    if v2_at_top {
+        CgroupMode::V2
+    } else if any_v1 && any_v2 {
+        CgroupMode::Hybrid
+    } else if any_v2 {
+        CgroupMode::V2
+    } else {
+        CgroupMode::V1
+    }
+}
+
+/// How this machine mounts cgroups, from /proc/self/mountinfo (no `KernelFs` needed).
+pub fn detect_mode() -> Result<CgroupMode> {
+    Ok(mode_from_mounts(&read_mountinfo()?))
+}
+
+/// The path of this process's memory cgroup from /proc/self/cgroup text (`4:memory:/a/b`).
+pub fn memory_cgroup_path(proc_self_cgroup: &str) -> Option<String> {
+    proc_self_cgroup.lines().find_map(|line| {
+        // hierarchy-ID:controller-list:cgroup-path; the path may itself contain ':'.
+        let mut it = line.splitn(3, ':');
+        let _id = it.next()?;
+        let controllers = it.next()?;
+        let path = it.next()?;
+        controllers
+            .split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    })
+}
+
+/// The absolute directory of the memory cgroup named by `proc_self_cgroup`, given `mounts`.
+///
+/// /proc/self/cgroup gives the path from the hierarchy's root; a mount shows the hierarchy from
+/// its `root` field (not `/` when only a sub-tree is bind-mounted, e.g. inside a container), so
+/// the directory is mount point + (cgroup path with the mount root stripped). Mounts whose root
+/// is not an ancestor of the path cannot show it; of the others the deepest root wins.
+pub fn own_memory_cgroup_from(proc_self_cgroup: &str, mounts: &[MountInfo]) -> Option<PathBuf> {
+    let cg = memory_cgroup_path(proc_self_cgroup)?;
+    let cg = Path::new(&cg);
+    let mut best: Option<(usize, PathBuf)> = None;
+    for m in mounts.iter().filter(|m| m.is_memory_v1()) {
+        let Ok(rest) = cg.strip_prefix(&m.root) else {
+            continue;
+        };
+        let depth = m.root.components().count();
+        if best.as_ref().map_or(true, |(d, _)| depth > *d) {
+            best = Some((depth, m.mount_point.join(rest)));
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+/// The absolute directory of this process's memory cgroup (v1), or None when there is no
+/// memory v1 hierarchy visible to this process.
+pub fn own_memory_cgroup() -> Option<PathBuf> {
+    let cgroup = std::fs::read_to_string(PROC_SELF_CGROUP).ok()?;
+    let mounts = read_mountinfo().ok()?;
+    own_memory_cgroup_from(&cgroup, &mounts)
+}
+
+/// `nr_dying_descendants` from the text of a cgroup v2 `cgroup.stat`.
+pub fn parse_nr_dying_descendants(s: &str) -> Option<u64> {
+    s.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some("nr_dying_descendants"))
+            .then(|| it.next()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// `nr_dying_descendants` of a cgroup v2 directory (the v2 way to see dying cgroups). None when
+/// `dir` has no cgroup.stat (not a v2 cgroup) or the file has no such line.
+pub fn v2_dying_descendants(dir: &Path) -> Result<Option<u64>> {
+    let path = dir.join("cgroup.stat");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let s = String::from_utf8_lossy(&bytes);
+            if !s.contains("nr_dying_descendants") {
+                return Ok(None);
+            }
+            match parse_nr_dying_descendants(&s) {
+                Some(n) => Ok(Some(n)),
+                None => Err(Error::Parse {
+                    path,
+                    what: "nr_dying_descendants".into(),
+                    content: s.into_owned(),
+                }),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(sys(FsOp::Read, &path, &e)),
+    }
+}
+
+/// Number of directories below and including `dir`, on `dir`'s filesystem, not following links.
+/// In a cgroup hierarchy every directory is a live cgroup (a dying one has lost its directory).
+/// Directories that vanish during the walk (containers being deleted) are not errors.
+pub fn count_cgroup_dirs(dir: &Path) -> Result<u64> {
+    let mut n = 0u64;
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .same_file_system(true)
+    {
+        match entry {
+            Ok(e) if e.file_type().is_dir() => n += 1,
+            Ok(_) => {}
+            Err(e) => {
+                let errno = e.io_error().map(errno_of).unwrap_or(Errno::EIO);
+                if errno == Errno::ENOENT && e.depth() > 0 {
+                    continue;
+                }
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                return Err(Error::Sys(SysError::new(FsOp::List, path, errno)));
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The memory cgroup v1 hierarchy of the running kernel, seen from a `--root` directory.
 pub struct KernelFs {
+    /// Canonical absolute `--root`.
     root: PathBuf,
+    /// Mount point of the memory hierarchy that holds `root`.
+    mount: PathBuf,
 }
 
 impl KernelFs {
+    /// Open `root`, which must be a directory of a cgroup v1 hierarchy with the memory
+    /// controller. Nothing is written.
     pub fn open(root: &Path) -> Result<KernelFs> {
-        unimplemented!()
+        let bad = |reason: BadRoot| Error::BadRoot {
+            path: root.to_path_buf(),
+            reason,
+        };
+        let canon = match std::fs::canonicalize(root) {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(match errno_of(&e) {
+                    Errno::ENOENT => bad(BadRoot::NotFound),
+                    Errno::ENOTDIR => bad(BadRoot::NotADirectory),
+                    errno => Error::Sys(SysError::new(FsOp::Open, root, errno)),
+                })
+            }
+        };
+        let meta = std::fs::metadata(&canon).map_err(|e| sys(FsOp::Open, &canon, &e))?;
+        if !meta.is_dir() {
+            return Err(bad(BadRoot::NotADirectory));
+        }
+        let st = statfs(&canon).map_err(|e| Error::Sys(SysError::new(FsOp::Statfs, &canon, e)))?;
+        let magic = st.filesystem_type();
+        if magic == CGROUP2_SUPER_MAGIC {
+            return Err(bad(BadRoot::CgroupV2));
+        }
+        let mounts = read_mountinfo()?;
+        if magic != CGROUP_SUPER_MAGIC {
+            let what = mount_of(&mounts, &canon)
+                .map(|m| m.fstype.clone())
+                .unwrap_or_else(|| format!("filesystem magic {:#x}", magic.0));
+            return Err(bad(BadRoot::NotCgroupFs(what)));
+        }
+        let cgroup_mounts: Vec<MountInfo> = mounts
+            .into_iter()
+            .filter(|m| m.fstype == "cgroup")
+            .collect();
+        let Some(m) = mount_of(&cgroup_mounts, &canon) else {
+            return Err(bad(BadRoot::NotMemory(
+                "its cgroup mount is not in /proc/self/mountinfo".into(),
+            )));
+        };
+        if !m.is_memory_v1() {
+            let c = m.controllers();
+            let c = if c.is_empty() {
+                "none".to_string()
+            } else {
+                c.join(",")
+            };
+            return Err(bad(BadRoot::NotMemory(format!("controllers: {c}"))));
+        }
+        Ok(KernelFs {
+            mount: m.mount_point.clone(),
+            root: canon,
+        })
+    }
+
+    /// The absolute path of a cgroup given relative to the root. `..`, absolute and prefix
+    /// components are refused (EINVAL): a cgroup path must never leave `--root`.
+    fn dir(&self, cg: &str) -> std::result::Result<PathBuf, Errno> {
+        let mut p = self.root.clone();
+        for c in Path::new(cg).components() {
+            match c {
+                Component::Normal(n) => p.push(n),
+                Component::CurDir => {}
+                _ => return Err(Errno::EINVAL),
+            }
+        }
+        Ok(p)
+    }
+
+    /// The absolute path of a control file, or an error naming the path for `op`.
+    fn file(&self, cg: &str, file: &str, op: FsOp) -> Result<PathBuf> {
+        let bad = || {
+            Error::Sys(SysError::new(
+                op,
+                self.root.join(cg).join(file),
+                Errno::EINVAL,
+            ))
+        };
+        let d = self.dir(cg).map_err(|_| bad())?;
+        if file.is_empty() || file.contains('/') || file == "." || file == ".." {
+            return Err(bad());
+        }
+        Ok(d.join(file))
+    }
+
+    fn dir_for(&self, cg: &str, op: FsOp) -> Result<PathBuf> {
+        self.dir(cg)
+            .map_err(|e| Error::Sys(SysError::new(op, self.root.join(cg), e)))
     }
 }
 
@@ -18,64 +449,424 @@ impl Cgroupfs for KernelFs {
     fn root(&self) -> &Path {
         &self.root
     }
+
     fn describe(&self) -> String {
-        unimplemented!()
+        let release = self
+            .kernel_release()
+            .unwrap_or_else(|_| "unknown".to_string());
+        format!(
+            "kernel cgroupfs: {} (memory hierarchy at {}, kernel {})",
+            self.root.display(),
+            self.mount.display(),
+            release
+        )
     }
+
     fn exists(&self, cg: &str) -> bool {
-        unimplemented!()
+        self.dir(cg).map(|d| d.is_dir()).unwrap_or(false)
     }
+
     fn children(&self, cg: &str) -> Result<Vec<String>> {
-        unimplemented!()
+        let dir = self.dir_for(cg, FsOp::List)?;
+        let rd = std::fs::read_dir(&dir).map_err(|e| sys(FsOp::List, &dir, &e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| sys(FsOp::List, &dir, &e))?;
+            // In cgroupfs every directory is a child cgroup; files are control files.
+            let is_dir = match entry.file_type() {
+                Ok(t) => t.is_dir(),
+                // Removed meanwhile (a container exited): not a child any more.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(sys(FsOp::List, &entry.path(), &e)),
+            };
+            if is_dir {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
     }
+
     fn has_file(&self, cg: &str, file: &str) -> bool {
-        unimplemented!()
+        self.file(cg, file, FsOp::Read)
+            .map(|p| p.is_file())
+            .unwrap_or(false)
     }
+
     fn read(&self, cg: &str, file: &str) -> Result<String> {
-        unimplemented!()
+        read_text(&self.file(cg, file, FsOp::Read)?)
     }
+
     fn write(&self, cg: &str, file: &str, value: &str) -> Result<()> {
-        unimplemented!()
+        let path = self.file(cg, file, FsOp::Write).map_err(|e| match e {
+            Error::Sys(s) => Error::Sys(s.with_value(value)),
+            e => e,
+        })?;
+        write_once(&path, value)
     }
+
     fn mkdir(&self, cg: &str) -> Result<()> {
-        unimplemented!()
+        let path = self.dir_for(cg, FsOp::Mkdir)?;
+        if path == self.root {
+            return Err(Error::Sys(SysError::new(FsOp::Mkdir, path, Errno::EEXIST)));
+        }
+        // mkdir(2) of one directory: the kernel creates the cgroup and its control files, and
+        // answers ENOSPC (or ENOMEM on some 3.10 builds) when no memcg id is free.
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .map_err(|e| sys(FsOp::Mkdir, &path, &e))
     }
+
     fn rmdir(&self, cg: &str) -> Result<()> {
-        unimplemented!()
+        let path = self.dir_for(cg, FsOp::Rmdir)?;
+        if path == self.root {
+            // Never remove --root itself: everything cgleak does happens below it.
+            return Err(Error::Sys(SysError::new(FsOp::Rmdir, path, Errno::EINVAL)));
+        }
+        // rmdir(2) only: a cgroup directory holds control files that cannot be unlinked, and
+        // the kernel refuses with EBUSY while tasks or child cgroups remain.
+        std::fs::remove_dir(&path).map_err(|e| sys(FsOp::Rmdir, &path, &e))
     }
+
     fn rename(&self, from: &str, to: &str) -> Result<()> {
-        unimplemented!()
+        let src = self.dir_for(from, FsOp::Rename)?;
+        let dst = self.dir_for(to, FsOp::Rename)?;
+        if src == self.root || dst == self.root {
+            return Err(Error::Sys(SysError::new(FsOp::Rename, src, Errno::EINVAL)));
+        }
+        // cgroup v1 renames within the same parent only (cgroup1_rename: EIO otherwise); an
+        // existing destination is EEXIST from kernfs. Let the kernel decide and report it.
+        std::fs::rename(&src, &dst).map_err(|e| sys(FsOp::Rename, &src, &e))
     }
+
     fn kernel_release(&self) -> Result<String> {
-        unimplemented!()
+        // Same string as uname(2)'s release field.
+        Ok(read_text(Path::new(PROC_OSRELEASE))?.trim().to_string())
     }
+
     fn proc_cgroups(&self) -> Result<String> {
-        unimplemented!()
+        read_text(Path::new(PROC_CGROUPS))
     }
+
     fn kernel_cmdline(&self) -> Result<String> {
-        unimplemented!()
+        read_text(Path::new(PROC_CMDLINE))
     }
+
     fn boot_id(&self) -> Result<String> {
-        unimplemented!()
+        Ok(read_text(Path::new(PROC_BOOT_ID))?.trim().to_string())
     }
+
     fn hierarchy_mount(&self) -> PathBuf {
-        unimplemented!()
+        self.mount.clone()
     }
+
     fn hierarchy_live(&self) -> Result<u64> {
-        unimplemented!()
+        count_cgroup_dirs(&self.mount)
     }
+
     fn cgroup_mode(&self) -> Result<CgroupMode> {
-        unimplemented!()
+        detect_mode()
     }
+
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
-        unimplemented!()
+        // The kernel keeps only the first 15 bytes of a command name in comm.
+        let want = comm.as_bytes();
+        let want = &want[..want.len().min(COMM_MAX)];
+        let proc = Path::new("/proc");
+        let rd = std::fs::read_dir(proc).map_err(|e| sys(FsOp::List, proc, &e))?;
+        let mut pids = Vec::new();
+        for entry in rd.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // A process may exit between the listing and the read: skip it.
+            let Ok(c) = std::fs::read(entry.path().join("comm")) else {
+                continue;
+            };
+            let c = c.strip_suffix(b"\n").unwrap_or(&c);
+            if c == want {
+                pids.push(pid);
+            }
+        }
+        pids.sort_unstable();
+        Ok(pids)
     }
+
     fn pid_alive(&self, pid: u32) -> bool {
-        unimplemented!()
+        // /proc/<tid> resolves for thread ids too, although only thread-group leaders are
+        // listed in /proc.
+        pid != 0 && Path::new("/proc").join(pid.to_string()).exists()
     }
+
     fn drop_caches(&self, what: u8) -> Result<()> {
-        unimplemented!()
+        if !(1..=3).contains(&what) {
+            return Err(Error::Usage(format!(
+                "drop_caches takes 1 (page cache), 2 (slab) or 3 (both), not {what}"
+            )));
+        }
+        // Freed page cache and slab uncharge dying memcgs, which lets the kernel free their ids.
+        write_once(Path::new(PROC_DROP_CACHES), &what.to_string())
     }
+
     fn may_write(&self) -> bool {
-        unimplemented!()
+        nix::unistd::geteuid().is_root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:11 master:3 - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+";
+
+    #[test]
+    fn mountinfo_fields_and_optional_fields() {
+        let m = parse_mountinfo(HYBRID);
+        assert_eq!(m.len(), 8);
+        let mem = &m[5];
+        assert_eq!(mem.mount_id, 35);
+        assert_eq!(mem.parent_id, 31);
+        assert_eq!(mem.device, "0:32");
+        assert_eq!(mem.root, Path::new("/"));
+        assert_eq!(mem.mount_point, Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(mem.optional, vec!["shared:11", "master:3"]);
+        assert_eq!(mem.fstype, "cgroup");
+        assert_eq!(mem.source, "cgroup");
+        assert_eq!(mem.super_options, vec!["rw", "memory"]);
+        assert!(mem.is_memory_v1());
+        assert!(!m[4].is_memory_v1());
+        assert_eq!(m[4].controllers(), vec!["cpu", "cpuacct"]);
+        assert_eq!(m[6].controllers(), vec!["name=systemd"]);
+        assert!(m[1].optional.is_empty());
+    }
+
+    #[test]
+    fn mountinfo_octal_escapes() {
+        let line = r"50 27 0:40 /a\040b /mnt/with\040space\011tab\134back rw - tmpfs my\040src rw";
+        let m = parse_mountinfo_line(line).unwrap();
+        assert_eq!(m.root, Path::new("/a b"));
+        assert_eq!(m.mount_point, Path::new("/mnt/with space\ttab\\back"));
+        assert_eq!(m.source, "my src");
+        assert_eq!(unescape_mountinfo(r"\012"), OsString::from("\n"));
+        // Not an escape: kept as is.
+        assert_eq!(unescape_mountinfo(r"a\9b\04"), OsString::from(r"a\9b\04"));
+        // Non-UTF-8 bytes survive in paths.
+        assert_eq!(unescape_mountinfo(r"\377").into_vec(), vec![0xffu8]);
+    }
+
+    #[test]
+    fn mountinfo_malformed_lines_are_skipped() {
+        assert!(parse_mountinfo_line("").is_none());
+        assert!(parse_mountinfo_line("1 2 0:1 / /x rw tmpfs tmpfs rw").is_none());
+        assert!(parse_mountinfo_line("x 2 0:1 / /x rw - tmpfs tmpfs rw").is_none());
+        assert_eq!(
+            parse_mountinfo("garbage\n1 0 0:1 / / rw - ext4 /dev/a rw\n").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn mount_lookup_is_component_wise_and_last_wins() {
+        let m = parse_mountinfo(HYBRID);
+        let p = Path::new("/sys/fs/cgroup/memory/kubepods");
+        assert_eq!(mount_of(&m, p).unwrap().mount_id, 35);
+        // /sys/fs/cgroup/cpuX is not below /sys/fs/cgroup/cpu.
+        assert_eq!(
+            mount_of(&m, Path::new("/sys/fs/cgroup/cpux"))
+                .unwrap()
+                .mount_id,
+            31
+        );
+        let mut m2 = m.clone();
+        m2.push(
+            parse_mountinfo_line("99 35 0:50 / /sys/fs/cgroup/memory rw - tmpfs tmpfs rw").unwrap(),
+        );
+        assert_eq!(mount_of(&m2, p).unwrap().mount_id, 99);
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(
+            mode_from_mounts(&parse_mountinfo(HYBRID)),
+            CgroupMode::Hybrid
+        );
+        let v1: String = HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(mode_from_mounts(&parse_mountinfo(&v1)), CgroupMode::V1);
+        let v2 = "27 1 254:0 / / rw - ext4 /dev/vda rw\n\
+                  30 27 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(mode_from_mounts(&parse_mountinfo(v2)), CgroupMode::V2);
+        assert_eq!(mode_from_mounts(&[]), CgroupMode::V1);
+    }
+
+    #[test]
+    fn own_memory_cgroup_with_root_mount() {
+        let mounts = parse_mountinfo(HYBRID);
+        let cg = "9:name=systemd:/\n4:memory:/process_api/abc\n0::/\n";
+        assert_eq!(memory_cgroup_path(cg).as_deref(), Some("/process_api/abc"));
+        assert_eq!(
+            own_memory_cgroup_from(cg, &mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/process_api/abc"))
+        );
+        let cg = "4:memory:/\n";
+        assert_eq!(
+            own_memory_cgroup_from(cg, &mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        // No memory line, or no memory mount.
+        assert_eq!(own_memory_cgroup_from("1:cpu:/\n0::/x\n", &mounts), None);
+        assert_eq!(own_memory_cgroup_from(cg, &mounts[..5]), None);
+    }
+
+    #[test]
+    fn own_memory_cgroup_with_subtree_mount() {
+        // Inside a container: only the container's sub-tree is mounted, and the path in
+        // /proc/self/cgroup is still from the hierarchy root (no cgroup namespace).
+        let mounts = parse_mountinfo(
+            "1 0 0:1 / / rw - overlay overlay rw\n\
+             2 1 0:32 /kubepods/podx/ctr /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
+        );
+        let cg = "5:memory:/kubepods/podx/ctr/sub\n";
+        assert_eq!(
+            own_memory_cgroup_from(cg, &mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/sub"))
+        );
+        // A path outside the mounted sub-tree cannot be reached.
+        assert_eq!(own_memory_cgroup_from("5:memory:/other\n", &mounts), None);
+        // Combined controllers and a path containing ':'.
+        let mounts = parse_mountinfo(
+            "2 1 0:32 / /cg/mem rw - cgroup cgroup rw,memory,hugetlb\n\
+             3 1 0:32 /a /cg/a rw - cgroup cgroup rw,memory,hugetlb\n",
+        );
+        assert_eq!(
+            own_memory_cgroup_from("3:hugetlb,memory:/a/b:c\n", &mounts),
+            Some(PathBuf::from("/cg/a/b:c"))
+        );
+    }
+
+    #[test]
+    fn cgroup_stat_dying() {
+        let s = "nr_descendants 3\nnr_dying_descendants 17\nnr_subsys_memory 4\n";
+        assert_eq!(parse_nr_dying_descendants(s), Some(17));
+        assert_eq!(parse_nr_dying_descendants("nr_descendants 3\n"), None);
+        assert_eq!(parse_nr_dying_descendants("nr_dying_descendants x\n"), None);
+    }
+
+    #[test]
+    fn v2_dying_descendants_of_plain_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(v2_dying_descendants(d.path()).unwrap(), None);
+        std::fs::write(
+            d.path().join("cgroup.stat"),
+            "nr_descendants 1\nnr_dying_descendants 5\n",
+        )
+        .unwrap();
+        assert_eq!(v2_dying_descendants(d.path()).unwrap(), Some(5));
+        std::fs::write(d.path().join("cgroup.stat"), "nr_dying_descendants ?\n").unwrap();
+        assert!(matches!(
+            v2_dying_descendants(d.path()),
+            Err(Error::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn count_dirs_of_a_plain_tree() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::create_dir(d.path().join("c")).unwrap();
+        std::fs::write(d.path().join("a/file"), "x").unwrap();
+        std::os::unix::fs::symlink(d.path().join("a"), d.path().join("link")).unwrap();
+        assert_eq!(count_cgroup_dirs(d.path()).unwrap(), 4);
+    }
+
+    #[test]
+    fn write_once_never_creates_and_errors_carry_the_value() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("memory.limit_in_bytes");
+        let e = write_once(&p, "4096\n").unwrap_err();
+        match e {
+            Error::Sys(s) => {
+                assert_eq!(s.op, FsOp::Open);
+                assert_eq!(s.errno, Errno::ENOENT);
+                assert_eq!(s.path, p);
+                assert_eq!(s.value.as_deref(), Some("4096"));
+            }
+            e => panic!("{e}"),
+        }
+        assert!(!p.exists());
+        std::fs::write(&p, "old value that is long\n").unwrap();
+        write_once(&p, "12").unwrap();
+        // No O_TRUNC: a regular file keeps its tail (cgroupfs files have no tail to keep).
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "12d value that is long\n"
+        );
+    }
+
+    #[test]
+    fn open_refuses_plain_dirs_and_missing_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let e = KernelFs::open(d.path()).err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                Error::BadRoot {
+                    reason: BadRoot::NotCgroupFs(_),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = KernelFs::open(&d.path().join("missing")).err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                Error::BadRoot {
+                    reason: BadRoot::NotFound,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        std::fs::write(d.path().join("f"), "").unwrap();
+        let e = KernelFs::open(&d.path().join("f")).err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                Error::BadRoot {
+                    reason: BadRoot::NotADirectory,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = KernelFs::open(&d.path().join("f/x")).err().unwrap();
+        assert!(
+            matches!(
+                &e,
+                Error::BadRoot {
+                    reason: BadRoot::NotADirectory,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

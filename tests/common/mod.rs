@@ -1,0 +1,50 @@
+//! Support for tests that run against the real kernel's memory cgroup v1 hierarchy.
+//!
+//! Use [`real_kernel`] at the start of such a test: it gives a [`Sandbox`] (a throw-away cgroup
+//! below this process's own memory cgroup, removed on drop) or `None` when the machine cannot
+//! run the test (not root, no memory v1 hierarchy, own cgroup not writable). Every call is
+//! recorded as `RAN <name>` or `SKIP <name>: <reason>` in the file named by `CGLEAK_REAL_LOG`,
+//! so a CI run can tell how many real-kernel tests actually ran.
+#![allow(dead_code)]
+
+mod sandbox;
+
+pub use sandbox::Sandbox;
+
+use std::io::Write;
+
+/// Environment variable naming the file real-kernel tests record RAN/SKIP lines in.
+pub const REAL_LOG_ENV: &str = "CGLEAK_REAL_LOG";
+
+fn log_line(line: &str) {
+    let Some(path) = std::env::var_os(REAL_LOG_ENV) else {
+        return;
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    match f {
+        // One write(2) per line so parallel tests do not interleave within a line.
+        Ok(mut f) => {
+            let _ = f.write_all(format!("{line}\n").as_bytes());
+        }
+        Err(e) => eprintln!("{REAL_LOG_ENV}={}: {e}", path.to_string_lossy()),
+    }
+}
+
+/// A sandbox for the real-kernel test `test_name`, or None (with the reason printed and logged)
+/// when real-kernel tests cannot run here.
+pub fn real_kernel(test_name: &str) -> Option<Sandbox> {
+    match Sandbox::new(test_name) {
+        Ok(sb) => {
+            log_line(&format!("RAN {test_name}"));
+            Some(sb)
+        }
+        Err(reason) => {
+            eprintln!("SKIP real-kernel test {test_name}: {reason}");
+            log_line(&format!("SKIP {test_name}: {reason}"));
+            None
+        }
+    }
+}
