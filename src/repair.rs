@@ -105,6 +105,12 @@ fn check(checks: &mut Vec<Check>, name: &'static str, status: CheckStatus, detai
 
 /// Preflight: take the lock, scan, plan, and check everything. Changes nothing on the node.
 pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
+    if !fs.may_write() {
+        return Err(Error::refused(
+            format!("not root: moving tasks and creating cgroups below {} needs root (EPERM otherwise)", fs.root().display()),
+            "run cgleak repair as root (sudo); nothing was changed",
+        ));
+    }
     let lock = journal::lock(&opts.state_dir)?;
     let mut checks = Vec::new();
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);

@@ -1,0 +1,341 @@
+//! CLI tests: the command line, exit codes, and every refusal of repair (exit 2, a message that
+//! names the cause, the tree unchanged), on emulated nodes.
+
+use assert_cmd::Command;
+use cgleak::demo::build_pods;
+use cgleak::fixture::FixtureSpec;
+use cgleak::fs::emulated::{EmulatedFs, KernelProfile};
+use cgleak::fs::Cgroupfs;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A small builder for cgleak invocations (after `just`'s Test builder).
+struct Run {
+    args: Vec<String>,
+}
+
+impl Run {
+    fn new(args: &[&str]) -> Run {
+        Run { args: args.iter().map(|s| s.to_string()).collect() }
+    }
+    fn root(mut self, root: &Path) -> Run {
+        self.args.insert(0, root.display().to_string());
+        self.args.insert(0, "--root".into());
+        self
+    }
+    fn go(self) -> (i32, String, String) {
+        let out = Command::cargo_bin("cgleak").unwrap().args(&self.args).env("RUST_LOG", "warn").output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+}
+
+struct Node {
+    dir: tempfile::TempDir,
+    emu: EmulatedFs,
+}
+
+impl Node {
+    fn new(profile: KernelProfile, pods: usize) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = EmulatedFs::create(&dir.path().join("node"), profile).unwrap();
+        build_pods(&emu, &FixtureSpec::new("kubepods", pods), profile == KernelProfile::V3_10).unwrap();
+        Node { dir, emu }
+    }
+    fn root(&self) -> PathBuf {
+        self.emu.root().to_path_buf()
+    }
+    fn state(&self) -> String {
+        self.dir.path().join("state").display().to_string()
+    }
+    /// Every file of the emulated node, for a byte-for-byte comparison.
+    fn dump(&self) -> BTreeMap<String, Vec<u8>> {
+        walkdir::WalkDir::new(self.dir.path().join("node"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .map(|e| (e.path().display().to_string(), if e.file_type().is_file() { std::fs::read(e.path()).unwrap() } else { vec![] }))
+            .collect()
+    }
+    fn repair(&self, extra: &[&str]) -> (i32, String, String) {
+        let ids = self.emu.ids_used().to_string();
+        let st = self.state();
+        let mut args = vec!["repair", "--state-dir", &st, "--ids-used", &ids];
+        args.extend_from_slice(extra);
+        Run::new(&args).root(&self.root()).go()
+    }
+}
+
+#[test]
+fn help_lists_every_command() {
+    let (code, out, _) = Run::new(&["--help"]).go();
+    assert_eq!(code, 0);
+    for c in ["diagnose", "plan", "snapshot", "repair", "resume", "rollback", "verify", "reclaim", "demo", "emulate"] {
+        assert!(out.contains(c), "{c} missing from --help:\n{out}");
+    }
+}
+
+#[test]
+fn version_names_the_commit() {
+    let (code, out, _) = Run::new(&["--version"]).go();
+    assert_eq!(code, 0);
+    assert!(out.starts_with("cgleak 0."), "{out}");
+    assert!(out.contains('('), "{out}");
+}
+
+#[test]
+fn bad_roots_exit_2_naming_the_path() {
+    for (root, what) in [("/nonexistent", "does not exist"), ("/tmp", "not on a cgroup filesystem")] {
+        for cmd in ["plan", "diagnose", "snapshot"] {
+            let (code, _, err) = Run::new(&[cmd, "--root", root]).go();
+            assert_eq!(code, 2, "{cmd} --root {root}: {err}");
+            assert!(err.contains(root) && err.contains(what), "{cmd}: {err}");
+        }
+    }
+}
+
+#[test]
+fn global_options_before_or_after_the_command() {
+    let n = Node::new(KernelProfile::V6_1, 3);
+    let r = n.root();
+    let a = Run::new(&["--root", r.to_str().unwrap(), "--kubepods", "kubepods", "snapshot"]).go();
+    let b = Run::new(&["snapshot", "--kubepods", "kubepods", "--root", r.to_str().unwrap()]).go();
+    assert_eq!(a.0, 0, "{}", a.2);
+    let (va, vb): (serde_json::Value, serde_json::Value) = (serde_json::from_str(&a.1).unwrap(), serde_json::from_str(&b.1).unwrap());
+    assert_eq!(va["cgroups"], vb["cgroups"]);
+}
+
+#[test]
+fn snapshot_json_has_the_documented_fields() {
+    let n = Node::new(KernelProfile::V3_10, 4);
+    let out = n.dir.path().join("snap.json");
+    let (code, _, err) = Run::new(&["snapshot", "-o", out.to_str().unwrap()]).root(&n.root()).go();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for k in ["format", "taken_at", "root", "kubepods", "kernel_release", "layout", "root_settings", "cgroups"] {
+        assert!(v.get(k).is_some(), "{k}");
+    }
+    let c = &v["cgroups"][0];
+    for k in ["path", "kind", "settings", "tasks", "kmem_limit_in_bytes", "kmem_active", "usage_in_bytes"] {
+        assert!(c.get(k).is_some(), "{k}");
+    }
+    for k in ["limit_in_bytes", "memsw_limit_in_bytes", "soft_limit_in_bytes", "swappiness", "oom_kill_disable", "use_hierarchy", "move_charge_at_immigrate"] {
+        assert!(c["settings"].get(k).is_some(), "{k}");
+    }
+    assert_eq!(v["layout"], "mixed");
+    assert_eq!(c["kind"], "pods_root");
+    assert_eq!(c["kmem_active"], true);
+}
+
+#[test]
+fn plan_text_and_json_and_blockers() {
+    let n = Node::new(KernelProfile::V6_1, 5);
+    let (code, out, err) = Run::new(&["plan"]).root(&n.root()).go();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Phase 1/5 create-staging") && out.contains("mkdir kubepods2") && out.contains("Memcg ids"), "{out}");
+    n.emu.mkdir("kubepods2").unwrap();
+    let (code, out, _) = Run::new(&["plan"]).root(&n.root()).go();
+    assert_eq!(code, 2);
+    assert!(out.contains("cannot run") && out.contains("kubepods2 already exists"), "{out}");
+}
+
+#[test]
+fn repair_round_trip_through_the_cli_then_verify() {
+    let n = Node::new(KernelProfile::V3_10, 6);
+    let (code, out, err) = n.repair(&["--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verify: OK") && out.contains("start kubelet"), "{out}");
+    let st = n.state();
+    let (code, out, _) = Run::new(&["verify", "--state-dir", &st]).root(&n.root()).go();
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = Run::new(&["verify", "--state-dir", &st, "--format", "json"]).root(&n.root()).go();
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["kmem_checked"], true);
+}
+
+#[test]
+fn verify_lists_every_difference() {
+    let n = Node::new(KernelProfile::V6_1, 3);
+    let snap = n.dir.path().join("s.json");
+    Run::new(&["snapshot", "-o", snap.to_str().unwrap()]).root(&n.root()).go();
+    n.emu.write("kubepods/burstable", "memory.limit_in_bytes", "1048576").unwrap();
+    n.emu.mkdir("kubepods2").unwrap();
+    let (code, out, _) = Run::new(&["verify", "--snapshot", snap.to_str().unwrap()]).root(&n.root()).go();
+    assert_eq!(code, 1);
+    assert!(out.contains("kubepods/burstable: memory.limit_in_bytes is 1048576"), "{out}");
+    assert!(out.contains("staging cgroup kubepods2 still exists"), "{out}");
+}
+
+#[test]
+fn crash_then_resume_and_rollback_through_the_cli() {
+    let n = Node::new(KernelProfile::V3_10, 5);
+    let before = cgleak::scan::scan(&n.emu, "kubepods").unwrap();
+    let (code, _, _) = n.repair(&["--yes", "--crash-after", "150"]);
+    assert_eq!(code, 1);
+    let st = n.state();
+    let (code, out, err) = Run::new(&["rollback", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("back as it was"), "{out}");
+    let after = cgleak::scan::scan(&n.emu, "kubepods").unwrap();
+    assert_eq!(before.cgroups.iter().map(|c| (&c.path, &c.tasks)).collect::<Vec<_>>(), after.cgroups.iter().map(|c| (&c.path, &c.tasks)).collect::<Vec<_>>());
+    // A new repair, interrupted, then resumed.
+    let (code, _, _) = n.repair(&["--yes", "--crash-after", "400"]);
+    assert_eq!(code, 1);
+    let (code, out, err) = Run::new(&["resume", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = Run::new(&["resume", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    assert_eq!(code, 0, "resume of a finished repair has nothing to do: {err}");
+}
+
+/// Assert a refusal: exit 2, the cause named, nothing changed.
+fn refused(n: &Node, extra: &[&str], cause: &str) {
+    let before = n.dump();
+    let (code, out, err) = n.repair(extra);
+    assert_eq!(code, 2, "expected a refusal for {cause:?}: {out}{err}");
+    assert!(err.contains(cause), "message does not name {cause:?}:\n{err}");
+    assert_eq!(n.dump(), before, "refusal {cause:?} changed the tree");
+}
+
+#[test]
+fn refusal_without_terminal_and_without_yes() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    refused(&n, &[], "no terminal to ask on");
+}
+
+#[test]
+fn refusal_pods_cgroup_missing() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    refused(&n, &["--yes", "--kubepods", "nosuchpods"], "nosuchpods not found");
+}
+
+#[test]
+fn refusal_systemd_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
+    emu.mkdir("kubepods.slice").unwrap();
+    emu.mkdir("kubepods.slice/kubepods-burstable.slice").unwrap();
+    let n = Node { dir, emu };
+    refused(&n, &["--yes"], "systemd");
+}
+
+#[test]
+fn refusal_staging_exists() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    n.emu.mkdir("kubepods2").unwrap();
+    refused(&n, &["--yes"], "kubepods2 already exists");
+}
+
+#[test]
+fn refusal_unfinished_journal() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    let (code, _, _) = n.repair(&["--yes", "--crash-after", "10"]);
+    assert_eq!(code, 1);
+    refused(&n, &["--yes"], "cgleak resume");
+}
+
+#[test]
+fn refusal_lock_held() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    let st = n.state();
+    let _held = cgleak::journal::lock(Path::new(&st)).unwrap();
+    refused(&n, &["--yes"], "another cgleak holds the lock");
+}
+
+#[test]
+fn refusal_kubelet_running() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    n.emu.mkdir("system.slice").unwrap();
+    n.emu.spawn("system.slice", "kubelet").unwrap();
+    refused(&n, &["--yes"], "kubelet");
+    let (code, out, err) = n.repair(&["--yes", "--allow-kubelet-running"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn refusal_ids_short() {
+    let n = Node::new(KernelProfile::V6_1, 4);
+    let free = 65535 - n.emu.ids_used();
+    n.emu.add_dying(free - 20).unwrap();
+    refused(&n, &["--yes"], "free but the repair creates");
+}
+
+#[test]
+fn refusal_ids_unknown_on_310() {
+    let n = Node::new(KernelProfile::V3_10, 2);
+    let before = n.dump();
+    let st = n.state();
+    let (code, _, err) = Run::new(&["repair", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    assert_eq!(code, 2);
+    assert!(err.contains("memcg-ids.stp") && err.contains("--ids-used"), "{err}");
+    assert_eq!(n.dump(), before);
+}
+
+#[test]
+fn refusal_root_not_memory_cgroup() {
+    let d = tempfile::tempdir().unwrap();
+    let (code, _, err) = Run::new(&["repair", "--yes", "--root", d.path().to_str().unwrap()]).go();
+    assert_eq!(code, 2);
+    assert!(err.contains(d.path().to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn refusal_resume_without_journal() {
+    let n = Node::new(KernelProfile::V6_1, 2);
+    let st = n.state();
+    let (code, _, err) = Run::new(&["resume", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    assert_eq!(code, 2);
+    assert!(err.contains("no repair journal"), "{err}");
+}
+
+#[test]
+fn refusal_not_root_on_the_kernel() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP refusal_not_root_on_the_kernel: needs root to drop to nobody");
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        eprintln!("SKIP refusal_not_root_on_the_kernel: no memory v1 hierarchy");
+        return;
+    }
+    let st = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("cgleak"))
+        .args(["repair", "--yes", "--root", "/sys/fs/cgroup/memory", "--kubepods", "cgleak-test-no-such-pods", "--state-dir", st.path().to_str().unwrap()])
+        .uid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not root"), "{err}");
+}
+
+#[test]
+fn demo_runs_and_shows_the_whole_story() {
+    let (code, out, err) = Run::new(&["demo", "--pods", "12"]).go();
+    assert_eq!(code, 0, "{out}{err}");
+    for s in ["diagnose", "LEAKING", "plan", "repair", "verify: OK", "kmem accounting active in"] {
+        assert!(out.to_lowercase().contains(&s.to_lowercase()), "{s} missing:\n{out}");
+    }
+}
+
+#[test]
+fn emulate_then_rehearse_from_a_snapshot() {
+    let n = Node::new(KernelProfile::V3_10, 4);
+    let snap = n.dir.path().join("s.json");
+    Run::new(&["snapshot", "-o", snap.to_str().unwrap()]).root(&n.root()).go();
+    let copy = n.dir.path().join("rehearsal");
+    let (code, out, err) = Run::new(&["emulate", copy.to_str().unwrap(), "--profile", "3.10", "--from-snapshot", snap.to_str().unwrap()]).go();
+    assert_eq!(code, 0, "{out}{err}");
+    let emu = EmulatedFs::open(&copy).unwrap();
+    let a = cgleak::scan::scan(&n.emu, "kubepods").unwrap();
+    let b = cgleak::scan::scan(&emu, "kubepods").unwrap();
+    assert_eq!(a.cgroups.len(), b.cgroups.len());
+    assert_eq!(a.task_count(), b.task_count());
+    for (x, y) in a.cgroups.iter().zip(&b.cgroups) {
+        assert_eq!((&x.path, &x.settings, x.kmem_active), (&y.path, &y.settings, y.kmem_active));
+    }
+}

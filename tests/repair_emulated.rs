@@ -1,0 +1,340 @@
+//! Repair, resume and rollback on the emulated cgroupfs, for every kernel profile: full round
+//! trips with both strategies, an error injected at every operation index, a crash (the
+//! executor stopping dead) at every operation index, forks and exits during the move, ENOSPC,
+//! EBUSY and EINVAL.
+
+use cgleak::demo::build_pods;
+use cgleak::error::{Error, FsOp, StopCause};
+use cgleak::fixture::{FixtureLayout, FixtureSpec};
+use cgleak::fs::emulated::{copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
+use cgleak::fs::Cgroupfs;
+use cgleak::model::{normalize_limit, Snapshot};
+use cgleak::plan::Strategy;
+use cgleak::repair::{self, RepairOptions};
+use cgleak::scan;
+use nix::errno::Errno;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What must survive a repair: every cgroup's path, settings (page-rounded) and tasks.
+fn essence(snap: &Snapshot) -> BTreeMap<String, (String, Vec<u32>)> {
+    snap.cgroups
+        .iter()
+        .map(|c| {
+            let s = &c.settings;
+            let key = format!(
+                "limit={} memsw={:?} soft={} swappiness={} oom={} hier={} mc={:?}",
+                normalize_limit(s.limit_in_bytes),
+                s.memsw_limit_in_bytes.map(normalize_limit),
+                normalize_limit(s.soft_limit_in_bytes),
+                s.swappiness,
+                s.oom_kill_disable,
+                s.use_hierarchy,
+                s.move_charge_at_immigrate
+            );
+            let mut t = c.tasks.clone();
+            t.sort_unstable();
+            (c.path.clone(), (key, t))
+        })
+        .collect()
+}
+
+struct Node {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    state: PathBuf,
+}
+
+fn node(profile: KernelProfile, pods: usize, kmem: bool) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("node");
+    let emu = EmulatedFs::create(&base, profile).unwrap();
+    let mut spec = FixtureSpec::new("kubepods", pods);
+    spec.layout = FixtureLayout::Mixed;
+    build_pods(&emu, &spec, kmem && profile == KernelProfile::V3_10).unwrap();
+    let state = dir.path().join("state");
+    Node { _dir: dir, base, state }
+}
+
+fn copy(n: &Node, name: &str) -> (PathBuf, PathBuf) {
+    let base = n.base.with_file_name(name);
+    let _ = std::fs::remove_dir_all(&base);
+    copy_node(&n.base, &base).unwrap();
+    let state = n.base.with_file_name(format!("{name}-state"));
+    let _ = std::fs::remove_dir_all(&state);
+    (base, state)
+}
+
+fn opts(emu: &EmulatedFs, strategy: Strategy, state: &Path) -> RepairOptions {
+    let mut o = RepairOptions::new("kubepods", "kubepods2", strategy, state);
+    // 3.10 hides dying memcgs: give the count systemtap would print.
+    o.ids_used = Some(emu.ids_used());
+    o
+}
+
+fn repair(emu: &EmulatedFs, o: &RepairOptions) -> cgleak::Result<repair::Outcome> {
+    let p = repair::prepare(emu, o)?;
+    repair::execute(emu, o, p, None)
+}
+
+fn assert_same(emu: &EmulatedFs, want: &Snapshot, what: &str) {
+    let got = scan::scan(emu, "kubepods").unwrap();
+    let (w, g) = (essence(want), essence(&got));
+    if w != g {
+        for (k, v) in &w {
+            match g.get(k) {
+                None => eprintln!("missing {k}"),
+                Some(x) if x != v => eprintln!("differs {k}: {v:?} vs {x:?}"),
+                _ => {}
+            }
+        }
+        for k in g.keys().filter(|k| !w.contains_key(*k)) {
+            eprintln!("extra {k}");
+        }
+        panic!("{what}: tree differs from the original");
+    }
+    assert!(!emu.exists("kubepods2"), "{what}: staging left behind");
+}
+
+#[test]
+fn full_repair_every_profile_both_strategies() {
+    for profile in KernelProfile::ALL {
+        for strategy in [Strategy::MigrateBack, Strategy::Rename] {
+            let n = node(profile, 30, true);
+            let emu = EmulatedFs::open(&n.base).unwrap();
+            let before = scan::scan(&emu, "kubepods").unwrap();
+            assert!(before.cgroups.len() > 60, "{}", before.cgroups.len());
+            if profile == KernelProfile::V3_10 {
+                assert!(before.cgroups.iter().all(|c| c.kmem_active == Some(true)));
+            }
+            let out = repair(&emu, &opts(&emu, strategy, &n.state)).unwrap();
+            assert!(out.verify.ok, "{profile} {strategy}: {:?}", out.verify.differences);
+            assert_eq!(out.stats.tasks_moved, before.task_count() * if strategy == Strategy::MigrateBack { 2 } else { 1 });
+            assert_eq!(out.stats.move_charge_unsupported, profile == KernelProfile::V6_13, "{profile}");
+            assert_same(&emu, &before, &format!("{profile} {strategy}"));
+            let after = scan::scan(&emu, "kubepods").unwrap();
+            // The point of the repair: no cgroup of the new tree has kmem accounting active.
+            assert!(after.cgroups.iter().all(|c| c.kmem_active != Some(true)), "{profile}");
+            // Same layout (both kubelet layouts were there).
+            assert_eq!(after.layout, before.layout);
+        }
+    }
+}
+
+#[test]
+fn both_strategies_reach_the_same_end_state() {
+    let n = node(KernelProfile::V6_1, 12, false);
+    let (a, sa) = copy(&n, "a");
+    let (b, sb) = copy(&n, "b");
+    let ea = EmulatedFs::open(&a).unwrap();
+    let eb = EmulatedFs::open(&b).unwrap();
+    repair(&ea, &opts(&ea, Strategy::MigrateBack, &sa)).unwrap();
+    repair(&eb, &opts(&eb, Strategy::Rename, &sb)).unwrap();
+    let (x, y) = (scan::scan(&ea, "kubepods").unwrap(), scan::scan(&eb, "kubepods").unwrap());
+    assert_eq!(essence(&x), essence(&y));
+}
+
+/// Total mutations of a clean repair of a copy of `n`.
+fn mutations_of(n: &Node, strategy: Strategy) -> u64 {
+    let (b, s) = copy(n, "count");
+    let emu = EmulatedFs::open(&b).unwrap();
+    let out = repair(&emu, &opts(&emu, strategy, &s)).unwrap();
+    assert_eq!(out.stats.mutations, emu.mutations());
+    out.stats.mutations
+}
+
+enum Interrupt {
+    Fault,
+    Crash,
+}
+
+/// Interrupt a repair of a copy at mutation k, then finish it with resume (or undo it with
+/// rollback) and check the end state against the original.
+fn interrupt_at(n: &Node, before: &Snapshot, strategy: Strategy, k: u64, how: &Interrupt, rollback: bool) {
+    let (b, s) = copy(n, "k");
+    let emu = EmulatedFs::open(&b).unwrap();
+    let mut o = opts(&emu, strategy, &s);
+    match how {
+        Interrupt::Fault => emu.inject(Fault { when: FaultWhen::Nth(k), errno: Errno::EIO }).unwrap(),
+        Interrupt::Crash => o.crash_after = Some(k),
+    }
+    match repair(&emu, &o) {
+        Err(Error::Stopped(st)) => {
+            assert!(matches!(how, Interrupt::Fault), "k={k}");
+            let msg = st.to_string();
+            assert!(msg.contains("cgleak resume") && msg.contains("cgleak rollback"), "{msg}");
+            assert!(msg.contains("EIO"), "k={k}: {msg}");
+            assert!(matches!(st.cause, StopCause::Failed(_)));
+        }
+        Err(Error::SimulatedCrash(_)) => assert!(matches!(how, Interrupt::Crash)),
+        Err(e) => panic!("k={k}: unexpected error {e}"),
+        Ok(_) => panic!("k={k}: the repair did not stop"),
+    }
+    let emu = EmulatedFs::open(&b).unwrap(); // a new process after the stop
+    let what = format!("{strategy} k={k} {}", if rollback { "rollback" } else { "resume" });
+    let out = if rollback {
+        repair::rollback(&emu, &s, None, false, None)
+    } else {
+        repair::resume(&emu, &s, None, false, None)
+    }
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.verify.ok, "{what}: {:?}", out.verify.differences);
+    assert_same(&emu, before, &what);
+    if !rollback && emu.profile() == KernelProfile::V3_10 {
+        let after = scan::scan(&emu, "kubepods").unwrap();
+        assert!(after.cgroups.iter().all(|c| c.kmem_active != Some(true)), "{what}: kmem active after resume");
+    }
+}
+
+fn sweep(profile: KernelProfile, strategy: Strategy, how: Interrupt, stride: u64) {
+    let n = node(profile, 30, true);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let before = scan::scan(&emu, "kubepods").unwrap();
+    drop(emu);
+    let total = mutations_of(&n, strategy);
+    let mut k = 0;
+    let mut runs = 0;
+    while k < total {
+        interrupt_at(&n, &before, strategy, k, &how, false);
+        interrupt_at(&n, &before, strategy, k, &how, true);
+        runs += 1;
+        k += stride;
+    }
+    eprintln!("{profile} {strategy}: {runs} interruption points of {total} mutations, each resumed and rolled back");
+}
+
+// Every operation index of a 30-pod repair on the 3.10 profile (the kernel the repair is for),
+// for both interruptions and both strategies; the other profiles at every 7th index.
+#[test]
+fn fault_at_every_operation_310_migrate_back() {
+    sweep(KernelProfile::V3_10, Strategy::MigrateBack, Interrupt::Fault, 1);
+}
+
+#[test]
+fn crash_at_every_operation_310_migrate_back() {
+    sweep(KernelProfile::V3_10, Strategy::MigrateBack, Interrupt::Crash, 1);
+}
+
+#[test]
+fn fault_and_crash_at_every_operation_310_rename() {
+    sweep(KernelProfile::V3_10, Strategy::Rename, Interrupt::Fault, 1);
+    sweep(KernelProfile::V3_10, Strategy::Rename, Interrupt::Crash, 1);
+}
+
+#[test]
+fn fault_and_crash_sampled_other_profiles() {
+    for profile in [KernelProfile::V5_10, KernelProfile::V6_1, KernelProfile::V6_13] {
+        for strategy in [Strategy::MigrateBack, Strategy::Rename] {
+            sweep(profile, strategy, Interrupt::Fault, 7);
+            sweep(profile, strategy, Interrupt::Crash, 7);
+        }
+    }
+}
+
+#[test]
+fn processes_that_fork_during_the_move_end_in_their_container() {
+    let n = node(KernelProfile::V3_10, 6, true);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let snap = scan::scan(&emu, "kubepods").unwrap();
+    let ctr = snap.cgroups.iter().rev().find(|c| !c.tasks.is_empty()).unwrap().clone();
+    let parent = ctr.tasks[0];
+    emu.fork_on_move(parent, 5).unwrap();
+    let out = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).unwrap();
+    assert!(out.verify.ok, "{:?}", out.verify.differences);
+    let procs = cgleak::fs::read_procs(&emu, &ctr.path).unwrap();
+    assert_eq!(procs.len(), ctr.tasks.len() + 5, "children forked during the move are in the container: {procs:?}");
+    assert_eq!(out.verify.new_tasks, 5);
+}
+
+#[test]
+fn tasks_that_exit_during_the_move_are_reported_not_lost() {
+    let n = node(KernelProfile::V6_1, 6, false);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let snap = scan::scan(&emu, "kubepods").unwrap();
+    let pid = snap.cgroups.iter().rev().find(|c| !c.tasks.is_empty()).unwrap().tasks[0];
+    emu.exit_on_move(pid).unwrap();
+    let out = repair(&emu, &opts(&emu, Strategy::Rename, &n.state)).unwrap();
+    assert!(out.verify.ok, "{:?}", out.verify.differences);
+    assert_eq!(out.verify.exited.len(), 1);
+    assert_eq!(out.verify.exited[0].0, pid);
+    assert_eq!(out.stats.tasks_exited, 1);
+}
+
+#[test]
+fn enospc_on_mkdir_stops_then_resume_finishes() {
+    let n = node(KernelProfile::V3_10, 6, true);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let before = scan::scan(&emu, "kubepods").unwrap();
+    emu.inject(Fault { when: FaultWhen::Match { op: FsOp::Mkdir, path_contains: "kubepods2/".into(), times: 1 }, errno: Errno::ENOSPC }).unwrap();
+    let e = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).err().expect("stops");
+    let msg = e.to_string();
+    assert!(msg.contains("no memory cgroup id is free") && msg.contains("mkdir"), "{msg}");
+    assert_eq!(e.exit_code(), 1);
+    let out = repair::resume(&emu, &n.state, None, false, None).unwrap();
+    assert!(out.verify.ok);
+    assert_same(&emu, &before, "resume after ENOSPC");
+}
+
+#[test]
+fn ebusy_on_rmdir_is_retried() {
+    let n = node(KernelProfile::V5_10, 6, false);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    emu.inject(Fault { when: FaultWhen::Match { op: FsOp::Rmdir, path_contains: "kubepods/".into(), times: 2 }, errno: Errno::EBUSY }).unwrap();
+    let out = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).unwrap();
+    assert!(out.verify.ok);
+}
+
+#[test]
+fn ebusy_on_rmdir_that_persists_stops_with_its_meaning() {
+    let n = node(KernelProfile::V5_10, 4, false);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let before = scan::scan(&emu, "kubepods").unwrap();
+    emu.inject(Fault { when: FaultWhen::Match { op: FsOp::Rmdir, path_contains: "kubepods/".into(), times: 50 }, errno: Errno::EBUSY }).unwrap();
+    let e = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).err().expect("stops");
+    assert!(e.to_string().contains("still has tasks or child cgroups"), "{e}");
+    emu.clear_faults().unwrap();
+    let out = repair::rollback(&emu, &n.state, None, false, None).unwrap();
+    assert!(out.verify.ok);
+    assert_same(&emu, &before, "rollback after EBUSY");
+}
+
+#[test]
+fn einval_on_move_charge_goes_on_and_says_what_it_means() {
+    let n = node(KernelProfile::V6_1, 4, false);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    emu.inject(Fault { when: FaultWhen::Match { op: FsOp::Write, path_contains: "move_charge_at_immigrate".into(), times: 1 }, errno: Errno::EINVAL }).unwrap();
+    let out = repair(&emu, &opts(&emu, Strategy::Rename, &n.state)).unwrap();
+    assert!(out.verify.ok);
+    assert!(out.stats.move_charge_unsupported);
+    assert!(cgleak::report::render_outcome(&out).contains("cannot move charges"));
+}
+
+#[test]
+fn resume_and_rollback_refuse_after_a_reboot() {
+    let n = node(KernelProfile::V6_1, 3, false);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let mut o = opts(&emu, Strategy::MigrateBack, &n.state);
+    o.crash_after = Some(20);
+    assert!(matches!(repair(&emu, &o), Err(Error::SimulatedCrash(20))));
+    emu.set_boot_id("00000000-0000-0000-0000-000000000001").unwrap();
+    for e in [repair::resume(&emu, &n.state, None, false, None).err(), repair::rollback(&emu, &n.state, None, false, None).err()] {
+        let e = e.expect("refused");
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("rebooted"), "{e}");
+    }
+}
+
+#[test]
+fn a_second_repair_is_refused_while_one_is_unfinished() {
+    let n = node(KernelProfile::V6_1, 3, false);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let mut o = opts(&emu, Strategy::MigrateBack, &n.state);
+    o.crash_after = Some(30);
+    assert!(repair(&emu, &o).is_err());
+    o.crash_after = None;
+    let p = repair::prepare(&emu, &o).unwrap();
+    let e = repair::refusal(&p).expect("refused");
+    let msg = e.to_string();
+    assert!(msg.contains("unfinished repair") && msg.contains("cgleak resume"), "{msg}");
+    assert!(msg.contains("staging cgroup"), "{msg}");
+}
