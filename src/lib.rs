@@ -7,6 +7,7 @@
 //! (what this kernel can do), [`diagnose`], [`plan`] (pure: snapshot in, operations out),
 //! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON).
 
+pub mod diagnose;
 pub mod error;
 pub mod fs;
 pub mod kernel;
