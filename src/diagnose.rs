@@ -685,17 +685,22 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
                     status = Status::AtRisk;
                 }
             }
-            if dying_high(nd, h.live.unwrap_or(1), t.at_risk_dying_ratio) {
-                if let Some(l) = h.live {
+            match h.live {
+                Some(l) if dying_high(nd, l, t.at_risk_dying_ratio) => {
                     reasons.push(format!(
                         "{:.1} dying cgroups per live one: they accumulate",
                         ratio(nd, l)
                     ));
+                    status = Status::AtRisk;
                 }
-                status = Status::AtRisk;
-            } else if nd >= t.min_dying_for_ratio && h.live.is_none() {
-                reasons.push("live cgroups not counted: cannot weigh the dying ones".to_string());
-                status = Status::Unknown;
+                Some(_) => {}
+                // Without the live count a large dying count cannot be weighed.
+                None if nd >= t.min_dying_for_ratio => {
+                    reasons
+                        .push("live cgroups not counted: cannot weigh the dying ones".to_string());
+                    status = Status::Unknown;
+                }
+                None => {}
             }
         } else {
             reasons.push("nr_dying_descendants unknown on this cgroup v2 host".to_string());
@@ -1137,4 +1142,971 @@ pub fn render_json(f: &Facts) -> String {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use crate::error::{FsOp, SysError};
+    use nix::errno::Errno;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    const R310: &str = "3.10.0-1160.el7.x86_64";
+    const R510: &str = "5.10.0-30-cloud-amd64";
+    const R618: &str = "6.18.44-fc-v782";
+    const UNL: &str = "9223372036854771712";
+
+    /// A memory hierarchy in memory: cgroup path -> control files. A file holding `!EIO` reads
+    /// with EIO (3.10's memory.kmem.slabinfo without kmem). Every change panics: diagnose is
+    /// read-only.
+    struct FakeFs {
+        root: PathBuf,
+        dirs: BTreeMap<String, BTreeMap<String, String>>,
+        release: String,
+        cmdline: String,
+        proc_cgroups: Option<String>,
+        /// Live cgroups elsewhere in the hierarchy (system.slice ...), beyond `dirs`.
+        extra_live: u64,
+        live_readable: bool,
+        kubelet: Vec<u32>,
+    }
+
+    fn sys(op: FsOp, path: &Path, errno: Errno) -> Error {
+        Error::Sys(SysError::new(op, path, errno))
+    }
+
+    impl FakeFs {
+        fn new(release: &str) -> FakeFs {
+            let mut fs = FakeFs {
+                root: PathBuf::from("/sys/fs/cgroup/memory"),
+                dirs: BTreeMap::new(),
+                release: release.to_string(),
+                cmdline: "ro quiet".to_string(),
+                proc_cgroups: None,
+                extra_live: 0,
+                live_readable: true,
+                kubelet: vec![],
+            };
+            fs.add("", &[], false);
+            fs
+        }
+
+        /// Add a cgroup with the files a v1 memcg has; `kmem` makes slabinfo readable.
+        fn add(&mut self, cg: &str, pids: &[u32], kmem: bool) {
+            let mut f = BTreeMap::new();
+            for (k, v) in [
+                (fs::knob::LIMIT, UNL),
+                (fs::knob::SOFT_LIMIT, UNL),
+                (fs::knob::SWAPPINESS, "60"),
+                (fs::knob::OOM_CONTROL, "oom_kill_disable 0\nunder_oom 0\n"),
+                (fs::knob::USE_HIERARCHY, "1"),
+                (fs::knob::MOVE_CHARGE, "0"),
+                (fs::knob::KMEM_LIMIT, UNL),
+                (fs::knob::USAGE, "4096"),
+            ] {
+                f.insert(k.to_string(), v.to_string());
+            }
+            let procs: Vec<String> = pids.iter().map(|p| format!("{p}\n")).collect();
+            f.insert(fs::knob::PROCS.to_string(), procs.concat());
+            let slab = if kmem {
+                "slabinfo - version: 2.1\n"
+            } else {
+                "!EIO"
+            };
+            f.insert(fs::knob::KMEM_SLABINFO.to_string(), slab.to_string());
+            self.dirs.insert(cg.to_string(), f);
+        }
+
+        fn set(&mut self, cg: &str, file: &str, v: &str) {
+            self.dirs
+                .get_mut(cg)
+                .unwrap()
+                .insert(file.to_string(), v.to_string());
+        }
+
+        fn counted(&mut self, n: u64) {
+            self.proc_cgroups = Some(format!(
+                "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t2\t9\t1\nmemory\t4\t{n}\t1\n"
+            ));
+        }
+    }
+
+    impl Cgroupfs for FakeFs {
+        fn root(&self) -> &Path {
+            &self.root
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn exists(&self, cg: &str) -> bool {
+            self.dirs.contains_key(cg)
+        }
+        fn children(&self, cg: &str) -> Result<Vec<String>> {
+            if !self.exists(cg) {
+                return Err(sys(FsOp::List, &self.root.join(cg), Errno::ENOENT));
+            }
+            Ok(self
+                .dirs
+                .keys()
+                .filter(|k| !k.is_empty() && fs::parent(k) == cg)
+                .map(|k| fs::base_name(k).to_string())
+                .collect())
+        }
+        fn has_file(&self, cg: &str, file: &str) -> bool {
+            self.dirs.get(cg).is_some_and(|d| d.contains_key(file))
+        }
+        fn read(&self, cg: &str, file: &str) -> Result<String> {
+            let path = self.root.join(cg).join(file);
+            match self.dirs.get(cg).and_then(|d| d.get(file)) {
+                Some(v) if v == "!EIO" => Err(sys(FsOp::Read, &path, Errno::EIO)),
+                Some(v) => Ok(v.clone()),
+                None => Err(sys(FsOp::Read, &path, Errno::ENOENT)),
+            }
+        }
+        fn write(&self, cg: &str, file: &str, _: &str) -> Result<()> {
+            panic!("diagnose wrote {cg}/{file}")
+        }
+        fn mkdir(&self, cg: &str) -> Result<()> {
+            panic!("diagnose made {cg}")
+        }
+        fn rmdir(&self, cg: &str) -> Result<()> {
+            panic!("diagnose removed {cg}")
+        }
+        fn rename(&self, from: &str, _: &str) -> Result<()> {
+            panic!("diagnose renamed {from}")
+        }
+        fn kernel_release(&self) -> Result<String> {
+            Ok(format!("{}\n", self.release))
+        }
+        fn proc_cgroups(&self) -> Result<String> {
+            self.proc_cgroups
+                .clone()
+                .ok_or_else(|| sys(FsOp::Read, Path::new("/proc/cgroups"), Errno::ENOENT))
+        }
+        fn kernel_cmdline(&self) -> Result<String> {
+            Ok(self.cmdline.clone())
+        }
+        fn boot_id(&self) -> Result<String> {
+            Ok("b".into())
+        }
+        fn hierarchy_mount(&self) -> PathBuf {
+            self.root.clone()
+        }
+        fn hierarchy_live(&self) -> Result<u64> {
+            if !self.live_readable {
+                return Err(sys(FsOp::List, &self.root, Errno::EACCES));
+            }
+            Ok(self.dirs.len() as u64 + self.extra_live)
+        }
+        fn cgroup_mode(&self) -> Result<CgroupMode> {
+            Ok(CgroupMode::V1)
+        }
+        fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
+            Ok(if comm == "kubelet" {
+                self.kubelet.clone()
+            } else {
+                vec![]
+            })
+        }
+        fn pid_alive(&self, _: u32) -> bool {
+            true
+        }
+        fn drop_caches(&self, _: u8) -> Result<()> {
+            panic!("diagnose dropped caches")
+        }
+        fn may_write(&self) -> bool {
+            false
+        }
+    }
+
+    /// A qos-layout pods tree: 11 cgroups: kubepods, burstable, besteffort, 3 pods,
+    /// 5 containers (pause and app in two pods, pause only in the third); 6 processes.
+    fn qos_tree(fs: &mut FakeFs, kmem: bool) {
+        fs.add("kubepods", &[], kmem);
+        fs.add("kubepods/burstable", &[], kmem);
+        fs.add("kubepods/besteffort", &[], kmem);
+        fs.add("kubepods/burstable/poda", &[], kmem);
+        fs.add("kubepods/burstable/poda/pause", &[10], kmem);
+        fs.add("kubepods/burstable/poda/app", &[11, 12], kmem);
+        fs.add("kubepods/burstable/podb", &[], kmem);
+        fs.add("kubepods/burstable/podb/pause", &[20], kmem);
+        fs.add("kubepods/burstable/podb/app", &[21], kmem);
+        fs.add("kubepods/besteffort/podc", &[], kmem);
+        fs.add("kubepods/besteffort/podc/pause", &[30], kmem);
+    }
+
+    /// A flat-layout pods tree: 2 pods, 3 containers, one stray directory (7 cgroups).
+    fn flat_tree(fs: &mut FakeFs) {
+        fs.add("kubepods", &[], false);
+        fs.add("kubepods/pod1", &[], false);
+        fs.add("kubepods/pod1/pause", &[100], false);
+        fs.add("kubepods/pod1/web", &[101, 102, 103], false);
+        fs.add("kubepods/pod2", &[], false);
+        fs.add("kubepods/pod2/pause", &[200], false);
+        fs.add("kubepods/stray", &[300], false);
+    }
+
+    fn opts(ids_used: Option<u64>) -> DiagnoseOptions {
+        DiagnoseOptions {
+            kubepods: "kubepods".into(),
+            ids_used,
+            check_kubelet: true,
+        }
+    }
+
+    // ---- gather on the fake fs ----
+
+    #[test]
+    fn gather_qos_layout_on_310_counts_the_tree_and_sees_kmem() {
+        let mut fs = FakeFs::new(R310);
+        qos_tree(&mut fs, false);
+        // kubelet activated kmem in one pod and its children (inherited).
+        fs.set("kubepods/burstable/podb", fs::knob::KMEM_SLABINFO, "slab");
+        fs.set(
+            "kubepods/burstable/podb/app",
+            fs::knob::KMEM_SLABINFO,
+            "slab",
+        );
+        fs.set(
+            "kubepods/burstable/podb/pause",
+            fs::knob::KMEM_SLABINFO,
+            "slab",
+        );
+        fs.set(
+            "kubepods/burstable/podb/app",
+            fs::knob::KMEM_LIMIT,
+            "1048576",
+        );
+        fs.extra_live = 89;
+        fs.counted(100); // 3.10 counts live only
+        fs.kubelet = vec![4242];
+        let f = gather(&fs, &opts(None)).unwrap();
+        let k = &f.kubepods;
+        assert!(k.found);
+        assert_eq!(k.name, "kubepods");
+        assert_eq!(k.layout, Some(Layout::Qos));
+        assert_eq!(k.cgroups, Some(11));
+        assert_eq!(k.qos, Some(2));
+        assert_eq!(k.pods, Some(3));
+        assert_eq!(k.containers, Some(5));
+        assert_eq!(k.other, Some(0));
+        assert_eq!(k.tasks, Some(6));
+        assert_eq!(k.kmem_active, Some(true));
+        assert_eq!(k.kmem_active_cgroups, Some(3));
+        assert_eq!(k.kmem_limits_set, Some(1));
+        assert_eq!(f.hierarchy.live, Some(101)); // root + 11 + 89 others
+        assert_eq!(f.hierarchy.counted, Some(100));
+        assert_eq!(f.hierarchy.dying, None);
+        assert_eq!(f.hierarchy.ids_source, IdsSource::Unknown);
+        assert_eq!(f.kernel.era, Some(Era::Legacy));
+        assert_eq!(f.kubelet.running, Some(true));
+        assert_eq!(f.kubelet.pids, vec![4242]);
+        assert_eq!(f.verdict.status, Status::AtRisk);
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+    }
+
+    #[test]
+    fn gather_310_with_ids_used_and_no_kmem() {
+        let mut fs = FakeFs::new(R310);
+        qos_tree(&mut fs, false);
+        fs.counted(12);
+        let f = gather(&fs, &opts(Some(3_012))).unwrap();
+        assert_eq!(f.kubepods.kmem_active, Some(false));
+        assert_eq!(f.kubepods.kmem_active_cgroups, Some(0));
+        assert_eq!(f.hierarchy.live, Some(12));
+        assert_eq!(f.hierarchy.dying, Some(3_000));
+        assert_eq!(f.hierarchy.ids_used, Some(3_012));
+        assert_eq!(f.hierarchy.ids_free, Some(62_523));
+        assert_eq!(f.hierarchy.ids_source, IdsSource::Systemtap);
+        // 3,000 dying for 12 live is accumulating, though kmem is off now.
+        assert_eq!(f.verdict.status, Status::AtRisk);
+    }
+
+    #[test]
+    fn gather_flat_layout_on_modern_kernel() {
+        let mut fs = FakeFs::new(R510);
+        flat_tree(&mut fs);
+        fs.extra_live = 30;
+        fs.counted(120); // live 38 + 82 dying
+        let f = gather(
+            &fs,
+            &DiagnoseOptions {
+                check_kubelet: false,
+                ..opts(None)
+            },
+        )
+        .unwrap();
+        let k = &f.kubepods;
+        assert_eq!(k.layout, Some(Layout::Flat));
+        assert_eq!(k.cgroups, Some(7));
+        assert_eq!(k.qos, Some(0));
+        assert_eq!(k.pods, Some(2));
+        assert_eq!(k.containers, Some(3));
+        assert_eq!(k.other, Some(1));
+        assert_eq!(k.tasks, Some(6));
+        // Every v1 memcg accounts kmem from 3.16 on; no per-cgroup answer.
+        assert_eq!(k.kmem_active, Some(true));
+        assert_eq!(k.kmem_active_cgroups, None);
+        assert_eq!(f.hierarchy.live, Some(38));
+        assert_eq!(f.hierarchy.dying, Some(82));
+        assert_eq!(f.hierarchy.ids_used, Some(120));
+        assert_eq!(f.hierarchy.ids_source, IdsSource::ProcCgroups);
+        assert_eq!(f.kubelet.running, None);
+        assert_eq!(f.verdict.status, Status::Healthy);
+        assert!(f
+            .verdict
+            .reasons
+            .iter()
+            .any(|r| r.contains("every v1 memcg")));
+    }
+
+    #[test]
+    fn gather_modern_nokmem_and_missing_pods() {
+        let mut fs = FakeFs::new(R618);
+        fs.cmdline = "ro cgroup.memory=nokmem".into();
+        fs.counted(1);
+        let f = gather(&fs, &opts(None)).unwrap();
+        assert!(f.nokmem && f.kernel.nokmem);
+        assert!(!f.kubepods.found);
+        assert_eq!(f.kubepods.kmem_active, None);
+        assert_eq!(f.kubepods.cgroups, Some(0));
+        assert_eq!(f.kubelet.running, Some(false));
+        assert_eq!(f.verdict.status, Status::Healthy);
+
+        flat_tree(&mut fs);
+        let f = gather(&fs, &opts(None)).unwrap();
+        assert_eq!(f.kubepods.kmem_active, Some(false));
+    }
+
+    #[test]
+    fn gather_unreadable_hierarchy_is_unknown() {
+        let mut fs = FakeFs::new(R510);
+        fs.live_readable = false;
+        let f = gather(&fs, &opts(None)).unwrap();
+        assert_eq!(f.hierarchy.live, None);
+        assert_eq!(f.hierarchy.counted, None);
+        assert_eq!(f.verdict.status, Status::Unknown);
+        assert_eq!(f.verdict.exit_code(), 2);
+        assert_eq!(f.errors.len(), 2, "{:?}", f.errors);
+    }
+
+    #[test]
+    fn gather_rejects_a_path_as_pods_name() {
+        let fs = FakeFs::new(R510);
+        let o = DiagnoseOptions {
+            kubepods: "a/b".into(),
+            ..opts(None)
+        };
+        assert_eq!(gather(&fs, &o).unwrap_err().exit_code(), 2);
+    }
+
+    // ---- ids and dying ----
+
+    #[test]
+    fn dying_on_310_needs_ids_used() {
+        let (d, u, free, src, notes) = compute_ids(Some(false), Some(2_000), Some(2_000), None);
+        assert_eq!((d, u, free, src), (None, None, None, IdsSource::Unknown));
+        assert!(notes.is_empty());
+        let (d, u, free, src, _) = compute_ids(Some(false), Some(2_000), Some(2_000), Some(50_000));
+        assert_eq!(d, Some(48_000));
+        assert_eq!(u, Some(50_000));
+        assert_eq!(free, Some(15_535));
+        assert_eq!(src, IdsSource::Systemtap);
+    }
+
+    #[test]
+    fn counted_below_live_saturates() {
+        let (d, u, free, src, _) = compute_ids(Some(true), Some(50), Some(48), None);
+        assert_eq!(d, Some(0));
+        assert_eq!(u, Some(48));
+        assert_eq!(free, Some(65_487));
+        assert_eq!(src, IdsSource::ProcCgroups);
+        // --ids-used above the limit: free saturates at 0.
+        let (_, _, free, _, _) = compute_ids(Some(false), Some(10), None, Some(70_000));
+        assert_eq!(free, Some(0));
+    }
+
+    #[test]
+    fn modern_kernel_count_wins_over_ids_used() {
+        let (d, u, _, src, notes) = compute_ids(Some(true), Some(7), Some(45), Some(50));
+        assert_eq!((d, u, src), (Some(38), Some(45), IdsSource::ProcCgroups));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("differs"), "{notes:?}");
+        // Unknown kernel: only --ids-used counts.
+        let (d, u, _, src, _) = compute_ids(None, Some(7), Some(45), Some(50));
+        assert_eq!((d, u, src), (Some(43), Some(50), IdsSource::Systemtap));
+    }
+
+    // ---- verdict matrix ----
+
+    fn pods(cgroups: u64, kmem: Option<bool>, kmem_n: Option<u64>) -> KubepodsFacts {
+        KubepodsFacts {
+            found: true,
+            name: "kubepods".into(),
+            layout: Some(Layout::Qos),
+            cgroups: Some(cgroups),
+            qos: Some(2),
+            pods: Some(cgroups / 3),
+            containers: Some(cgroups / 2),
+            other: Some(0),
+            tasks: Some(cgroups),
+            kmem_active: kmem,
+            kmem_active_cgroups: kmem_n,
+            kmem_limits_set: Some(0),
+        }
+    }
+
+    /// Facts as gather would make them, from the numbers alone.
+    fn mk(
+        release: &str,
+        live: Option<u64>,
+        counted: Option<u64>,
+        ids_used: Option<u64>,
+        kp: KubepodsFacts,
+        kubelet: Option<bool>,
+    ) -> Facts {
+        let kernel = KernelFacts::from_release(release, false);
+        let (dying, ids_used, ids_free, ids_source, notes) =
+            compute_ids(kernel.counts_dying, live, counted, ids_used);
+        let hierarchy = HierarchyFacts {
+            mount: "/sys/fs/cgroup/memory".into(),
+            root: "/sys/fs/cgroup/memory".into(),
+            live,
+            counted,
+            dying,
+            id_limit: ID_LIMIT,
+            ids_used,
+            ids_free,
+            ids_source,
+            nr_dying_descendants: None,
+        };
+        let kubelet = KubeletFacts {
+            running: kubelet,
+            pids: if kubelet == Some(true) {
+                vec![77]
+            } else {
+                vec![]
+            },
+        };
+        finish(kernel, Some(CgroupMode::V1), hierarchy, kp, kubelet, notes)
+    }
+
+    fn advice(f: &Facts) -> String {
+        f.verdict.advice.join("\n")
+    }
+
+    fn kmem_on() -> KubepodsFacts {
+        pods(900, Some(true), Some(900))
+    }
+
+    fn kmem_off() -> KubepodsFacts {
+        pods(600, Some(false), Some(0))
+    }
+
+    #[test]
+    fn legacy_healthy() {
+        let f = mk(
+            R310,
+            Some(4_800),
+            Some(4_800),
+            Some(5_000),
+            kmem_off(),
+            Some(false),
+        );
+        assert_eq!(f.verdict.status, Status::Healthy, "{:?}", f.verdict);
+        assert_eq!(f.verdict.exit_code(), 0);
+        assert!(advice(&f).contains("nokmem"));
+    }
+
+    #[test]
+    fn legacy_at_risk_kmem_active_uncounted() {
+        let f = mk(R310, Some(4_800), Some(4_800), None, kmem_on(), None);
+        assert_eq!(f.verdict.status, Status::AtRisk, "{:?}", f.verdict);
+        assert_eq!(f.verdict.exit_code(), 1);
+        let a = advice(&f);
+        assert!(a.contains("--ids-used") && a.contains("systemtap"), "{a}");
+        assert!(a.contains("cgleak repair") && a.contains("nokmem"), "{a}");
+        assert!(a.contains("900 free ids"), "{a}");
+        assert!(f
+            .verdict
+            .reasons
+            .iter()
+            .any(|r| r.contains("cannot be counted")));
+    }
+
+    #[test]
+    fn legacy_at_risk_few_ids_free_without_kmem() {
+        // 57,535 used, 8,000 free, fewer than 2 dying per live: at-risk by ids alone.
+        let f = mk(R310, Some(40_000), None, Some(57_535), kmem_off(), None);
+        assert_eq!(f.hierarchy.ids_free, Some(8_000));
+        assert_eq!(f.verdict.status, Status::AtRisk, "{:?}", f.verdict);
+        let a = advice(&f);
+        assert!(a.contains("cgleak reclaim") && a.contains("reboot"), "{a}");
+    }
+
+    #[test]
+    fn legacy_leaking_kmem_active_and_many_dying() {
+        // 28,000 dying for 2,000 live (14x) with kmem on: leaking though 35,535 ids are free.
+        let f = mk(
+            R310,
+            Some(2_000),
+            Some(2_000),
+            Some(30_000),
+            kmem_on(),
+            Some(true),
+        );
+        assert_eq!(f.hierarchy.dying, Some(28_000));
+        assert_eq!(f.hierarchy.ids_free, Some(35_535));
+        assert_eq!(f.verdict.status, Status::Leaking, "{:?}", f.verdict);
+        let a = advice(&f);
+        assert!(
+            a.contains("cgleak plan") && a.contains("cgleak repair"),
+            "{a}"
+        );
+        assert!(a.contains("1.0.0-rc94") && a.contains("3.10.0-1062"), "{a}");
+        assert!(
+            a.contains("stop it"),
+            "kubelet running must be mentioned: {a}"
+        );
+        assert!(!a.contains("systemtap"), "{a}");
+    }
+
+    #[test]
+    fn legacy_leaking_by_ids_and_too_few_for_migration() {
+        let f = mk(R310, Some(5_000), None, Some(65_300), kmem_on(), None);
+        assert_eq!(f.hierarchy.ids_free, Some(235));
+        assert_eq!(f.verdict.status, Status::Leaking);
+        assert!(
+            advice(&f).contains("reboot the node instead"),
+            "{}",
+            advice(&f)
+        );
+    }
+
+    #[test]
+    fn legacy_kmem_active_few_dying_is_at_risk_not_leaking() {
+        let f = mk(R310, Some(2_000), None, Some(2_300), kmem_on(), None);
+        assert_eq!(f.verdict.status, Status::AtRisk);
+        // 4,000 dying for 2,000 live: accumulating, but under the leaking ratio.
+        let f = mk(R310, Some(2_000), None, Some(6_000), kmem_on(), None);
+        assert_eq!(f.verdict.status, Status::AtRisk);
+    }
+
+    #[test]
+    fn legacy_unknown() {
+        // kmem state unreadable, no --ids-used.
+        let f = mk(
+            R310,
+            Some(3_000),
+            Some(3_000),
+            None,
+            pods(600, None, None),
+            None,
+        );
+        assert_eq!(f.verdict.status, Status::Unknown, "{:?}", f.verdict);
+        assert_eq!(f.verdict.exit_code(), 2);
+        let a = advice(&f);
+        assert!(
+            a.contains("memory.kmem.slabinfo") && a.contains("--ids-used"),
+            "{a}"
+        );
+        // kmem off but ids uncountable: still unknown, never guessed.
+        let f = mk(R310, Some(3_000), Some(3_000), None, kmem_off(), None);
+        assert_eq!(f.verdict.status, Status::Unknown);
+        // no pods cgroup and no count.
+        let missing = KubepodsFacts::missing("kubepods");
+        let f = mk(R310, Some(3_000), Some(3_000), None, missing, None);
+        assert_eq!(f.verdict.status, Status::Unknown);
+    }
+
+    /// healthy, at-risk by ratio, at-risk by ids, leaking, unknown.
+    fn modern_matrix(release: &str) -> [Facts; 5] {
+        let kp = || pods(300, Some(true), None);
+        [
+            mk(release, Some(800), Some(900), None, kp(), None),
+            mk(release, Some(2_000), Some(20_000), None, kp(), None),
+            mk(release, Some(50_000), Some(60_000), None, kp(), None),
+            mk(release, Some(9_000), Some(65_000), None, kp(), Some(true)),
+            mk(release, Some(800), None, None, kp(), None),
+        ]
+    }
+
+    fn check_modern(release: &str) {
+        let [healthy, ratio, ids, leaking, unknown] = modern_matrix(release);
+        assert_eq!(
+            healthy.verdict.status,
+            Status::Healthy,
+            "{:?}",
+            healthy.verdict
+        );
+        assert!(healthy.verdict.advice.is_empty());
+        // 18,000 dying for 2,000 live: at-risk, never leaking from a ratio on these kernels.
+        assert_eq!(ratio.verdict.status, Status::AtRisk, "{:?}", ratio.verdict);
+        assert!(ratio
+            .verdict
+            .reasons
+            .iter()
+            .any(|r| r.contains("accumulate")));
+        assert_eq!(ids.hierarchy.ids_free, Some(5_535));
+        assert_eq!(ids.verdict.status, Status::AtRisk);
+        assert_eq!(leaking.hierarchy.ids_free, Some(535));
+        assert_eq!(leaking.verdict.status, Status::Leaking);
+        assert_eq!(unknown.verdict.status, Status::Unknown);
+        let a = advice(&leaking);
+        assert!(a.contains("does NOT help"), "{a}");
+        assert!(
+            a.contains("cgleak reclaim") && a.contains("cold caches"),
+            "{a}"
+        );
+        assert!(a.contains("cgroup.memory=nokmem"), "{a}");
+        assert!(!a.contains("cgleak plan"), "{a}");
+    }
+
+    #[test]
+    fn modern_matrix_510() {
+        check_modern(R510);
+        let [_, _, _, leaking, _] = modern_matrix(R510);
+        assert!(!advice(&leaking).contains("6.13"));
+    }
+
+    #[test]
+    fn no_move_charge_matrix_618() {
+        check_modern(R618);
+        let [_, _, _, leaking, _] = modern_matrix(R618);
+        assert!(advice(&leaking).contains(">= 6.13"), "{}", advice(&leaking));
+    }
+
+    #[test]
+    fn small_nodes_with_high_ratio_stay_healthy() {
+        // Seen on this machine: 45 counted, 7 live.
+        let missing = KubepodsFacts::missing("kubepods");
+        let f = mk(R618, Some(7), Some(45), None, missing, None);
+        assert_eq!(f.hierarchy.dying, Some(38));
+        assert_eq!(f.verdict.status, Status::Healthy);
+    }
+
+    #[test]
+    fn modern_with_nokmem_advises_reboot_not_nokmem() {
+        let kp = pods(10, Some(false), None);
+        let mut f = mk(R510, Some(9_000), Some(65_000), None, kp, None);
+        f.kernel.nokmem = true;
+        f.nokmem = true;
+        f.judge(&Thresholds::default());
+        assert_eq!(f.verdict.status, Status::Leaking);
+        let a = advice(&f);
+        assert!(!a.contains("boot with"), "{a}");
+        assert!(a.contains("reboot"), "{a}");
+    }
+
+    #[test]
+    fn unknown_kernel_release() {
+        let f = mk(
+            "weird",
+            Some(500),
+            Some(500),
+            None,
+            pods(10, None, None),
+            None,
+        );
+        assert_eq!(f.kernel.era, None);
+        assert_eq!(f.verdict.status, Status::Unknown);
+        let f = mk(
+            "weird",
+            Some(500),
+            Some(500),
+            Some(520),
+            pods(10, None, None),
+            None,
+        );
+        assert_eq!(f.verdict.status, Status::Healthy);
+    }
+
+    #[test]
+    fn thresholds_are_honoured() {
+        let kp = pods(10, Some(true), None);
+        let mut f = mk(R510, Some(800), Some(30_000), None, kp, None);
+        assert_eq!(f.verdict.status, Status::AtRisk); // by ratio
+        f.judge(&Thresholds {
+            at_risk_ids_free: 40_000,
+            leaking_ids_free: 36_000,
+            ..Thresholds::default()
+        });
+        assert_eq!(f.verdict.status, Status::Leaking);
+        assert_eq!(f.thresholds.leaking_ids_free, 36_000);
+    }
+
+    #[test]
+    fn v2_hosts() {
+        let inp = |live, nd| V2Inputs {
+            root: "/sys/fs/cgroup".into(),
+            release: R618.into(),
+            cmdline: String::new(),
+            live,
+            nr_dying_descendants: nd,
+            kubelet_pids: Some(vec![]),
+        };
+        let f = gather_v2(&inp(Some(300), Some(100)));
+        assert_eq!(f.cgroup_mode, Some(CgroupMode::V2));
+        assert_eq!(f.hierarchy.nr_dying_descendants, Some(100));
+        assert_eq!(f.kubelet.running, Some(false));
+        assert_eq!(f.verdict.status, Status::Healthy, "{:?}", f.verdict);
+        let f = gather_v2(&inp(Some(2_000), Some(40_000)));
+        assert_eq!(f.verdict.status, Status::AtRisk, "{:?}", f.verdict);
+        assert!(advice(&f).contains("cgleak reclaim"));
+        assert!(f
+            .verdict
+            .reasons
+            .iter()
+            .any(|r| r.contains("nr_dying_descendants")));
+        let f = gather_v2(&inp(Some(20_000), Some(36_000)));
+        assert_eq!(f.verdict.status, Status::AtRisk, "bound near the limit");
+        let f = gather_v2(&inp(Some(300), None));
+        assert_eq!(f.verdict.status, Status::Unknown);
+        let f = gather_v2(&inp(None, Some(5_000)));
+        assert_eq!(f.verdict.status, Status::Unknown);
+        let t = render_text(&f);
+        assert!(t.contains("dying (v2)") && t.contains("5,000"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&render_json(&f)).unwrap();
+        assert_eq!(v["cgroup_mode"], "v2");
+        assert_eq!(v["hierarchy"]["nr_dying_descendants"], 5000);
+        assert!(v["hierarchy"]["ids_used"].is_null());
+    }
+
+    #[test]
+    fn exit_codes_and_separators() {
+        let v = |status| Verdict {
+            status,
+            reasons: vec![],
+            advice: vec![],
+        };
+        assert_eq!(v(Status::Healthy).exit_code(), 0);
+        assert_eq!(v(Status::AtRisk).exit_code(), 1);
+        assert_eq!(v(Status::Leaking).exit_code(), 1);
+        assert_eq!(v(Status::Unknown).exit_code(), 2);
+        assert_eq!(sep(0), "0");
+        assert_eq!(sep(999), "999");
+        assert_eq!(sep(1_000), "1,000");
+        assert_eq!(sep(65_535), "65,535");
+        assert_eq!(sep(1_234_567), "1,234,567");
+    }
+
+    // ---- rendering ----
+
+    fn has_keys(o: &serde_json::Value, ks: &[&str]) {
+        for k in ks {
+            assert!(o.get(k).is_some(), "missing key {k} in {o}");
+        }
+    }
+
+    #[test]
+    fn json_has_every_contract_key_and_nulls_for_unknowns() {
+        let missing = KubepodsFacts::missing("kubepods");
+        let f = mk("weird", Some(3_000), Some(3_000), None, missing, None);
+        let v: serde_json::Value = serde_json::from_str(&render_json(&f)).unwrap();
+        has_keys(
+            &v,
+            &[
+                "kernel",
+                "cgroup_mode",
+                "nokmem",
+                "hierarchy",
+                "kubepods",
+                "kubelet",
+                "verdict",
+                "thresholds",
+            ],
+        );
+        has_keys(
+            &v["kernel"],
+            &[
+                "release",
+                "version",
+                "era",
+                "nokmem",
+                "move_charge_supported",
+                "move_charge_deprecated",
+                "counts_dying",
+                "kmem_per_cgroup",
+            ],
+        );
+        has_keys(
+            &v["hierarchy"],
+            &[
+                "mount",
+                "root",
+                "live",
+                "counted",
+                "dying",
+                "id_limit",
+                "ids_used",
+                "ids_free",
+                "ids_source",
+                "nr_dying_descendants",
+            ],
+        );
+        has_keys(
+            &v["kubepods"],
+            &[
+                "found",
+                "name",
+                "layout",
+                "cgroups",
+                "qos",
+                "pods",
+                "containers",
+                "other",
+                "tasks",
+                "kmem_active",
+                "kmem_active_cgroups",
+                "kmem_limits_set",
+            ],
+        );
+        has_keys(&v["kubelet"], &["running", "pids"]);
+        has_keys(&v["verdict"], &["status", "reasons", "advice"]);
+        has_keys(
+            &v["thresholds"],
+            &[
+                "at_risk_ids_free",
+                "leaking_ids_free",
+                "at_risk_dying_ratio",
+                "leaking_dying_ratio",
+                "min_dying_for_ratio",
+            ],
+        );
+        for k in [
+            "version",
+            "era",
+            "move_charge_supported",
+            "move_charge_deprecated",
+            "counts_dying",
+            "kmem_per_cgroup",
+        ] {
+            assert!(v["kernel"][k].is_null(), "kernel.{k}: {}", v["kernel"]);
+        }
+        for k in ["dying", "ids_used", "ids_free", "nr_dying_descendants"] {
+            assert!(v["hierarchy"][k].is_null(), "hierarchy.{k} must be null");
+        }
+        assert_eq!(v["hierarchy"]["ids_source"], "unknown");
+        assert_eq!(v["hierarchy"]["id_limit"], 65535);
+        assert_eq!(v["hierarchy"]["live"], 3000);
+        assert!(v["kubepods"]["kmem_active"].is_null());
+        assert_eq!(v["kubepods"]["found"], false);
+        assert_eq!(v["kubepods"]["layout"], "missing");
+        assert!(v["kubelet"]["running"].is_null());
+        assert_eq!(v["verdict"]["status"], "unknown");
+        assert_eq!(v["cgroup_mode"], "v1");
+        assert_eq!(v["nokmem"], false);
+        assert_eq!(v["thresholds"]["at_risk_ids_free"], 10_000);
+
+        // Known values come out as such, with the contract's spellings.
+        let f = mk(
+            R310,
+            Some(2_000),
+            Some(2_000),
+            Some(30_000),
+            kmem_on(),
+            Some(true),
+        );
+        let v: serde_json::Value = serde_json::from_str(&render_json(&f)).unwrap();
+        assert_eq!(v["kernel"]["era"], "legacy");
+        assert_eq!(v["kernel"]["version"], "3.10.0");
+        assert_eq!(v["hierarchy"]["ids_source"], "systemtap");
+        assert_eq!(v["hierarchy"]["dying"], 28_000);
+        assert_eq!(v["verdict"]["status"], "leaking");
+        assert_eq!(v["kubelet"]["pids"][0], 77);
+        let f = mk(
+            R618,
+            Some(800),
+            Some(20_000),
+            None,
+            pods(10, Some(true), None),
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&render_json(&f)).unwrap();
+        assert_eq!(v["kernel"]["era"], "no_move_charge");
+        assert_eq!(v["verdict"]["status"], "at-risk");
+        assert_eq!(v["hierarchy"]["ids_source"], "proc_cgroups");
+        let f = mk(
+            R510,
+            Some(800),
+            Some(900),
+            None,
+            pods(10, Some(true), None),
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&render_json(&f)).unwrap();
+        assert_eq!(v["kernel"]["era"], "modern");
+        assert_eq!(v["verdict"]["status"], "healthy");
+        // Round trip.
+        let back: Facts = serde_json::from_str(&render_json(&f)).unwrap();
+        assert_eq!(back, f);
+    }
+
+    fn short_lines(s: &str) {
+        for l in s.lines() {
+            assert!(l.chars().count() < 100, "line too long ({}): {l}", l.len());
+        }
+    }
+
+    #[test]
+    fn text_for_310_leak() {
+        let f = mk(
+            R310,
+            Some(2_000),
+            Some(2_000),
+            Some(30_000),
+            kmem_on(),
+            Some(true),
+        );
+        let t = render_text(&f);
+        assert!(t.contains("VERDICT: LEAKING"), "{t}");
+        assert!(t.contains("30,000 of 65,535"), "{t}");
+        assert!(t.contains("  1. "), "{t}");
+        assert!(t.contains("nokmem") && t.contains("cgleak repair"), "{t}");
+        assert!(t.contains("yes (pid 77)"), "{t}");
+        assert!(t.contains("yes (900 cgroups)"), "{t}");
+        short_lines(&t);
+    }
+
+    #[test]
+    fn text_for_modern_at_risk_and_healthy() {
+        let [healthy, ratio, ..] = modern_matrix(R618);
+        let t = render_text(&ratio);
+        assert!(t.contains("VERDICT: AT-RISK"), "{t}");
+        assert!(
+            t.contains("cgleak reclaim") && t.contains("does NOT help"),
+            "{t}"
+        );
+        assert!(t.contains("not supported (>= 6.13)"), "{t}");
+        short_lines(&t);
+        let t = render_text(&healthy);
+        assert!(t.contains("VERDICT: HEALTHY"), "{t}");
+        assert!(!t.contains("Advice"), "{t}");
+        short_lines(&t);
+    }
+
+    #[test]
+    fn text_for_unknown() {
+        let f = mk(
+            R310,
+            Some(3_000),
+            Some(3_000),
+            None,
+            pods(600, None, None),
+            None,
+        );
+        let t = render_text(&f);
+        assert!(t.contains("VERDICT: UNKNOWN"), "{t}");
+        assert!(t.contains("not countable here"), "{t}");
+        assert!(t.contains("--ids-used"), "{t}");
+        short_lines(&t);
+    }
+
+    #[test]
+    fn wrap_keeps_lines_short() {
+        let mut o = String::new();
+        let long = "word ".repeat(80);
+        wrap(&mut o, "  1. ", "     ", &long);
+        short_lines(&o);
+        assert!(o.lines().count() > 3);
+        assert!(o.lines().skip(1).all(|l| l.starts_with("     word")));
+    }
+}
