@@ -600,6 +600,8 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
             "kernel booted with cgroup.memory=nokmem: kmem accounting cannot be activated"
                 .to_string(),
         ),
+        // 3.10: kmem is per cgroup, reported below from the pods tree.
+        Some(Era::Legacy) => {}
         Some(_) if f.nokmem => reasons.push(
             "kernel booted with cgroup.memory=nokmem: memcgs do not account kernel memory"
                 .to_string(),
@@ -694,13 +696,12 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
                     status = Status::AtRisk;
                 }
                 Some(_) => {}
-                // Without the live count a large dying count cannot be weighed.
-                None if nd >= t.min_dying_for_ratio => {
+                // Without the live count neither the ratio nor the id bound is known.
+                None => {
                     reasons
                         .push("live cgroups not counted: cannot weigh the dying ones".to_string());
                     status = Status::Unknown;
                 }
-                None => {}
             }
         } else {
             reasons.push("nr_dying_descendants unknown on this cgroup v2 host".to_string());
@@ -1010,18 +1011,13 @@ pub fn render_text(f: &Facts) -> String {
     let k = &f.kernel;
     o.push_str("Kernel\n");
     let era = KernelInfo::from_release(&k.release).era_name();
-    row(
-        &mut o,
-        "release",
-        &format!(
-            "{} ({era})",
-            if k.release.is_empty() {
-                "unknown"
-            } else {
-                &k.release
-            }
-        ),
-    );
+    let release = if k.release.is_empty() {
+        "unknown"
+    } else {
+        &k.release
+    };
+    row(&mut o, "release", release);
+    row(&mut o, "era", era);
     row(
         &mut o,
         "cgroup mode",
@@ -1061,11 +1057,11 @@ pub fn render_text(f: &Facts) -> String {
             IdsSource::Systemtap => "from --ids-used",
             IdsSource::Unknown => "not countable here",
         };
-        row(
-            &mut o,
-            "ids used",
-            &format!("{} of {} ({src})", opt_n(h.ids_used), sep(h.id_limit)),
-        );
+        let used = match h.ids_used {
+            Some(u) => format!("{} of {} ({src})", sep(u), sep(h.id_limit)),
+            None => format!("unknown ({src})"),
+        };
+        row(&mut o, "ids used", &used);
         row(&mut o, "ids free", &opt_n(h.ids_free));
     }
     if h.nr_dying_descendants.is_some() || f.cgroup_mode == Some(CgroupMode::V2) {
@@ -1860,6 +1856,12 @@ mod tests {
         assert_eq!(f.verdict.status, Status::AtRisk, "bound near the limit");
         let f = gather_v2(&inp(Some(300), None));
         assert_eq!(f.verdict.status, Status::Unknown);
+        let f = gather_v2(&inp(None, Some(10)));
+        assert_eq!(
+            f.verdict.status,
+            Status::Unknown,
+            "no live count: never guessed"
+        );
         let f = gather_v2(&inp(None, Some(5_000)));
         assert_eq!(f.verdict.status, Status::Unknown);
         let t = render_text(&f);
@@ -2063,6 +2065,8 @@ mod tests {
         assert!(t.contains("nokmem") && t.contains("cgleak repair"), "{t}");
         assert!(t.contains("yes (pid 77)"), "{t}");
         assert!(t.contains("yes (900 cgroups)"), "{t}");
+        // kmem on 3.10 is per cgroup: no claim that every memcg accounts it.
+        assert!(!t.contains("every v1 memcg"), "{t}");
         short_lines(&t);
     }
 
