@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let fs = match open_fs(&g.root) {
                 Ok(fs) => fs,
                 Err(Error::BadRoot { reason: crate::error::BadRoot::CgroupV2, .. }) => {
-                    return crate::diagnose::run_v2(&g.root, a.format == Format::Json);
+                    return diagnose_v2(&g.root, a.format);
                 }
                 Err(e) => return Err(e),
             };
@@ -186,10 +186,32 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if r.ok { 0 } else { 1 })
         }
-        Command::Reclaim(a) => crate::reclaim_cmd::run(&g.root, &a),
+        Command::Reclaim(_) => Err(Error::Usage("reclaim: not wired yet".into())),
         Command::Demo(a) => crate::demo::run(&a),
         Command::Emulate(a) => crate::demo::emulate(&a),
     }
+}
+
+/// diagnose on a cgroup v2 host: there is no v1 memory hierarchy; report the unified
+/// hierarchy's dying descendants (cgroup.stat nr_dying_descendants).
+fn diagnose_v2(root: &Path, format: Format) -> Result<u8> {
+    use crate::fs::kernel;
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let kubelets = kernel::find_processes_in_proc("kubelet");
+    let inputs = crate::diagnose::V2Inputs {
+        root: root.to_path_buf(),
+        release: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default(),
+        cmdline: read("/proc/cmdline"),
+        live: kernel::count_cgroup_dirs(root).ok(),
+        nr_dying_descendants: kernel::v2_dying_descendants(root).ok().flatten(),
+        kubelet_pids: kubelets.ok(),
+    };
+    let facts = crate::diagnose::gather_v2(&inputs);
+    match format {
+        Format::Text => out(&crate::diagnose::render_text(&facts)),
+        Format::Json => out(&crate::diagnose::render_json(&facts)),
+    }
+    Ok(facts.verdict.exit_code())
 }
 
 fn phase_asker() -> impl FnMut(usize, &Phase, usize) -> bool {

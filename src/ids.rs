@@ -35,23 +35,43 @@ pub struct IdCount {
 }
 
 /// Compute the id accounting from what the kernel shows and an optional systemtap count.
-pub fn compute(kernel: &KernelInfo, live: u64, counted: Option<u64>, ids_used_arg: Option<u64>) -> IdCount {
-    let (ids_used, source) = match (kernel.counts_dying(), counted, ids_used_arg) {
-        (Some(true), Some(c), _) => (Some(c), IdsSource::ProcCgroups),
+/// `counts_dying` is [`KernelInfo::counts_dying`]; `live` may be unknown (unreadable hierarchy).
+/// On kernels that count dying memcgs the kernel's count wins over `--ids-used`; a difference is
+/// noted in `notes`.
+pub fn compute_with(counts_dying: Option<bool>, live: Option<u64>, counted: Option<u64>, ids_used_arg: Option<u64>) -> (IdCount, Vec<String>) {
+    let mut notes = Vec::new();
+    let (ids_used, source) = match (counts_dying, counted, ids_used_arg) {
+        (Some(true), Some(c), given) => {
+            if let Some(g) = given.filter(|&g| g != c) {
+                notes.push(format!(
+                    "--ids-used {g} differs from the kernel's count of {c} memcgs in /proc/cgroups; using the kernel's count"
+                ));
+            }
+            (Some(c), IdsSource::ProcCgroups)
+        }
         (_, _, Some(u)) => (Some(u), IdsSource::Systemtap),
         _ => (None, IdsSource::Unknown),
     };
     // counted can be below live for an instant (a cgroup made between the two reads).
-    let dying = ids_used.map(|u| u.saturating_sub(live));
-    IdCount {
-        live,
+    let dying = match (ids_used, live) {
+        (Some(u), Some(l)) => Some(u.saturating_sub(l)),
+        _ => None,
+    };
+    let count = IdCount {
+        live: live.unwrap_or(0),
         counted,
         dying,
         id_limit: ID_LIMIT,
         ids_used,
         ids_free: ids_used.map(|u| ID_LIMIT.saturating_sub(u)),
         ids_source: source,
-    }
+    };
+    (count, notes)
+}
+
+/// [`compute_with`] for a known kernel and live count.
+pub fn compute(kernel: &KernelInfo, live: u64, counted: Option<u64>, ids_used_arg: Option<u64>) -> IdCount {
+    compute_with(kernel.counts_dying(), Some(live), counted, ids_used_arg).0
 }
 
 /// Read the id accounting of `fs`'s hierarchy.

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod demo;
+pub mod diagnose;
 pub mod error;
 pub mod execute;
 pub mod fs;

@@ -318,6 +318,35 @@ pub fn v2_dying_descendants(dir: &Path) -> Result<Option<u64>> {
     }
 }
 
+/// Pids of processes whose /proc/PID/comm is `comm` (no KernelFs needed: v2 hosts use it).
+pub fn find_processes_in_proc(comm: &str) -> Result<Vec<u32>> {
+    // The kernel keeps only the first 15 bytes of a command name in comm.
+    let want = comm.as_bytes();
+    let want = &want[..want.len().min(COMM_MAX)];
+    let proc = Path::new("/proc");
+    let rd = std::fs::read_dir(proc).map_err(|e| sys(FsOp::List, proc, &e))?;
+    let mut pids = Vec::new();
+    for entry in rd.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may exit between the listing and the read: skip it.
+        let Ok(c) = std::fs::read(entry.path().join("comm")) else {
+            continue;
+        };
+        let c = c.strip_suffix(b"\n").unwrap_or(&c);
+        if c == want {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    Ok(pids)
+}
+
 /// Number of directories below and including `dir`, on `dir`'s filesystem, not following links.
 /// In a cgroup hierarchy every directory is a live cgroup (a dying one has lost its directory).
 /// Directories that vanish during the walk (containers being deleted) are not errors.
@@ -570,31 +599,7 @@ impl Cgroupfs for KernelFs {
     }
 
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
-        // The kernel keeps only the first 15 bytes of a command name in comm.
-        let want = comm.as_bytes();
-        let want = &want[..want.len().min(COMM_MAX)];
-        let proc = Path::new("/proc");
-        let rd = std::fs::read_dir(proc).map_err(|e| sys(FsOp::List, proc, &e))?;
-        let mut pids = Vec::new();
-        for entry in rd.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // A process may exit between the listing and the read: skip it.
-            let Ok(c) = std::fs::read(entry.path().join("comm")) else {
-                continue;
-            };
-            let c = c.strip_suffix(b"\n").unwrap_or(&c);
-            if c == want {
-                pids.push(pid);
-            }
-        }
-        pids.sort_unstable();
-        Ok(pids)
+        find_processes_in_proc(comm)
     }
 
     fn pid_alive(&self, pid: u32) -> bool {
