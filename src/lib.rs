@@ -8,6 +8,7 @@
 //! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON).
 
 pub mod error;
+pub mod fixture;
 pub mod fs;
 pub mod kernel;
 pub mod model;
