@@ -13,6 +13,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod error;
 pub mod execute;
+pub mod fixture;
 pub mod fs;
 pub mod ids;
 pub mod journal;
