@@ -51,7 +51,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     let base = match &a.keep {
         Some(d) => d.clone(),
         None => {
-            tmp = tempfile::Builder::new().prefix("cgleak-demo-").tempdir().map_err(|e| Error::io("create temp dir", "/tmp", e))?;
+            tmp = crate::fs::emulated::scratch_tempdir("cgleak-demo-").map_err(|e| Error::io("create temp dir", "/tmp", e))?;
             tmp.path().join("node")
         }
     };

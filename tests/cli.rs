@@ -40,7 +40,7 @@ struct Node {
 
 impl Node {
     fn new(profile: KernelProfile, pods: usize) -> Node {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = cgleak::fs::emulated::scratch_tempdir("cgleak-test-").unwrap();
         let emu = EmulatedFs::create(&dir.path().join("node"), profile).unwrap();
         build_pods(&emu, &FixtureSpec::new("kubepods", pods), profile == KernelProfile::V3_10).unwrap();
         Node { dir, emu }
@@ -214,7 +214,7 @@ fn refusal_pods_cgroup_missing() {
 
 #[test]
 fn refusal_systemd_layout() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cgleak::fs::emulated::scratch_tempdir("cgleak-test-").unwrap();
     let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
     emu.mkdir("kubepods.slice").unwrap();
     emu.mkdir("kubepods.slice/kubepods-burstable.slice").unwrap();

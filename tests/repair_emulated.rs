@@ -46,7 +46,7 @@ struct Node {
 }
 
 fn node(profile: KernelProfile, pods: usize, kmem: bool) -> Node {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = cgleak::fs::emulated::scratch_tempdir("cgleak-test-").unwrap();
     let base = dir.path().join("node");
     let emu = EmulatedFs::create(&base, profile).unwrap();
     let mut spec = FixtureSpec::new("kubepods", pods);
