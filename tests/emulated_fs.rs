@@ -46,7 +46,10 @@ fn create_layout_and_machine_facts() {
         assert_eq!(fs.hierarchy_mount(), base.join("memory"));
         assert_eq!(fs.kernel_release().unwrap(), p.release());
         assert_eq!(fs.cgroup_mode().unwrap(), CgroupMode::V1);
-        assert_eq!(fs.describe(), format!("emulated {} node at {}", p, base.display()));
+        assert_eq!(
+            fs.describe(),
+            format!("emulated {} node at {}", p, base.display())
+        );
         assert!(fs.is_emulated() && fs.may_write());
         assert_eq!(fs.boot_id().unwrap().len(), 36);
         assert_eq!(fs.hierarchy_live().unwrap(), 1);
@@ -74,7 +77,12 @@ fn mkdir_creates_control_files_with_inherited_values() {
         } else {
             9223372036854771712
         };
-        for f in [knob::LIMIT, knob::SOFT_LIMIT, knob::MEMSW_LIMIT, knob::KMEM_LIMIT] {
+        for f in [
+            knob::LIMIT,
+            knob::SOFT_LIMIT,
+            knob::MEMSW_LIMIT,
+            knob::KMEM_LIMIT,
+        ] {
             assert_eq!(num(&fs, "a", f), unl, "{p} {f}");
         }
         assert_eq!(num(&fs, "a", knob::SWAPPINESS), 60);
@@ -150,7 +158,10 @@ fn limits_round_and_respect_memsw() {
         // 3.10's res_counter rounds up (PAGE_ALIGN).
         let want = if p == V3_10 { 12349440 } else { 12345344 };
         assert_eq!(num(&fs, "c", knob::LIMIT), want, "{p}");
-        assert_eq!(errno(fs.write("c", knob::MEMSW_LIMIT, "4096")), Errno::EINVAL);
+        assert_eq!(
+            errno(fs.write("c", knob::MEMSW_LIMIT, "4096")),
+            Errno::EINVAL
+        );
         fs.write("c", knob::MEMSW_LIMIT, "20000000").unwrap();
         assert_eq!(num(&fs, "c", knob::MEMSW_LIMIT) % 4096, 0);
         // raising the limit above memsw: EINVAL; memsw first, then limit
@@ -194,12 +205,22 @@ fn limit_below_usage_reclaims_cache_or_ebusy() {
         let pid = fs.spawn("c", "app").unwrap();
         fs.charge_process(pid, 3 << 20).unwrap();
         assert_eq!(fs.charges("c"), Some((4 << 20, 3 << 20)));
-        assert_eq!(errno(fs.write("c", knob::LIMIT, &(2 << 20).to_string())), Errno::EBUSY);
+        assert_eq!(
+            errno(fs.write("c", knob::LIMIT, &(2 << 20).to_string())),
+            Errno::EBUSY
+        );
         assert_eq!(num(&fs, "c", knob::LIMIT), 4 << 20, "limit unchanged");
-        assert_eq!(fs.charges("c"), Some((0, 3 << 20)), "cache reclaimed trying");
+        assert_eq!(
+            fs.charges("c"),
+            Some((0, 3 << 20)),
+            "cache reclaimed trying"
+        );
         // the usage file on disk follows
         let d = fs.root().join("c/memory.usage_in_bytes");
-        assert_eq!(std::fs::read_to_string(d).unwrap().trim(), (3u64 << 20).to_string());
+        assert_eq!(
+            std::fs::read_to_string(d).unwrap().trim(),
+            (3u64 << 20).to_string()
+        );
     }
 }
 
@@ -256,7 +277,10 @@ fn oom_control_rules() {
     fs.write("", knob::USE_HIERARCHY, "0").unwrap();
     fs.mkdir("a").unwrap();
     fs.write("a", knob::OOM_CONTROL, "1").unwrap();
-    assert_eq!(fs.read("a", knob::OOM_CONTROL).unwrap(), "oom_kill_disable 1\nunder_oom 0\n");
+    assert_eq!(
+        fs.read("a", knob::OOM_CONTROL).unwrap(),
+        "oom_kill_disable 1\nunder_oom 0\n"
+    );
     fs.mkdir("a/b").unwrap();
     assert_eq!(errno(fs.write("a", knob::OOM_CONTROL, "0")), Errno::EINVAL);
 }
@@ -274,8 +298,14 @@ fn use_hierarchy_rules() {
     assert_eq!(num(&fs, "a/b", knob::USE_HIERARCHY), 1);
     assert_eq!(errno(fs.write("a", knob::USE_HIERARCHY, "0")), Errno::EBUSY);
     // below a parent with hierarchy: EINVAL
-    assert_eq!(errno(fs.write("a/b", knob::USE_HIERARCHY, "0")), Errno::EINVAL);
-    assert_eq!(errno(fs.write("a", knob::USE_HIERARCHY, "2")), Errno::EINVAL);
+    assert_eq!(
+        errno(fs.write("a/b", knob::USE_HIERARCHY, "0")),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        errno(fs.write("a", knob::USE_HIERARCHY, "2")),
+        Errno::EINVAL
+    );
     fs.rmdir("a/b").unwrap();
     fs.rmdir("a").unwrap();
     fs.write("", knob::USE_HIERARCHY, "1").unwrap();
@@ -285,14 +315,20 @@ fn use_hierarchy_rules() {
     let (_t, fs) = node(V3_10);
     fs.mkdir("a").unwrap();
     fs.write("a", knob::USE_HIERARCHY, "1").unwrap();
-    assert_eq!(errno(fs.write("a", knob::USE_HIERARCHY, "0")), Errno::EINVAL);
+    assert_eq!(
+        errno(fs.write("a", knob::USE_HIERARCHY, "0")),
+        Errno::EINVAL
+    );
 
     // 6.1 / 6.13: fixed at 1
     for p in [V6_1, V6_13] {
         let (_t, fs) = node(p);
         fs.mkdir("a").unwrap();
         fs.write("a", knob::USE_HIERARCHY, "1").unwrap();
-        assert_eq!(errno(fs.write("a", knob::USE_HIERARCHY, "0")), Errno::EINVAL);
+        assert_eq!(
+            errno(fs.write("a", knob::USE_HIERARCHY, "0")),
+            Errno::EINVAL
+        );
         assert_eq!(errno(fs.write("", knob::USE_HIERARCHY, "0")), Errno::EINVAL);
         assert_eq!(num(&fs, "a", knob::USE_HIERARCHY), 1);
     }
@@ -304,7 +340,10 @@ fn move_charge_rules_and_charges_moving() {
         let (_t, fs) = node(p);
         fs.mkdir("old").unwrap();
         fs.mkdir("new").unwrap();
-        assert_eq!(errno(fs.write("new", knob::MOVE_CHARGE, "4")), Errno::EINVAL);
+        assert_eq!(
+            errno(fs.write("new", knob::MOVE_CHARGE, "4")),
+            Errno::EINVAL
+        );
         fs.write("new", knob::MOVE_CHARGE, "0").unwrap();
         let r = fs.write("new", knob::MOVE_CHARGE, "3");
         if p == V6_13 {
@@ -328,7 +367,10 @@ fn move_charge_rules_and_charges_moving() {
         } else {
             assert_eq!(fs.charges("old"), Some((0, 0)));
             assert_eq!(num(&fs, "new", knob::USAGE), 1 << 20);
-            assert!(fs.read("new", "memory.stat").unwrap().contains("rss 1048576\n"));
+            assert!(fs
+                .read("new", "memory.stat")
+                .unwrap()
+                .contains("rss 1048576\n"));
             fs.rmdir("old").unwrap();
             assert_eq!(fs.dying(), 0);
         }
@@ -381,7 +423,10 @@ fn procs_moves_the_whole_group_from_wherever_and_tasks_one_thread() {
         assert!(!fs.pid_alive(pid) && !fs.pid_alive(t1));
         assert_eq!(fs.read("c", knob::TASKS).unwrap(), "");
         assert_eq!(fs.cgroup_of(t2), None);
-        assert_eq!(errno(fs.write("a", knob::PROCS, &pid.to_string())), Errno::ESRCH);
+        assert_eq!(
+            errno(fs.write("a", knob::PROCS, &pid.to_string())),
+            Errno::ESRCH
+        );
     }
 }
 
@@ -422,11 +467,17 @@ fn kmem_on_3_10_activates_inherits_pins_and_hides() {
     assert!(!fs.kmem_active("kubepods"));
     // EBUSY with tasks
     let pid = fs.spawn("kubepods", "x").unwrap();
-    assert_eq!(errno(fs.write("kubepods", knob::KMEM_LIMIT, "1")), Errno::EBUSY);
+    assert_eq!(
+        errno(fs.write("kubepods", knob::KMEM_LIMIT, "1")),
+        Errno::EBUSY
+    );
     fs.write("", knob::PROCS, &pid.to_string()).unwrap();
     // EBUSY with children (use_hierarchy 1)
     fs.mkdir("kubepods/early").unwrap();
-    assert_eq!(errno(fs.write("kubepods", knob::KMEM_LIMIT, "1")), Errno::EBUSY);
+    assert_eq!(
+        errno(fs.write("kubepods", knob::KMEM_LIMIT, "1")),
+        Errno::EBUSY
+    );
     fs.rmdir("kubepods/early").unwrap();
     fs.write("kubepods", knob::KMEM_LIMIT, "1").unwrap();
     fs.write("kubepods", knob::KMEM_LIMIT, "-1").unwrap();
@@ -440,7 +491,10 @@ fn kmem_on_3_10_activates_inherits_pins_and_hides() {
     fs.mkdir("kubepods/pod1").unwrap();
     assert!(fs.kmem_active("kubepods/pod1"));
     assert!(fs.read("kubepods/pod1", knob::KMEM_SLABINFO).is_ok());
-    assert!(fs.root().join("kubepods/pod1/emulated.kmem_active").is_file());
+    assert!(fs
+        .root()
+        .join("kubepods/pod1/emulated.kmem_active")
+        .is_file());
     assert_eq!(fs.children("kubepods").unwrap(), vec!["pod1".to_string()]);
     // rmdir: dying, id kept, /proc/cgroups counts live only
     fs.charge_cache("kubepods/pod1", 4096).unwrap();
@@ -462,7 +516,10 @@ fn kmem_on_3_10_activates_inherits_pins_and_hides() {
     assert_eq!(fs.dying(), 1);
     // force_empty does not clear kmem; EBUSY with children
     fs.mkdir("kubepods/p2").unwrap();
-    assert_eq!(errno(fs.write("kubepods", knob::FORCE_EMPTY, "0")), Errno::EBUSY);
+    assert_eq!(
+        errno(fs.write("kubepods", knob::FORCE_EMPTY, "0")),
+        Errno::EBUSY
+    );
     fs.write("kubepods/p2", knob::FORCE_EMPTY, "0").unwrap();
     assert!(fs.kmem_active("kubepods/p2"));
     // nokmem on the command line: no activation
@@ -680,7 +737,10 @@ fn exit_on_move_fails_esrch_and_the_process_is_gone() {
     let pid = fs.spawn("old", "sh").unwrap();
     let tid = fs.spawn_thread(pid, "old").unwrap();
     fs.exit_on_move(pid).unwrap();
-    assert_eq!(errno(fs.write("new", knob::PROCS, &pid.to_string())), Errno::ESRCH);
+    assert_eq!(
+        errno(fs.write("new", knob::PROCS, &pid.to_string())),
+        Errno::ESRCH
+    );
     assert!(!fs.pid_alive(pid) && !fs.pid_alive(tid));
     assert_eq!(fs.read("old", knob::PROCS).unwrap(), "");
     assert_eq!(fs.read("new", knob::TASKS).unwrap(), "");
@@ -695,7 +755,11 @@ fn find_processes_and_proc_files() {
     let p1 = fs.spawn("a", "kubelet").unwrap();
     let p2 = fs.spawn("", "containerd").unwrap();
     let t = fs.spawn_thread(p1, "").unwrap();
-    assert_eq!(fs.find_processes("kubelet").unwrap(), vec![p1], "threads not listed");
+    assert_eq!(
+        fs.find_processes("kubelet").unwrap(),
+        vec![p1],
+        "threads not listed"
+    );
     assert_eq!(fs.find_processes("containerd").unwrap(), vec![p2]);
     assert!(fs.find_processes("nope").unwrap().is_empty());
     let status = std::fs::read_to_string(fs.base().join(format!("proc/{t}/status"))).unwrap();
@@ -726,7 +790,8 @@ fn reopen_gives_the_same_state() {
         }
         fs.rmdir("gone").unwrap();
         fs.set_cmdline("quiet").unwrap();
-        fs.set_boot_id("11111111-2222-3333-4444-555555555555").unwrap();
+        fs.set_boot_id("11111111-2222-3333-4444-555555555555")
+            .unwrap();
         fs.set_mode(CgroupMode::Hybrid).unwrap();
         let rc = fs.proc_cgroups().unwrap();
         drop(fs);
@@ -737,7 +802,10 @@ fn reopen_gives_the_same_state() {
         assert_eq!(fs.ids_used(), 4);
         assert_eq!(fs.proc_cgroups().unwrap(), rc);
         assert_eq!(fs.kernel_cmdline().unwrap(), "quiet\n");
-        assert_eq!(fs.boot_id().unwrap(), "11111111-2222-3333-4444-555555555555");
+        assert_eq!(
+            fs.boot_id().unwrap(),
+            "11111111-2222-3333-4444-555555555555"
+        );
         assert_eq!(fs.cgroup_mode().unwrap(), CgroupMode::Hybrid);
         assert_eq!(fs.cgroup_of(pid).as_deref(), Some("kubepods/pod"));
         assert_eq!(fs.cgroup_of(tid).as_deref(), Some("kubepods"));
@@ -768,7 +836,10 @@ fn open_at_subdirectory_and_find_base() {
     sfs.mkdir("pod2").unwrap();
     assert!(fs::read_u64(&sfs, "pod2", knob::LIMIT).is_ok());
     assert_eq!(sfs.hierarchy_live().unwrap(), 4, "whole hierarchy");
-    assert_eq!(sfs.hierarchy_mount(), base.join("memory").canonicalize().unwrap());
+    assert_eq!(
+        sfs.hierarchy_mount(),
+        base.join("memory").canonicalize().unwrap()
+    );
     let pid = sfs.spawn("pod", "a").unwrap();
     assert_eq!(sfs.cgroup_of(pid).as_deref(), Some("pod"));
     // fs::open finds the emulated node
@@ -812,8 +883,14 @@ fn control_files_are_readable_by_a_person() {
     fs.write("a", knob::LIMIT, "1M").unwrap();
     let pid = fs.spawn("a", "x").unwrap();
     let dir = fs.root().join("a");
-    assert_eq!(std::fs::read_to_string(dir.join(knob::LIMIT)).unwrap(), "1048576\n");
-    assert_eq!(std::fs::read_to_string(dir.join(knob::PROCS)).unwrap(), format!("{pid}\n"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join(knob::LIMIT)).unwrap(),
+        "1048576\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(knob::PROCS)).unwrap(),
+        format!("{pid}\n")
+    );
     let names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -827,7 +904,11 @@ fn control_files_are_readable_by_a_person() {
 #[test]
 fn fixture_builds_on_every_profile() {
     for p in KernelProfile::ALL {
-        for layout in [FixtureLayout::Flat, FixtureLayout::Qos, FixtureLayout::Mixed] {
+        for layout in [
+            FixtureLayout::Flat,
+            FixtureLayout::Qos,
+            FixtureLayout::Mixed,
+        ] {
             let (_t, fs) = node(p);
             let mut spec = FixtureSpec::new("kubepods", 12);
             spec.layout = layout;
@@ -887,5 +968,67 @@ fn mutation_cost_is_small() {
             .unwrap();
     }
     let per = start.elapsed() / n as u32;
-    assert!(per < std::time::Duration::from_millis(1), "{per:?} per write");
+    assert!(
+        per < std::time::Duration::from_millis(1),
+        "{per:?} per write"
+    );
+}
+
+/// Cost per operation; run with `cargo test --release --test emulated_fs -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_per_operation() {
+    let (_t, fs) = node(V6_1);
+    let spec = FixtureSpec::new("kubepods", 30);
+    let tree = fixture::kubelet_tree(&spec);
+    let t0 = std::time::Instant::now();
+    fixture::build(&fs, &tree, &mut |cg| fs.spawn(cg, "app")).unwrap();
+    println!("fixture of {} cgroups: {:?}", tree.len(), t0.elapsed());
+    let leaf = &tree.last().unwrap().path;
+    let n = 5000u32;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        fs.write(leaf, knob::SOFT_LIMIT, &(4096 * (i + 1)).to_string())
+            .unwrap();
+    }
+    println!("write soft limit: {:?}", t.elapsed() / n);
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        fs.write(leaf, knob::LIMIT, &(1 << 30 | (i << 12)).to_string())
+            .unwrap_or(());
+    }
+    println!("write limit (reads memsw): {:?}", t.elapsed() / n);
+    let pid = fs::read_procs(&fs, leaf).unwrap()[0];
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let to = if i % 2 == 0 {
+            "kubepods"
+        } else {
+            leaf.as_str()
+        };
+        fs.write(to, knob::PROCS, &pid.to_string()).unwrap();
+    }
+    println!("cgroup.procs move: {:?}", t.elapsed() / n);
+    let m = 300u32;
+    let t = std::time::Instant::now();
+    for i in 0..m {
+        fs.mkdir(&format!("kubepods/x{i}")).unwrap();
+    }
+    println!("mkdir: {:?}", t.elapsed() / m);
+    let t = std::time::Instant::now();
+    for i in 0..m {
+        fs.rename(&format!("kubepods/x{i}"), &format!("kubepods/y{i}"))
+            .unwrap();
+    }
+    println!("rename: {:?}", t.elapsed() / m);
+    let t = std::time::Instant::now();
+    for i in 0..m {
+        fs.rmdir(&format!("kubepods/y{i}")).unwrap();
+    }
+    println!("rmdir: {:?}", t.elapsed() / m);
+    let t = std::time::Instant::now();
+    for _ in 0..m {
+        fs.read(leaf, knob::LIMIT).unwrap();
+    }
+    println!("read: {:?}", t.elapsed() / m);
 }

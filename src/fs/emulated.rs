@@ -330,9 +330,7 @@ fn norm(cg: &str) -> Option<String> {
 
 /// memparse(): a number with an optional K/M/G/T/P/E suffix; anything else is EINVAL.
 fn memparse(s: &str) -> std::result::Result<u64, Errno> {
-    let digits_end = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     if digits_end == 0 {
         return Err(Errno::EINVAL);
     }
@@ -586,7 +584,9 @@ impl EmulatedFs {
             what: format!("emulated node state ({e})"),
             content: String::from_utf8_lossy(&raw).into_owned(),
         })?;
-        let base = base.canonicalize().map_err(|e| Error::io("open", base, e))?;
+        let base = base
+            .canonicalize()
+            .map_err(|e| Error::io("open", base, e))?;
         let mount = base.join(MEMORY_DIR);
         let root_abs = match root.canonicalize() {
             Ok(p) => p,
@@ -831,7 +831,12 @@ impl EmulatedFs {
             },
         );
         inner.groups.entry(pid).or_default().insert(pid);
-        inner.nodes.get_mut(&full).expect("checked").tids.insert(pid);
+        inner
+            .nodes
+            .get_mut(&full)
+            .expect("checked")
+            .tids
+            .insert(pid);
         self.flush_tasks(&inner, &full)?;
         Ok(pid)
     }
@@ -858,7 +863,12 @@ impl EmulatedFs {
             },
         );
         inner.groups.entry(tgid).or_default().insert(tid);
-        inner.nodes.get_mut(&full).expect("checked").tids.insert(tid);
+        inner
+            .nodes
+            .get_mut(&full)
+            .expect("checked")
+            .tids
+            .insert(tid);
         self.flush_tasks(&inner, &full)?;
         Ok(tid)
     }
@@ -1115,8 +1125,7 @@ impl EmulatedFs {
     // ---- the kernel's rules ------------------------------------------------------------------
 
     fn do_write(&self, inner: &mut Inner, full: &str, file: &str, v: &str) -> FResult<()> {
-        if !inner.nodes.contains_key(full) || file.starts_with("emulated.") || file.contains('/')
-        {
+        if !inner.nodes.contains_key(full) || file.starts_with("emulated.") || file.contains('/') {
             return Err(Errno::ENOENT.into());
         }
         let is_root = full.is_empty();
@@ -1347,7 +1356,12 @@ impl EmulatedFs {
             if let Some(n) = inner.nodes.get_mut(&old) {
                 n.tids.remove(tid);
             }
-            inner.nodes.get_mut(dest).expect("checked").tids.insert(*tid);
+            inner
+                .nodes
+                .get_mut(dest)
+                .expect("checked")
+                .tids
+                .insert(*tid);
             touched.insert(old);
         }
         // Charges follow the leader when the destination's move_charge_at_immigrate has bit 0
@@ -1384,7 +1398,12 @@ impl EmulatedFs {
         }
         // Forked during the move: the children stay in the cgroup the parent left.
         if whole {
-            if let Some(i) = inner.state.fork_on_move.iter().position(|(p, _)| *p == tgid) {
+            if let Some(i) = inner
+                .state
+                .fork_on_move
+                .iter()
+                .position(|(p, _)| *p == tgid)
+            {
                 let (_, n) = inner.state.fork_on_move.remove(i);
                 self.persist(inner)?;
                 let from = leader_from.unwrap_or_default();
@@ -1457,7 +1476,12 @@ impl EmulatedFs {
             },
         );
         let name = crate::fs::base_name(full).to_string();
-        inner.nodes.get_mut(&par).expect("checked").kids.insert(name);
+        inner
+            .nodes
+            .get_mut(&par)
+            .expect("checked")
+            .kids
+            .insert(name);
         Ok(self.flush_proc_cgroups(inner)?)
     }
 
@@ -1711,8 +1735,7 @@ impl Cgroupfs for EmulatedFs {
         let Some(node) = inner.nodes.get(&full) else {
             return Err(enoent());
         };
-        if file.starts_with("emulated.") || file.contains('/') || !self.has_file_full(&full, file)
-        {
+        if file.starts_with("emulated.") || file.contains('/') || !self.has_file_full(&full, file) {
             return Err(enoent());
         }
         match file {
@@ -1750,7 +1773,10 @@ impl Cgroupfs for EmulatedFs {
         self.mutation(&mut inner, FsOp::Write, &path).map_err(err)?;
         // cgroup_file_write strips surrounding whitespace (the trailing newline of echo).
         let v = value.trim();
-        let full = self.full(cg).ok_or(Fail::Errno(Errno::ENOENT)).map_err(err)?;
+        let full = self
+            .full(cg)
+            .ok_or(Fail::Errno(Errno::ENOENT))
+            .map_err(err)?;
         self.do_write(&mut inner, &full, file, v).map_err(err)
     }
 
@@ -1759,7 +1785,10 @@ impl Cgroupfs for EmulatedFs {
         let path = self.abs(cg);
         let err = |f| fail_to_error(f, FsOp::Mkdir, &path, None);
         self.mutation(&mut inner, FsOp::Mkdir, &path).map_err(err)?;
-        let full = self.full(cg).ok_or(Fail::Errno(Errno::ENOENT)).map_err(err)?;
+        let full = self
+            .full(cg)
+            .ok_or(Fail::Errno(Errno::ENOENT))
+            .map_err(err)?;
         self.do_mkdir(&mut inner, &full).map_err(err)
     }
 
@@ -1768,7 +1797,10 @@ impl Cgroupfs for EmulatedFs {
         let path = self.abs(cg);
         let err = |f| fail_to_error(f, FsOp::Rmdir, &path, None);
         self.mutation(&mut inner, FsOp::Rmdir, &path).map_err(err)?;
-        let full = self.full(cg).ok_or(Fail::Errno(Errno::ENOENT)).map_err(err)?;
+        let full = self
+            .full(cg)
+            .ok_or(Fail::Errno(Errno::ENOENT))
+            .map_err(err)?;
         self.do_rmdir(&mut inner, &full).map_err(err)
     }
 
@@ -1776,7 +1808,8 @@ impl Cgroupfs for EmulatedFs {
         let mut inner = self.lock();
         let path = self.abs(from);
         let err = |f| fail_to_error(f, FsOp::Rename, &path, None);
-        self.mutation(&mut inner, FsOp::Rename, &path).map_err(err)?;
+        self.mutation(&mut inner, FsOp::Rename, &path)
+            .map_err(err)?;
         let (Some(f), Some(t)) = (self.full(from), self.full(to)) else {
             return Err(err(Fail::Errno(Errno::ENOENT)));
         };
@@ -1822,7 +1855,10 @@ impl Cgroupfs for EmulatedFs {
         let mut out = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| Error::io("read_dir", &proc_dir, e))?;
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -1900,7 +1936,10 @@ mod tests {
     fn limit_rounding_by_era() {
         assert_eq!(parse_limit(KernelProfile::V6_1, "12345678"), Ok(12345344));
         assert_eq!(parse_limit(KernelProfile::V3_10, "12345678"), Ok(12349440));
-        assert_eq!(parse_limit(KernelProfile::V5_10, "-1"), Ok(UNLIMITED_PAGE_COUNTER));
+        assert_eq!(
+            parse_limit(KernelProfile::V5_10, "-1"),
+            Ok(UNLIMITED_PAGE_COUNTER)
+        );
         assert_eq!(parse_limit(KernelProfile::V3_10, "-1"), Ok(UNLIMITED_3_10));
         assert_eq!(parse_limit(KernelProfile::V6_13, "1M"), Ok(1 << 20));
         assert_eq!(parse_limit(KernelProfile::V6_13, "-2"), Err(Errno::EINVAL));
