@@ -218,7 +218,10 @@ pub fn kubelet_tree(spec: &FixtureSpec) -> Vec<FixtureCgroup> {
         pod(&mut rng, spec, &kp, Qos::Guaranteed, &mut out);
     }
     if spec.layout != FixtureLayout::Flat {
-        for (qos, name) in [(Qos::Burstable, "burstable"), (Qos::BestEffort, "besteffort")] {
+        for (qos, name) in [
+            (Qos::Burstable, "burstable"),
+            (Qos::BestEffort, "besteffort"),
+        ] {
             let dir = format!("{kp}/{name}");
             out.push(FixtureCgroup {
                 path: dir.clone(),
@@ -254,7 +257,10 @@ pub fn build(
                     if (*file == knob::SWAPPINESS || *file == knob::OOM_CONTROL)
                         && e.errno() == Some(Errno::EINVAL) =>
                 {
-                    log::debug!("fixture: {} {file}={value} refused, inherited: {e}", cg.path);
+                    log::debug!(
+                        "fixture: {} {file}={value} refused, inherited: {e}",
+                        cg.path
+                    );
                 }
                 Err(e) => return Err(e),
             }
@@ -289,11 +295,15 @@ mod tests {
             .count();
         let burst = t
             .iter()
-            .filter(|c| c.path.starts_with("kubepods/burstable/pod") && c.path.matches('/').count() == 2)
+            .filter(|c| {
+                c.path.starts_with("kubepods/burstable/pod") && c.path.matches('/').count() == 2
+            })
             .count();
         let be = t
             .iter()
-            .filter(|c| c.path.starts_with("kubepods/besteffort/pod") && c.path.matches('/').count() == 2)
+            .filter(|c| {
+                c.path.starts_with("kubepods/besteffort/pod") && c.path.matches('/').count() == 2
+            })
             .count();
         assert_eq!((direct, burst, be), (3, 3, 3));
         assert_eq!(t[0].path, "kubepods");
@@ -305,10 +315,15 @@ mod tests {
         let mut spec = FixtureSpec::new("kubepods", 6);
         spec.layout = FixtureLayout::Flat;
         let t = kubelet_tree(&spec);
-        assert!(t.iter().all(|c| !c.path.contains("burstable") && !c.path.contains("besteffort")));
+        assert!(t
+            .iter()
+            .all(|c| !c.path.contains("burstable") && !c.path.contains("besteffort")));
         spec.layout = FixtureLayout::Qos;
         let t = kubelet_tree(&spec);
-        let pods: Vec<_> = t.iter().filter(|c| crate::fs::base_name(&c.path).starts_with("pod")).collect();
+        let pods: Vec<_> = t
+            .iter()
+            .filter(|c| crate::fs::base_name(&c.path).starts_with("pod"))
+            .collect();
         assert_eq!(pods.len(), 6);
         assert!(pods.iter().all(|c| c.path.matches('/').count() == 2));
     }
@@ -331,7 +346,10 @@ mod tests {
             }
         }
         // 1..=3 apps + pause per pod.
-        let ctrs = t.iter().filter(|c| crate::fs::base_name(&c.path).len() == 64).count();
+        let ctrs = t
+            .iter()
+            .filter(|c| crate::fs::base_name(&c.path).len() == 64)
+            .count();
         assert!((8..=16).contains(&ctrs), "{ctrs}");
     }
 
@@ -359,7 +377,9 @@ mod tests {
         spec.max_containers = 3;
         let t = kubelet_tree(&spec);
         let all: Vec<_> = t.iter().flat_map(|c| c.settings.iter()).collect();
-        assert!(all.iter().any(|(k, v)| *k == knob::LIMIT && v.parse::<u64>().unwrap() % 4096 != 0));
+        assert!(all
+            .iter()
+            .any(|(k, v)| *k == knob::LIMIT && v.parse::<u64>().unwrap() % 4096 != 0));
         assert!(all.iter().any(|(k, v)| *k == knob::SWAPPINESS && v == "0"));
         assert!(all.iter().any(|(k, v)| *k == knob::SWAPPINESS && v == "30"));
         assert!(all.iter().any(|(k, v)| *k == knob::OOM_CONTROL && v == "1"));

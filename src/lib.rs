@@ -2,7 +2,8 @@
 //! (`mkdir /sys/fs/cgroup/memory/kubepods/...: no space left on device`), without rebooting the
 //! node and without restarting a pod.
 //!
-//! Layers, each in its own module: [`fs`] (the cgroup files, kernel or emulated), [`scan`]
+//! Layers, each in its own module: [`fs`] (the cgroup files, kernel or emulated; [`fixture`]
+//! builds kubelet-shaped trees on them for tests and the demo), [`scan`]
 //! (the pods tree as a snapshot), [`tree`] (its left-child-right-sibling form), [`kernel`]
 //! (what this kernel can do), [`diagnose`], [`plan`] (pure: snapshot in, operations out),
 //! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON).

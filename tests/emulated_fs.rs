@@ -1,0 +1,1034 @@
+//! Integration tests of the emulated memory cgroup v1 node: every kernel rule it emulates, for
+//! every profile where the rule differs (KERNEL-FACTS.md), faults, hooks and reopening.
+
+use cgleak::error::{Error, FsOp};
+use cgleak::fixture::{self, FixtureLayout, FixtureSpec};
+use cgleak::fs::emulated::{
+    copy_node, find_base, EmulatedFs, Fault, FaultWhen, KernelProfile, MEM_CGROUP_ID_MAX,
+    STATE_FILE,
+};
+use cgleak::fs::{self, knob, CgroupMode, Cgroupfs};
+use nix::errno::Errno;
+use tempfile::TempDir;
+
+use KernelProfile::*;
+
+fn node(p: KernelProfile) -> (TempDir, EmulatedFs) {
+    let t = cgleak::fs::emulated::tempdir().unwrap();
+    let fs = EmulatedFs::create(&t.path().join("node"), p).unwrap();
+    (t, fs)
+}
+
+fn errno<T: std::fmt::Debug>(r: cgleak::Result<T>) -> Errno {
+    match r {
+        Err(Error::Sys(e)) => e.errno,
+        other => panic!("expected a system error, got {other:?}"),
+    }
+}
+
+fn num(fs: &EmulatedFs, cg: &str, file: &str) -> u64 {
+    fs::read_u64(fs, cg, file).unwrap()
+}
+
+fn memory_row(fs: &EmulatedFs) -> u64 {
+    fs::parse_proc_cgroups_memory(&fs.proc_cgroups().unwrap())
+        .unwrap()
+        .1
+}
+
+#[test]
+fn create_layout_and_machine_facts() {
+    for p in KernelProfile::ALL {
+        let (t, fs) = node(p);
+        let base = t.path().join("node").canonicalize().unwrap();
+        assert!(base.join(STATE_FILE).is_file());
+        assert_eq!(fs.root(), base.join("memory"));
+        assert_eq!(fs.hierarchy_mount(), base.join("memory"));
+        assert_eq!(fs.kernel_release().unwrap(), p.release());
+        assert_eq!(fs.cgroup_mode().unwrap(), CgroupMode::V1);
+        assert_eq!(
+            fs.describe(),
+            format!("emulated {} node at {}", p, base.display())
+        );
+        assert!(fs.is_emulated() && fs.may_write());
+        assert_eq!(fs.boot_id().unwrap().len(), 36);
+        assert_eq!(fs.hierarchy_live().unwrap(), 1);
+        assert_eq!(fs.ids_used(), 1);
+        assert_eq!(memory_row(&fs), 1);
+        let on_disk = std::fs::read_to_string(base.join("proc/cgroups")).unwrap();
+        assert_eq!(on_disk, fs.proc_cgroups().unwrap());
+        assert!(on_disk.contains("cpuset") && on_disk.contains("memory\t4\t1\t1"));
+        let uh = if p == V5_10 { 0 } else { 1 };
+        assert_eq!(num(&fs, "", knob::USE_HIERARCHY), uh, "{p}");
+        assert_eq!(num(&fs, "", knob::LIMIT), p.unlimited());
+        assert!(fs.children("").unwrap().is_empty());
+        // create refuses a non-empty directory
+        assert!(EmulatedFs::create(&base, p).is_err());
+    }
+}
+
+#[test]
+fn mkdir_creates_control_files_with_inherited_values() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        let unl = if p == V3_10 {
+            9223372036854775807
+        } else {
+            9223372036854771712
+        };
+        for f in [
+            knob::LIMIT,
+            knob::SOFT_LIMIT,
+            knob::MEMSW_LIMIT,
+            knob::KMEM_LIMIT,
+        ] {
+            assert_eq!(num(&fs, "a", f), unl, "{p} {f}");
+        }
+        assert_eq!(num(&fs, "a", knob::SWAPPINESS), 60);
+        assert_eq!(num(&fs, "a", knob::MOVE_CHARGE), 0);
+        assert_eq!(num(&fs, "a", knob::USAGE), 0);
+        let oom = fs.read("a", knob::OOM_CONTROL).unwrap();
+        assert!(oom.starts_with("oom_kill_disable 0\nunder_oom 0\n"));
+        assert_eq!(oom.contains("oom_kill 0"), p != V3_10, "{p}");
+        assert!(fs.read("a", "memory.stat").unwrap().contains("cache 0\n"));
+        assert!(fs.has_file("a", knob::PROCS) && fs.has_file("a", "notify_on_release"));
+        assert!(fs.has_file("a", "cgroup.clone_children"));
+        assert!(!fs.has_file("a", "emulated.cache_bytes"));
+        assert_eq!(fs.read("a", knob::PROCS).unwrap(), "");
+        // inheritance of swappiness, use_hierarchy and oom_kill_disable
+        if p != V3_10 {
+            fs.write("a", knob::SWAPPINESS, "30\n").unwrap();
+            fs.write("a", knob::OOM_CONTROL, "1").unwrap();
+            fs.mkdir("a/b").unwrap();
+            assert_eq!(num(&fs, "a/b", knob::SWAPPINESS), 30);
+            let oom = fs.read("a/b", knob::OOM_CONTROL).unwrap();
+            assert!(fs::parse_oom_kill_disable(std::path::Path::new("x"), &oom).unwrap());
+        }
+        assert_eq!(
+            num(&fs, "a", knob::USE_HIERARCHY),
+            if p == V5_10 { 0 } else { 1 }
+        );
+        assert_eq!(errno(fs.mkdir("a")), Errno::EEXIST);
+        assert_eq!(errno(fs.mkdir("x/y")), Errno::ENOENT);
+        assert_eq!(fs.children("").unwrap(), vec!["a".to_string()]);
+    }
+}
+
+#[test]
+fn id_exhaustion_gives_enospc() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("kubepods").unwrap();
+        fs.add_dying(MEM_CGROUP_ID_MAX - 3).unwrap();
+        assert_eq!(fs.ids_used(), MEM_CGROUP_ID_MAX - 1);
+        fs.mkdir("kubepods/last").unwrap();
+        assert_eq!(fs.ids_used(), MEM_CGROUP_ID_MAX);
+        let e = fs.mkdir("kubepods/one-too-many").unwrap_err();
+        match &e {
+            Error::Sys(s) => {
+                assert_eq!((s.op, s.errno), (FsOp::Mkdir, Errno::ENOSPC));
+                assert!(s.path.ends_with("memory/kubepods/one-too-many"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!fs.exists("kubepods/one-too-many"));
+        assert_eq!(errno(fs.add_dying(1)), Errno::ENOSPC);
+        // freeing one live id lets the next mkdir through
+        fs.rmdir("kubepods/last").unwrap();
+        fs.mkdir("kubepods/again").unwrap();
+        let split = fs.dying_split();
+        if p == V3_10 {
+            assert_eq!(split, (MEM_CGROUP_ID_MAX - 3, 0));
+            assert_eq!(memory_row(&fs), 3, "3.10 counts live only");
+        } else {
+            assert_eq!(split, (0, MEM_CGROUP_ID_MAX - 3));
+            assert_eq!(memory_row(&fs), MEM_CGROUP_ID_MAX);
+        }
+    }
+}
+
+#[test]
+fn limits_round_and_respect_memsw() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("c").unwrap();
+        fs.write("c", knob::LIMIT, "12345678\n").unwrap();
+        // Newer kernels round down (page_counter_memparse; seen 12345678 -> 12345344);
+        // 3.10's res_counter rounds up (PAGE_ALIGN).
+        let want = if p == V3_10 { 12349440 } else { 12345344 };
+        assert_eq!(num(&fs, "c", knob::LIMIT), want, "{p}");
+        assert_eq!(
+            errno(fs.write("c", knob::MEMSW_LIMIT, "4096")),
+            Errno::EINVAL
+        );
+        fs.write("c", knob::MEMSW_LIMIT, "20000000").unwrap();
+        assert_eq!(num(&fs, "c", knob::MEMSW_LIMIT) % 4096, 0);
+        // raising the limit above memsw: EINVAL; memsw first, then limit
+        assert_eq!(errno(fs.write("c", knob::LIMIT, "30000000")), Errno::EINVAL);
+        fs.write("c", knob::MEMSW_LIMIT, "-1").unwrap();
+        fs.write("c", knob::LIMIT, "30000000").unwrap();
+        assert_eq!(num(&fs, "c", knob::MEMSW_LIMIT), p.unlimited());
+        fs.write("c", knob::LIMIT, "-1").unwrap();
+        assert_eq!(num(&fs, "c", knob::LIMIT), p.unlimited());
+        fs.write("c", knob::SOFT_LIMIT, "1000").unwrap();
+        let soft = if p == V3_10 { 4096 } else { 0 };
+        assert_eq!(num(&fs, "c", knob::SOFT_LIMIT), soft);
+        assert_eq!(errno(fs.write("c", knob::LIMIT, "abc")), Errno::EINVAL);
+        assert_eq!(errno(fs.write("", knob::LIMIT, "4096")), Errno::EINVAL);
+        assert_eq!(errno(fs.write("nope", knob::LIMIT, "4096")), Errno::ENOENT);
+        assert_eq!(errno(fs.write("c", "memory.nosuch", "1")), Errno::ENOENT);
+        for ro in [knob::USAGE, "memory.stat", knob::KMEM_SLABINFO] {
+            assert_eq!(errno(fs.write("c", ro, "0")), Errno::EINVAL, "{ro}");
+        }
+        // the error carries the op, the file and the value
+        match fs.write("c", knob::MEMSW_LIMIT, "4096\n").unwrap_err() {
+            Error::Sys(e) => {
+                assert_eq!(e.op, FsOp::Write);
+                assert!(e.path.ends_with("c/memory.memsw.limit_in_bytes"));
+                assert_eq!(e.value.as_deref(), Some("4096"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn limit_below_usage_reclaims_cache_or_ebusy() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("c").unwrap();
+        fs.charge_cache("c", 8 << 20).unwrap();
+        assert_eq!(num(&fs, "c", knob::USAGE), 8 << 20);
+        fs.write("c", knob::LIMIT, &(4 << 20).to_string()).unwrap();
+        assert_eq!(num(&fs, "c", knob::USAGE), 4 << 20);
+        let pid = fs.spawn("c", "app").unwrap();
+        fs.charge_process(pid, 3 << 20).unwrap();
+        assert_eq!(fs.charges("c"), Some((4 << 20, 3 << 20)));
+        assert_eq!(
+            errno(fs.write("c", knob::LIMIT, &(2 << 20).to_string())),
+            Errno::EBUSY
+        );
+        assert_eq!(num(&fs, "c", knob::LIMIT), 4 << 20, "limit unchanged");
+        assert_eq!(
+            fs.charges("c"),
+            Some((0, 3 << 20)),
+            "cache reclaimed trying"
+        );
+        // the usage file on disk follows
+        let d = fs.root().join("c/memory.usage_in_bytes");
+        assert_eq!(
+            std::fs::read_to_string(d).unwrap().trim(),
+            (3u64 << 20).to_string()
+        );
+    }
+}
+
+#[test]
+fn swappiness_rules() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        assert_eq!(errno(fs.write("a", knob::SWAPPINESS, "101")), Errno::EINVAL);
+        assert_eq!(errno(fs.write("a", knob::SWAPPINESS, "-1")), Errno::EINVAL);
+        match p {
+            V3_10 => {
+                // root use_hierarchy=1: children cannot set it (mem_cgroup_swappiness_write)
+                assert_eq!(errno(fs.write("a", knob::SWAPPINESS, "0")), Errno::EINVAL);
+                assert_eq!(errno(fs.write("", knob::SWAPPINESS, "10")), Errno::EINVAL);
+                // with the parent's use_hierarchy 0 it works, until the cgroup has children
+                fs.write("", knob::USE_HIERARCHY, "0").unwrap_err();
+                let (_t2, fs) = node(p);
+                fs.write("", knob::USE_HIERARCHY, "0").unwrap();
+                fs.mkdir("b").unwrap();
+                fs.write("b", knob::SWAPPINESS, "30").unwrap();
+                assert_eq!(num(&fs, "b", knob::SWAPPINESS), 30);
+                fs.mkdir("b/c").unwrap();
+                assert_eq!(errno(fs.write("b", knob::SWAPPINESS, "0")), Errno::EINVAL);
+            }
+            _ => {
+                fs.write("a", knob::SWAPPINESS, "0").unwrap();
+                assert_eq!(num(&fs, "a", knob::SWAPPINESS), 0);
+                fs.mkdir("a/b").unwrap();
+                fs.write("a", knob::SWAPPINESS, "100").unwrap();
+                fs.write("", knob::SWAPPINESS, "10").unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn oom_control_rules() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        assert_eq!(errno(fs.write("", knob::OOM_CONTROL, "1")), Errno::EINVAL);
+        assert_eq!(errno(fs.write("a", knob::OOM_CONTROL, "2")), Errno::EINVAL);
+        if p == V3_10 {
+            assert_eq!(errno(fs.write("a", knob::OOM_CONTROL, "1")), Errno::EINVAL);
+        } else {
+            fs.write("a", knob::OOM_CONTROL, "1\n").unwrap();
+            let s = fs.read("a", knob::OOM_CONTROL).unwrap();
+            assert_eq!(s, "oom_kill_disable 1\nunder_oom 0\noom_kill 0\n");
+        }
+    }
+    // 3.10 below a parent without hierarchy: allowed, but not with children
+    let (_t, fs) = node(V3_10);
+    fs.write("", knob::USE_HIERARCHY, "0").unwrap();
+    fs.mkdir("a").unwrap();
+    fs.write("a", knob::OOM_CONTROL, "1").unwrap();
+    assert_eq!(
+        fs.read("a", knob::OOM_CONTROL).unwrap(),
+        "oom_kill_disable 1\nunder_oom 0\n"
+    );
+    fs.mkdir("a/b").unwrap();
+    assert_eq!(errno(fs.write("a", knob::OOM_CONTROL, "0")), Errno::EINVAL);
+}
+
+#[test]
+fn use_hierarchy_rules() {
+    // 5.10: root starts at 0 (bare v1 mount) and can change while it has no children
+    let (_t, fs) = node(V5_10);
+    assert_eq!(num(&fs, "", knob::USE_HIERARCHY), 0);
+    fs.mkdir("a").unwrap();
+    assert_eq!(errno(fs.write("", knob::USE_HIERARCHY, "1")), Errno::EBUSY);
+    fs.write("a", knob::USE_HIERARCHY, "1").unwrap();
+    fs.write("a", knob::USE_HIERARCHY, "1").unwrap(); // same value: ok
+    fs.mkdir("a/b").unwrap();
+    assert_eq!(num(&fs, "a/b", knob::USE_HIERARCHY), 1);
+    assert_eq!(errno(fs.write("a", knob::USE_HIERARCHY, "0")), Errno::EBUSY);
+    // below a parent with hierarchy: EINVAL
+    assert_eq!(
+        errno(fs.write("a/b", knob::USE_HIERARCHY, "0")),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        errno(fs.write("a", knob::USE_HIERARCHY, "2")),
+        Errno::EINVAL
+    );
+    fs.rmdir("a/b").unwrap();
+    fs.rmdir("a").unwrap();
+    fs.write("", knob::USE_HIERARCHY, "1").unwrap();
+    assert_eq!(num(&fs, "", knob::USE_HIERARCHY), 1);
+
+    // 3.10: root 1; children below it cannot change
+    let (_t, fs) = node(V3_10);
+    fs.mkdir("a").unwrap();
+    fs.write("a", knob::USE_HIERARCHY, "1").unwrap();
+    assert_eq!(
+        errno(fs.write("a", knob::USE_HIERARCHY, "0")),
+        Errno::EINVAL
+    );
+
+    // 6.1 / 6.13: fixed at 1
+    for p in [V6_1, V6_13] {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        fs.write("a", knob::USE_HIERARCHY, "1").unwrap();
+        assert_eq!(
+            errno(fs.write("a", knob::USE_HIERARCHY, "0")),
+            Errno::EINVAL
+        );
+        assert_eq!(errno(fs.write("", knob::USE_HIERARCHY, "0")), Errno::EINVAL);
+        assert_eq!(num(&fs, "a", knob::USE_HIERARCHY), 1);
+    }
+}
+
+#[test]
+fn move_charge_rules_and_charges_moving() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("old").unwrap();
+        fs.mkdir("new").unwrap();
+        assert_eq!(
+            errno(fs.write("new", knob::MOVE_CHARGE, "4")),
+            Errno::EINVAL
+        );
+        fs.write("new", knob::MOVE_CHARGE, "0").unwrap();
+        let r = fs.write("new", knob::MOVE_CHARGE, "3");
+        if p == V6_13 {
+            assert_eq!(errno(r), Errno::EINVAL);
+            assert_eq!(num(&fs, "new", knob::MOVE_CHARGE), 0);
+        } else {
+            r.unwrap();
+            assert_eq!(num(&fs, "new", knob::MOVE_CHARGE), 3);
+        }
+        let pid = fs.spawn("old", "app").unwrap();
+        fs.charge_process(pid, 1 << 20).unwrap();
+        assert_eq!(num(&fs, "old", knob::USAGE), 1 << 20);
+        fs.write("new", knob::PROCS, &pid.to_string()).unwrap();
+        if p == V6_13 {
+            // charges never move: they stay with the old memcg
+            assert_eq!(fs.charges("old"), Some((0, 1 << 20)));
+            assert_eq!(num(&fs, "new", knob::USAGE), 0);
+            // so removing the old cgroup leaves a dying memcg
+            fs.rmdir("old").unwrap();
+            assert_eq!(fs.dying(), 1);
+        } else {
+            assert_eq!(fs.charges("old"), Some((0, 0)));
+            assert_eq!(num(&fs, "new", knob::USAGE), 1 << 20);
+            assert!(fs
+                .read("new", "memory.stat")
+                .unwrap()
+                .contains("rss 1048576\n"));
+            fs.rmdir("old").unwrap();
+            assert_eq!(fs.dying(), 0);
+        }
+    }
+    // without bit 0 the charges stay behind (6.1)
+    let (_t, fs) = node(V6_1);
+    fs.mkdir("old").unwrap();
+    fs.mkdir("new").unwrap();
+    let pid = fs.spawn("old", "app").unwrap();
+    fs.charge_process(pid, 8192).unwrap();
+    fs.write("new", knob::MOVE_CHARGE, "2").unwrap();
+    fs.write("new", knob::PROCS, &pid.to_string()).unwrap();
+    assert_eq!(fs.charges("old"), Some((0, 8192)));
+    assert_eq!(fs.charges("new"), Some((0, 0)));
+}
+
+#[test]
+fn procs_moves_the_whole_group_from_wherever_and_tasks_one_thread() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        for d in ["a", "b", "c"] {
+            fs.mkdir(d).unwrap();
+        }
+        let pid = fs.spawn("a", "app").unwrap();
+        let t1 = fs.spawn_thread(pid, "b").unwrap();
+        let t2 = fs.spawn_thread(pid, "a").unwrap();
+        assert_eq!(fs::read_tasks(&fs, "a").unwrap(), vec![pid, t2]);
+        assert_eq!(fs::read_procs(&fs, "a").unwrap(), vec![pid]);
+        // a cgroup holding only a thread lists the thread group in cgroup.procs
+        assert_eq!(fs::read_procs(&fs, "b").unwrap(), vec![pid]);
+        assert_eq!(fs::read_tasks(&fs, "b").unwrap(), vec![t1]);
+        // tasks moves one thread
+        fs.write("c", knob::TASKS, &t2.to_string()).unwrap();
+        assert_eq!(fs.cgroup_of(t2).as_deref(), Some("c"));
+        assert_eq!(fs.cgroup_of(pid).as_deref(), Some("a"));
+        // cgroup.procs (even with a thread id) moves every thread
+        fs.write("c", knob::PROCS, &format!("{t1}\n")).unwrap();
+        for t in [pid, t1, t2] {
+            assert_eq!(fs.cgroup_of(t).as_deref(), Some("c"));
+        }
+        assert_eq!(fs::read_tasks(&fs, "c").unwrap(), vec![pid, t1, t2]);
+        assert_eq!(fs.read("a", knob::TASKS).unwrap(), "");
+        assert_eq!(fs.read("b", knob::PROCS).unwrap(), "");
+        // ESRCH for a missing pid; EINVAL for garbage
+        assert_eq!(errno(fs.write("a", knob::PROCS, "999999")), Errno::ESRCH);
+        assert_eq!(errno(fs.write("a", knob::TASKS, "999999")), Errno::ESRCH);
+        assert_eq!(errno(fs.write("a", knob::PROCS, "x")), Errno::EINVAL);
+        // exit takes the threads
+        fs.exit(pid);
+        assert!(!fs.pid_alive(pid) && !fs.pid_alive(t1));
+        assert_eq!(fs.read("c", knob::TASKS).unwrap(), "");
+        assert_eq!(fs.cgroup_of(t2), None);
+        assert_eq!(
+            errno(fs.write("a", knob::PROCS, &pid.to_string())),
+            Errno::ESRCH
+        );
+    }
+}
+
+#[test]
+fn rmdir_rules() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        fs.mkdir("a/b").unwrap();
+        assert_eq!(errno(fs.rmdir("a")), Errno::EBUSY, "children");
+        let pid = fs.spawn("a/b", "x").unwrap();
+        assert_eq!(errno(fs.rmdir("a/b")), Errno::EBUSY, "tasks");
+        // a thread alone also keeps it busy
+        fs.write("", knob::PROCS, &pid.to_string()).unwrap();
+        let tid = fs.spawn_thread(pid, "a/b").unwrap();
+        assert_eq!(errno(fs.rmdir("a/b")), Errno::EBUSY, "thread");
+        fs.write("", knob::TASKS, &tid.to_string()).unwrap();
+        fs.rmdir("a/b").unwrap();
+        assert!(!fs.exists("a/b"));
+        assert!(!fs.root().join("a/b").exists());
+        assert_eq!(errno(fs.rmdir("a/b")), Errno::ENOENT);
+        assert_eq!(errno(fs.rmdir("")), Errno::EBUSY);
+        assert_eq!(fs.hierarchy_live().unwrap(), 2);
+        assert_eq!(memory_row(&fs), 2);
+        assert_eq!(fs.dying(), 0, "{p}: nothing charged, freed at once");
+    }
+}
+
+#[test]
+fn kmem_on_3_10_activates_inherits_pins_and_hides() {
+    let (_t, fs) = node(V3_10);
+    fs.mkdir("kubepods").unwrap();
+    // not active: slabinfo EIO (root too)
+    assert_eq!(errno(fs.read("kubepods", knob::KMEM_SLABINFO)), Errno::EIO);
+    assert_eq!(errno(fs.read("", knob::KMEM_SLABINFO)), Errno::EIO);
+    // "-1" alone does not activate (memcg_update_kmem_limit; why runc writes 1 then -1)
+    fs.write("kubepods", knob::KMEM_LIMIT, "-1").unwrap();
+    assert!(!fs.kmem_active("kubepods"));
+    // EBUSY with tasks
+    let pid = fs.spawn("kubepods", "x").unwrap();
+    assert_eq!(
+        errno(fs.write("kubepods", knob::KMEM_LIMIT, "1")),
+        Errno::EBUSY
+    );
+    fs.write("", knob::PROCS, &pid.to_string()).unwrap();
+    // EBUSY with children (use_hierarchy 1)
+    fs.mkdir("kubepods/early").unwrap();
+    assert_eq!(
+        errno(fs.write("kubepods", knob::KMEM_LIMIT, "1")),
+        Errno::EBUSY
+    );
+    fs.rmdir("kubepods/early").unwrap();
+    fs.write("kubepods", knob::KMEM_LIMIT, "1").unwrap();
+    fs.write("kubepods", knob::KMEM_LIMIT, "-1").unwrap();
+    assert!(fs.kmem_active("kubepods"));
+    assert_eq!(num(&fs, "kubepods", knob::KMEM_LIMIT), 9223372036854775807);
+    assert!(fs
+        .read("kubepods", knob::KMEM_SLABINFO)
+        .unwrap()
+        .starts_with("slabinfo - version: 2.1"));
+    // inherited by new children
+    fs.mkdir("kubepods/pod1").unwrap();
+    assert!(fs.kmem_active("kubepods/pod1"));
+    assert!(fs.read("kubepods/pod1", knob::KMEM_SLABINFO).is_ok());
+    assert!(fs
+        .root()
+        .join("kubepods/pod1/emulated.kmem_active")
+        .is_file());
+    assert_eq!(fs.children("kubepods").unwrap(), vec!["pod1".to_string()]);
+    // rmdir: dying, id kept, /proc/cgroups counts live only
+    fs.charge_cache("kubepods/pod1", 4096).unwrap();
+    fs.rmdir("kubepods/pod1").unwrap();
+    assert_eq!(fs.dying_split(), (1, 0));
+    assert_eq!(fs.ids_used(), 3);
+    assert_eq!(fs.hierarchy_live().unwrap(), 2);
+    assert_eq!(memory_row(&fs), 2);
+    // user charges were reparented (mem_cgroup_reparent_charges)
+    assert_eq!(fs.charges("kubepods"), Some((4096, 0)));
+    // drop_caches does not free slab-pinned memcgs
+    fs.drop_caches(3).unwrap();
+    assert_eq!(fs.dying(), 1);
+    assert_eq!(fs.charges("kubepods"), Some((0, 0)));
+    // a cgroup without kmem leaves nothing behind
+    fs.mkdir("plain").unwrap();
+    fs.charge_cache("plain", 4096).unwrap();
+    fs.rmdir("plain").unwrap();
+    assert_eq!(fs.dying(), 1);
+    // force_empty does not clear kmem; EBUSY with children
+    fs.mkdir("kubepods/p2").unwrap();
+    assert_eq!(
+        errno(fs.write("kubepods", knob::FORCE_EMPTY, "0")),
+        Errno::EBUSY
+    );
+    fs.write("kubepods/p2", knob::FORCE_EMPTY, "0").unwrap();
+    assert!(fs.kmem_active("kubepods/p2"));
+    // nokmem on the command line: no activation
+    fs.set_cmdline("ro cgroup.memory=nokmem").unwrap();
+    fs.mkdir("other").unwrap();
+    fs.write("other", knob::KMEM_LIMIT, "1").unwrap();
+    assert!(!fs.kmem_active("other"));
+}
+
+#[test]
+fn kmem_limit_on_newer_kernels() {
+    for p in [V5_10, V6_1, V6_13] {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        let pid = fs.spawn("a", "x").unwrap();
+        fs.write("a", knob::KMEM_LIMIT, "1").unwrap(); // no EBUSY with tasks
+        let v = num(&fs, "a", knob::KMEM_LIMIT);
+        if p == V5_10 {
+            assert_eq!(v, 0, "stored, rounded down");
+        } else {
+            assert_eq!(v, p.unlimited(), "no-op");
+        }
+        assert_eq!(fs.read("a", knob::KMEM_SLABINFO).unwrap(), "");
+        assert!(fs.kmem_active("a"), "kmem accounted for every memcg");
+        fs.set_cmdline("cgroup.memory=nokmem").unwrap();
+        assert!(!fs.kmem_active("a"));
+        fs.exit(pid);
+    }
+}
+
+#[test]
+fn dying_on_newer_kernels_counted_and_freed_by_drop_caches() {
+    for p in [V5_10, V6_1, V6_13] {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        fs.mkdir("b").unwrap();
+        fs.mkdir("c").unwrap();
+        fs.charge_cache("a", 1 << 20).unwrap();
+        fs.charge_cache("c", 1 << 20).unwrap();
+        fs.rmdir("a").unwrap();
+        fs.rmdir("b").unwrap();
+        assert_eq!(fs.dying_split(), (0, 1));
+        assert_eq!(fs.hierarchy_live().unwrap(), 2);
+        assert_eq!(memory_row(&fs), 3, "{p}: live + dying");
+        fs.add_dying(5).unwrap();
+        assert_eq!(memory_row(&fs), 8);
+        assert_eq!(errno(fs.drop_caches(0)), Errno::EINVAL);
+        fs.drop_caches(2).unwrap();
+        assert_eq!(fs.dying(), 6, "slab only: page cache stays");
+        fs.drop_caches(1).unwrap();
+        assert_eq!(fs.dying(), 0);
+        assert_eq!(memory_row(&fs), 2);
+        assert_eq!(num(&fs, "c", knob::USAGE), 0, "live cache dropped too");
+        let disk = std::fs::read_to_string(fs.base().join("proc/cgroups")).unwrap();
+        assert!(disk.contains("memory\t4\t2\t1"), "{disk}");
+    }
+}
+
+#[test]
+fn force_empty_rules() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("a").unwrap();
+        assert_eq!(errno(fs.read("a", knob::FORCE_EMPTY)), Errno::EINVAL);
+        assert_eq!(errno(fs.write("", knob::FORCE_EMPTY, "0")), Errno::EINVAL);
+        fs.charge_cache("a", 12288).unwrap();
+        let pid = fs.spawn("a", "x").unwrap();
+        let r = fs.write("a", knob::FORCE_EMPTY, "0");
+        if p == V3_10 {
+            assert_eq!(errno(r), Errno::EBUSY);
+            assert_eq!(num(&fs, "a", knob::USAGE), 12288);
+            fs.exit(pid);
+            fs.write("a", knob::FORCE_EMPTY, "0").unwrap();
+        } else {
+            r.unwrap();
+        }
+        assert_eq!(num(&fs, "a", knob::USAGE), 0);
+        assert!(!fs.root().join("a/emulated.cache_bytes").exists());
+    }
+}
+
+#[test]
+fn rename_rules() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("kubepods").unwrap();
+        fs.mkdir("kubepods/pod1").unwrap();
+        fs.mkdir("other").unwrap();
+        let pid = fs.spawn("kubepods/pod1", "app").unwrap();
+        assert_eq!(errno(fs.rename("kubepods/pod1", "other/pod1")), Errno::EIO);
+        assert_eq!(errno(fs.rename("kubepods", "other")), Errno::EEXIST);
+        assert_eq!(errno(fs.rename("nope", "nope2")), Errno::ENOENT);
+        assert_eq!(errno(fs.rename("", "x")), Errno::EBUSY);
+        fs.rename("kubepods", "kubepods2").unwrap();
+        assert!(!fs.exists("kubepods") && fs.exists("kubepods2/pod1"));
+        assert_eq!(fs.cgroup_of(pid).as_deref(), Some("kubepods2/pod1"));
+        assert_eq!(fs::read_procs(&fs, "kubepods2/pod1").unwrap(), vec![pid]);
+        assert_eq!(fs.children("").unwrap(), vec!["kubepods2", "other"]);
+        // the index follows: moves and rmdir work on the new names
+        fs.write("other", knob::PROCS, &pid.to_string()).unwrap();
+        fs.rmdir("kubepods2/pod1").unwrap();
+        fs.rmdir("kubepods2").unwrap();
+        assert_eq!(fs.hierarchy_live().unwrap(), 2);
+    }
+}
+
+#[test]
+fn nth_fault_fires_once_and_changes_nothing() {
+    let (_t, fs) = node(V6_1);
+    fs.inject(Fault {
+        when: FaultWhen::Nth(2),
+        errno: Errno::EIO,
+    })
+    .unwrap();
+    fs.mkdir("a").unwrap(); // 0
+    fs.write("a", knob::LIMIT, "8192").unwrap(); // 1
+    let e = fs.mkdir("a/b"); // 2: fails
+    assert_eq!(errno(e), Errno::EIO);
+    assert!(!fs.exists("a/b") && !fs.root().join("a/b").exists());
+    fs.mkdir("a/b").unwrap(); // 3: one-shot
+    assert_eq!(fs.mutations(), 4);
+    assert!(fs.faults().is_empty());
+    // failed kernel errors count too
+    let _ = fs.write("a", knob::SWAPPINESS, "500");
+    assert_eq!(fs.mutations(), 5);
+    // reads are not mutations
+    fs.read("a", knob::LIMIT).unwrap();
+    assert_eq!(fs.mutations(), 5);
+}
+
+#[test]
+fn match_fault_counts_down_and_persists_across_open() {
+    let (t, fs) = node(V5_10);
+    fs.mkdir("kubepods").unwrap();
+    fs.mkdir("kubepods2").unwrap();
+    fs.inject(Fault {
+        when: FaultWhen::Match {
+            op: FsOp::Rmdir,
+            path_contains: "kubepods/".into(),
+            times: 2,
+        },
+        errno: Errno::EBUSY,
+    })
+    .unwrap();
+    fs.inject(Fault {
+        when: FaultWhen::Match {
+            op: FsOp::Read,
+            path_contains: "memory.limit_in_bytes".into(),
+            times: 1,
+        },
+        errno: Errno::EACCES,
+    })
+    .unwrap();
+    fs.mkdir("kubepods/a").unwrap();
+    fs.mkdir("kubepods/b").unwrap();
+    fs.rmdir("kubepods2").unwrap(); // no match
+    assert_eq!(errno(fs.rmdir("kubepods/a")), Errno::EBUSY);
+    assert!(fs.exists("kubepods/a"));
+    // another instance opened now sees the remaining count (1) and the read fault
+    let base = t.path().join("node");
+    let other = EmulatedFs::open(&base).unwrap();
+    assert_eq!(other.faults().len(), 2);
+    assert_eq!(errno(other.read("kubepods", knob::LIMIT)), Errno::EACCES);
+    other.read("kubepods", knob::LIMIT).unwrap();
+    assert_eq!(errno(other.rmdir("kubepods/b")), Errno::EBUSY);
+    other.rmdir("kubepods/b").unwrap();
+    assert!(other.faults().is_empty());
+    assert!(EmulatedFs::open(&base).unwrap().faults().is_empty());
+    // clear_faults
+    other
+        .inject(Fault {
+            when: FaultWhen::Match {
+                op: FsOp::Mkdir,
+                path_contains: String::new(),
+                times: 9,
+            },
+            errno: Errno::ENOMEM,
+        })
+        .unwrap();
+    assert_eq!(errno(other.mkdir("x")), Errno::ENOMEM);
+    other.clear_faults().unwrap();
+    other.mkdir("x").unwrap();
+}
+
+#[test]
+fn fork_on_move_leaves_children_behind() {
+    for p in KernelProfile::ALL {
+        let (_t, fs) = node(p);
+        fs.mkdir("old").unwrap();
+        fs.mkdir("new").unwrap();
+        let pid = fs.spawn("old", "nginx").unwrap();
+        fs.fork_on_move(pid, 2).unwrap();
+        fs.write("new", knob::PROCS, &pid.to_string()).unwrap();
+        assert_eq!(fs.cgroup_of(pid).as_deref(), Some("new"));
+        let left = fs::read_procs(&fs, "old").unwrap();
+        assert_eq!(left.len(), 2);
+        assert!(!left.contains(&pid));
+        let mut all = fs.find_processes("nginx").unwrap();
+        all.sort();
+        let mut want = vec![pid, left[0], left[1]];
+        want.sort();
+        assert_eq!(all, want);
+        // one-shot
+        fs.write("old", knob::PROCS, &pid.to_string()).unwrap();
+        assert_eq!(fs::read_procs(&fs, "new").unwrap(), Vec::<u32>::new());
+        assert_eq!(fs.find_processes("nginx").unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn exit_on_move_fails_esrch_and_the_process_is_gone() {
+    let (_t, fs) = node(V6_13);
+    fs.mkdir("old").unwrap();
+    fs.mkdir("new").unwrap();
+    let pid = fs.spawn("old", "sh").unwrap();
+    let tid = fs.spawn_thread(pid, "old").unwrap();
+    fs.exit_on_move(pid).unwrap();
+    assert_eq!(
+        errno(fs.write("new", knob::PROCS, &pid.to_string())),
+        Errno::ESRCH
+    );
+    assert!(!fs.pid_alive(pid) && !fs.pid_alive(tid));
+    assert_eq!(fs.read("old", knob::PROCS).unwrap(), "");
+    assert_eq!(fs.read("new", knob::TASKS).unwrap(), "");
+    fs.rmdir("old").unwrap();
+    assert_eq!(errno(fs.exit_on_move(pid)), Errno::ESRCH);
+}
+
+#[test]
+fn find_processes_and_proc_files() {
+    let (_t, fs) = node(V6_1);
+    fs.mkdir("a").unwrap();
+    let p1 = fs.spawn("a", "kubelet").unwrap();
+    let p2 = fs.spawn("", "containerd").unwrap();
+    let t = fs.spawn_thread(p1, "").unwrap();
+    assert_eq!(
+        fs.find_processes("kubelet").unwrap(),
+        vec![p1],
+        "threads not listed"
+    );
+    assert_eq!(fs.find_processes("containerd").unwrap(), vec![p2]);
+    assert!(fs.find_processes("nope").unwrap().is_empty());
+    let status = std::fs::read_to_string(fs.base().join(format!("proc/{t}/status"))).unwrap();
+    assert!(status.contains(&format!("Tgid:\t{p1}\n")), "{status}");
+    assert_eq!(
+        std::fs::read_to_string(fs.base().join(format!("proc/{t}/comm"))).unwrap(),
+        "kubelet\n"
+    );
+    assert!(fs.pid_alive(t) && !fs.pid_alive(424242));
+    assert_eq!(fs.cgroup_of(t).as_deref(), Some(""));
+}
+
+#[test]
+fn reopen_gives_the_same_state() {
+    for p in KernelProfile::ALL {
+        let (t, fs) = node(p);
+        let base = t.path().join("node");
+        fs.mkdir("kubepods").unwrap();
+        fs.mkdir("kubepods/pod").unwrap();
+        let pid = fs.spawn("kubepods/pod", "app").unwrap();
+        let tid = fs.spawn_thread(pid, "kubepods").unwrap();
+        fs.charge_cache("kubepods/pod", 4096).unwrap();
+        fs.charge_process(pid, 8192).unwrap();
+        fs.mkdir("gone").unwrap();
+        fs.charge_cache("gone", 4096).unwrap();
+        if p == V3_10 {
+            fs.write("gone", knob::KMEM_LIMIT, "1").unwrap();
+        }
+        fs.rmdir("gone").unwrap();
+        fs.set_cmdline("quiet").unwrap();
+        fs.set_boot_id("11111111-2222-3333-4444-555555555555")
+            .unwrap();
+        fs.set_mode(CgroupMode::Hybrid).unwrap();
+        let rc = fs.proc_cgroups().unwrap();
+        drop(fs);
+
+        let fs = EmulatedFs::open(&base).unwrap();
+        assert_eq!(fs.profile(), p);
+        assert_eq!(fs.dying(), 1);
+        assert_eq!(fs.ids_used(), 4);
+        assert_eq!(fs.proc_cgroups().unwrap(), rc);
+        assert_eq!(fs.kernel_cmdline().unwrap(), "quiet\n");
+        assert_eq!(
+            fs.boot_id().unwrap(),
+            "11111111-2222-3333-4444-555555555555"
+        );
+        assert_eq!(fs.cgroup_mode().unwrap(), CgroupMode::Hybrid);
+        assert_eq!(fs.cgroup_of(pid).as_deref(), Some("kubepods/pod"));
+        assert_eq!(fs.cgroup_of(tid).as_deref(), Some("kubepods"));
+        assert_eq!(fs.charges("kubepods/pod"), Some((4096, 8192)));
+        assert_eq!(fs.mutations(), 0);
+        // the thread group survives the reopen: procs moves both
+        fs.mkdir("x").unwrap();
+        fs.write("x", knob::PROCS, &pid.to_string()).unwrap();
+        assert_eq!(fs::read_tasks(&fs, "x").unwrap(), vec![pid, tid]);
+        // new pids do not collide
+        let q = fs.spawn("x", "q").unwrap();
+        assert!(q > tid);
+    }
+}
+
+#[test]
+fn open_at_subdirectory_and_find_base() {
+    let (t, fs) = node(V6_1);
+    fs.mkdir("kubepods").unwrap();
+    fs.mkdir("kubepods/pod").unwrap();
+    let base = t.path().join("node");
+    let sub = base.join("memory/kubepods");
+    assert_eq!(find_base(&sub).unwrap(), base);
+    assert_eq!(find_base(&base.join("memory")).unwrap(), base);
+    assert_eq!(find_base(t.path()), None);
+    let sfs = EmulatedFs::open_at(&base, &sub).unwrap();
+    assert_eq!(sfs.children("").unwrap(), vec!["pod"]);
+    sfs.mkdir("pod2").unwrap();
+    assert!(fs::read_u64(&sfs, "pod2", knob::LIMIT).is_ok());
+    assert_eq!(sfs.hierarchy_live().unwrap(), 4, "whole hierarchy");
+    assert_eq!(
+        sfs.hierarchy_mount(),
+        base.join("memory").canonicalize().unwrap()
+    );
+    let pid = sfs.spawn("pod", "a").unwrap();
+    assert_eq!(sfs.cgroup_of(pid).as_deref(), Some("pod"));
+    // fs::open finds the emulated node
+    let g = fs::open(&sub).unwrap();
+    assert!(g.is_emulated());
+    assert!(g.exists("pod2"));
+    // bad roots
+    match EmulatedFs::open_at(&base, &base.join("proc")) {
+        Err(Error::BadRoot { .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("proc accepted as root"),
+    }
+    assert!(matches!(
+        EmulatedFs::open_at(&base, &base.join("memory/nope")),
+        Err(Error::BadRoot { .. })
+    ));
+    assert!(matches!(
+        EmulatedFs::open(t.path()),
+        Err(Error::BadRoot { .. })
+    ));
+}
+
+#[test]
+fn copy_node_makes_an_independent_second_copy() {
+    let (t, fs) = node(V3_10);
+    fs.mkdir("kubepods").unwrap();
+    let pid = fs.spawn("kubepods", "app").unwrap();
+    let dst = t.path().join("copy");
+    copy_node(fs.base(), &dst).unwrap();
+    let c = EmulatedFs::open(&dst).unwrap();
+    assert_eq!(c.cgroup_of(pid).as_deref(), Some("kubepods"));
+    c.mkdir("only-in-copy").unwrap();
+    assert!(!fs.exists("only-in-copy"));
+    assert!(copy_node(fs.base(), &dst).is_err(), "destination not empty");
+}
+
+#[test]
+fn control_files_are_readable_by_a_person() {
+    let (_t, fs) = node(V6_1);
+    fs.mkdir("a").unwrap();
+    fs.write("a", knob::LIMIT, "1M").unwrap();
+    let pid = fs.spawn("a", "x").unwrap();
+    let dir = fs.root().join("a");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(knob::LIMIT)).unwrap(),
+        "1048576\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(knob::PROCS)).unwrap(),
+        format!("{pid}\n")
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.contains(&"memory.oom_control".to_string()));
+    assert!(fs.has_file("a", knob::MEMSW_LIMIT));
+    assert!(!fs.has_file("a", "memory.nosuch"));
+    assert_eq!(errno(fs.read("a", "emulated.kmem_active")), Errno::ENOENT);
+}
+
+#[test]
+fn fixture_builds_on_every_profile() {
+    for p in KernelProfile::ALL {
+        for layout in [
+            FixtureLayout::Flat,
+            FixtureLayout::Qos,
+            FixtureLayout::Mixed,
+        ] {
+            let (_t, fs) = node(p);
+            let mut spec = FixtureSpec::new("kubepods", 12);
+            spec.layout = layout;
+            spec.max_containers = 3;
+            spec.procs_per_container = 2;
+            let tree = fixture::kubelet_tree(&spec);
+            let pids = fixture::build(&fs, &tree, &mut |cg| fs.spawn(cg, "app")).unwrap();
+            let want: usize = tree.iter().map(|c| c.processes).sum();
+            assert_eq!(pids.len(), want);
+            assert_eq!(fs.hierarchy_live().unwrap(), tree.len() as u64 + 1);
+            for c in &tree {
+                assert!(fs.exists(&c.path), "{}", c.path);
+                assert_eq!(fs::read_procs(&fs, &c.path).unwrap().len(), c.processes);
+                for (file, value) in &c.settings {
+                    let got = fs.read(&c.path, file).unwrap();
+                    match *file {
+                        knob::LIMIT | knob::MEMSW_LIMIT | knob::SOFT_LIMIT => {
+                            let v: u64 = value.parse().unwrap();
+                            let g: u64 = got.trim().parse().unwrap();
+                            assert!(g.abs_diff(v) < 4096, "{p} {} {file}", c.path);
+                            assert_eq!(g % 4096, 0);
+                        }
+                        knob::SWAPPINESS if p == V3_10 => {
+                            assert_eq!(got.trim(), "60", "3.10: refused, inherited")
+                        }
+                        knob::SWAPPINESS => assert_eq!(got.trim(), value),
+                        knob::OOM_CONTROL if p != V3_10 => {
+                            assert!(got.starts_with("oom_kill_disable 1"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if layout == FixtureLayout::Flat {
+                assert!(!fs.exists("kubepods/burstable"));
+            } else {
+                assert!(fs.exists("kubepods/burstable") && fs.exists("kubepods/besteffort"));
+            }
+        }
+    }
+}
+
+#[test]
+fn mutation_cost_is_small() {
+    // Not a benchmark: guards against per-operation tree rescans. A tree of ~100 cgroups,
+    // then many writes; each must stay far below a millisecond even in debug builds.
+    let (_t, fs) = node(V6_1);
+    let mut spec = FixtureSpec::new("kubepods", 30);
+    spec.max_containers = 2;
+    let tree = fixture::kubelet_tree(&spec);
+    fixture::build(&fs, &tree, &mut |cg| fs.spawn(cg, "app")).unwrap();
+    let leaf = &tree.last().unwrap().path;
+    let n = 2000;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        fs.write(leaf, knob::SOFT_LIMIT, &(4096 * (i + 1)).to_string())
+            .unwrap();
+    }
+    let per = start.elapsed() / n as u32;
+    assert!(
+        per < std::time::Duration::from_millis(1),
+        "{per:?} per write"
+    );
+}
+
+/// Cost per operation; run with `cargo test --release --test emulated_fs -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_per_operation() {
+    let (_t, fs) = node(V6_1);
+    let spec = FixtureSpec::new("kubepods", 30);
+    let tree = fixture::kubelet_tree(&spec);
+    let t0 = std::time::Instant::now();
+    fixture::build(&fs, &tree, &mut |cg| fs.spawn(cg, "app")).unwrap();
+    println!("fixture of {} cgroups: {:?}", tree.len(), t0.elapsed());
+    let leaf = &tree.last().unwrap().path;
+    let n = 5000u32;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        fs.write(leaf, knob::SOFT_LIMIT, &(4096 * (i + 1)).to_string())
+            .unwrap();
+    }
+    println!("write soft limit: {:?}", t.elapsed() / n);
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        fs.write(leaf, knob::LIMIT, &(1 << 30 | (i << 12)).to_string())
+            .unwrap_or(());
+    }
+    println!("write limit (reads memsw): {:?}", t.elapsed() / n);
+    let pid = fs::read_procs(&fs, leaf).unwrap()[0];
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let to = if i % 2 == 0 {
+            "kubepods"
+        } else {
+            leaf.as_str()
+        };
+        fs.write(to, knob::PROCS, &pid.to_string()).unwrap();
+    }
+    println!("cgroup.procs move: {:?}", t.elapsed() / n);
+    let m = 300u32;
+    let t = std::time::Instant::now();
+    for i in 0..m {
+        fs.mkdir(&format!("kubepods/x{i}")).unwrap();
+    }
+    println!("mkdir: {:?}", t.elapsed() / m);
+    let t = std::time::Instant::now();
+    for i in 0..m {
+        fs.rename(&format!("kubepods/x{i}"), &format!("kubepods/y{i}"))
+            .unwrap();
+    }
+    println!("rename: {:?}", t.elapsed() / m);
+    let t = std::time::Instant::now();
+    for i in 0..m {
+        fs.rmdir(&format!("kubepods/y{i}")).unwrap();
+    }
+    println!("rmdir: {:?}", t.elapsed() / m);
+    let t = std::time::Instant::now();
+    for _ in 0..m {
+        fs.read(leaf, knob::LIMIT).unwrap();
+    }
+    println!("read: {:?}", t.elapsed() / m);
+}
