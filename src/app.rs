@@ -63,14 +63,21 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Diagnose(a) => {
             let fs = match open_fs(&g.root) {
                 Ok(fs) => fs,
-                Err(Error::BadRoot { reason: crate::error::BadRoot::CgroupV2, .. }) => {
+                Err(Error::BadRoot {
+                    reason: crate::error::BadRoot::CgroupV2,
+                    ..
+                }) => {
                     return diagnose_v2(&g.root, a.format);
                 }
                 Err(e) => return Err(e),
             };
             let facts = crate::diagnose::gather(
                 fs.as_ref(),
-                &crate::diagnose::DiagnoseOptions { kubepods: g.kubepods.clone(), ids_used: a.ids_used, check_kubelet: true },
+                &crate::diagnose::DiagnoseOptions {
+                    kubepods: g.kubepods.clone(),
+                    ids_used: a.ids_used,
+                    check_kubelet: true,
+                },
             )?;
             match a.format {
                 Format::Text => out(&crate::diagnose::render_text(&facts)),
@@ -83,13 +90,16 @@ pub fn run(cli: Cli) -> Result<u8> {
             let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
             let kernel = KernelInfo::from_release(&fs.kernel_release()?);
             let idc = ids::count(fs.as_ref(), &kernel, a.ids_used)?;
-            let p = plan::plan(&snap, &PlanInput {
-                staging: g.staging.clone(),
-                strategy: a.strategy,
-                move_charge: kernel.move_charge_supported(),
-                ids_free: idc.ids_free,
-                staging_exists: fs.exists(&g.staging),
-            });
+            let p = plan::plan(
+                &snap,
+                &PlanInput {
+                    staging: g.staging.clone(),
+                    strategy: a.strategy,
+                    move_charge: kernel.move_charge_supported(),
+                    ids_free: idc.ids_free,
+                    staging_exists: fs.exists(&g.staging),
+                },
+            );
             match a.format {
                 Format::Json => out(&json(&serde_json::json!({ "snapshot": snap, "plan": p }))),
                 Format::Text => out(&report::render_plan(&snap, &p, !a.summary)),
@@ -98,7 +108,10 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Ok(0)
             } else {
                 if a.format == Format::Json {
-                    eprintln!("cgleak: this plan cannot run:\n  - {}", p.blockers.join("\n  - "));
+                    eprintln!(
+                        "cgleak: this plan cannot run:\n  - {}",
+                        p.blockers.join("\n  - ")
+                    );
                 }
                 Ok(2)
             }
@@ -130,7 +143,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             if a.format == Format::Text {
                 eprintln!();
-                eprint!("{}", report::render_plan(&prepared.snapshot, &prepared.plan, false));
+                eprint!(
+                    "{}",
+                    report::render_plan(&prepared.snapshot, &prepared.plan, false)
+                );
                 eprintln!();
             }
             if guided && !ask("Start the repair?") {
@@ -150,7 +166,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             let mut asker = phase_asker();
             let confirm: Option<&mut Confirm> = if guided { Some(&mut asker) } else { None };
             let progress = a.format == Format::Text && std::io::stderr().is_terminal();
-            let outcome = repair::resume(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
+            let outcome =
+                repair::resume(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
             finish(&outcome, a.format)
         }
         Command::Rollback(a) => {
@@ -160,20 +177,29 @@ pub fn run(cli: Cli) -> Result<u8> {
             let mut asker = phase_asker();
             let confirm: Option<&mut Confirm> = if guided { Some(&mut asker) } else { None };
             let progress = a.format == Format::Text && std::io::stderr().is_terminal();
-            let outcome = repair::rollback(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
+            let outcome =
+                repair::rollback(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
             finish(&outcome, a.format)
         }
         Command::Verify(a) => {
             let fs = open_fs(&g.root)?;
             let (snap, staging, check_kmem) = match (&a.state_dir, &a.snapshot) {
                 (_, Some(file)) => {
-                    let text = std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("--snapshot {}: {e}", file.display())))?;
-                    let snap: crate::model::Snapshot = serde_json::from_str(&text)
-                        .map_err(|e| Error::Usage(format!("--snapshot {}: not a cgleak snapshot ({e})", file.display())))?;
+                    let text = std::fs::read_to_string(file)
+                        .map_err(|e| Error::Usage(format!("--snapshot {}: {e}", file.display())))?;
+                    let snap: crate::model::Snapshot =
+                        serde_json::from_str(&text).map_err(|e| {
+                            Error::Usage(format!(
+                                "--snapshot {}: not a cgleak snapshot ({e})",
+                                file.display()
+                            ))
+                        })?;
                     (snap, g.staging.clone(), true)
                 }
                 (dir, None) => {
-                    let dir = dir.clone().unwrap_or_else(|| journal::DEFAULT_STATE_DIR.into());
+                    let dir = dir
+                        .clone()
+                        .unwrap_or_else(|| journal::DEFAULT_STATE_DIR.into());
                     let (h, p) = journal::load(&dir)?.ok_or_else(|| Error::Usage(format!(
                         "--state-dir {}: no repair journal there; pass the repair's --state-dir or --snapshot FILE", dir.display())))?;
                     (h.snapshot, h.staging, !p.rolled_back)
@@ -200,7 +226,9 @@ fn diagnose_v2(root: &Path, format: Format) -> Result<u8> {
     let kubelets = kernel::find_processes_in_proc("kubelet");
     let inputs = crate::diagnose::V2Inputs {
         root: root.to_path_buf(),
-        release: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().to_string()).unwrap_or_default(),
+        release: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().to_string())
+            .unwrap_or_default(),
         cmdline: read("/proc/cmdline"),
         live: kernel::count_cgroup_dirs(root).ok(),
         nr_dying_descendants: kernel::v2_dying_descendants(root).ok().flatten(),
@@ -216,7 +244,14 @@ fn diagnose_v2(root: &Path, format: Format) -> Result<u8> {
 
 fn phase_asker() -> impl FnMut(usize, &Phase, usize) -> bool {
     |i: usize, ph: &Phase, n: usize| {
-        ask(&format!("Phase {}/{} {}: {} ({} steps). Go on?", i + 1, n, ph.name, ph.name.describe(), ph.steps.len()))
+        ask(&format!(
+            "Phase {}/{} {}: {} ({} steps). Go on?",
+            i + 1,
+            n,
+            ph.name,
+            ph.name.describe(),
+            ph.steps.len()
+        ))
     }
 }
 
@@ -230,13 +265,18 @@ fn finish(o: &Outcome, format: Format) -> Result<u8> {
 
 /// Write a file through a temp file in the same directory and a rename.
 pub fn write_file_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".cgleak-")
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io("create temp file in", dir, e))?;
-    tmp.write_all(data).map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io("rename to", path, e.error))?;
+    tmp.write_all(data)
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("rename to", path, e.error))?;
     Ok(())
 }

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 /// without rebooting the node and without restarting a pod.
 #[derive(Debug, Parser)]
 #[command(name = "cgleak", version = crate::VERSION, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 fine, 1 a problem was found (diagnose) or an operation did not complete, 2 bad input or a refusal (nothing changed).")]
+#[command(
+    after_help = "Exit codes: 0 fine, 1 a problem was found (diagnose) or an operation did not complete, 2 bad input or a refusal (nothing changed)."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -22,7 +24,12 @@ pub struct Cli {
 pub struct Global {
     /// The memory cgroup v1 directory that holds the pods cgroup (any directory inside a
     /// memory hierarchy, or an emulated node made by `cgleak emulate`).
-    #[arg(long, global = true, default_value = "/sys/fs/cgroup/memory", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/sys/fs/cgroup/memory",
+        value_name = "DIR"
+    )]
     pub root: PathBuf,
     /// Name of the pods cgroup below --root.
     #[arg(long, global = true, default_value = "kubepods", value_name = "NAME")]

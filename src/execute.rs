@@ -45,7 +45,11 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 /// Make Ctrl-C (and SIGTERM) stop the executor between two steps instead of killing cgleak.
 pub fn install_interrupt_handler() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic.
         unsafe {
@@ -70,7 +74,12 @@ pub struct RunOptions<'c> {
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
-        RunOptions { command: "repair", crash_after: None, confirm: None, progress: false }
+        RunOptions {
+            command: "repair",
+            crash_after: None,
+            confirm: None,
+            progress: false,
+        }
     }
 }
 
@@ -109,19 +118,35 @@ struct Failure {
 
 impl<'a, 'c> Runner<'a, 'c> {
     pub fn new(fs: &'a dyn Cgroupfs, journal: &'a mut Journal, opts: RunOptions<'c>) -> Self {
-        Runner { fs, journal, opts, stats: Stats::default(), warned_move_charge: false, last_move: None }
+        Runner {
+            fs,
+            journal,
+            opts,
+            stats: Stats::default(),
+            warned_move_charge: false,
+            last_move: None,
+        }
     }
 
     /// Run `phases[from..]` (indices into the plan's phase list are `base + i`). On a stop,
     /// returns `Error::Stopped` with the exact place; on a simulated crash, `SimulatedCrash`.
     pub fn run(&mut self, phases: &[Phase], from: usize, mode: Mode) -> Result<()> {
         let total_steps: usize = phases.iter().map(|p| p.steps.len()).sum();
-        let mut done_before: usize = phases[..from.min(phases.len())].iter().map(|p| p.steps.len()).sum();
+        let mut done_before: usize = phases[..from.min(phases.len())]
+            .iter()
+            .map(|p| p.steps.len())
+            .sum();
         let start = Instant::now();
         for (pi, phase) in phases.iter().enumerate().skip(from) {
             if let Some(confirm) = self.opts.confirm.as_mut() {
                 if !confirm(pi, phase, phases.len()) {
-                    return Err(self.stopped(phase.name, None, StopCause::Declined, done_before, total_steps));
+                    return Err(self.stopped(
+                        phase.name,
+                        None,
+                        StopCause::Declined,
+                        done_before,
+                        total_steps,
+                    ));
                 }
             }
             self.journal.mark(&format!("begin {pi}"))?;
@@ -146,7 +171,13 @@ impl<'a, 'c> Runner<'a, 'c> {
                         b.abandon();
                     }
                     self.journal.flush()?;
-                    return Err(self.stopped(phase.name, Some(step), StopCause::Interrupted, done_before + si, total_steps));
+                    return Err(self.stopped(
+                        phase.name,
+                        Some(step),
+                        StopCause::Interrupted,
+                        done_before + si,
+                        total_steps,
+                    ));
                 }
                 if let Err(f) = self.step(step, mode) {
                     if let Some(b) = &bar {
@@ -158,7 +189,13 @@ impl<'a, 'c> Runner<'a, 'c> {
                     }
                     self.journal.flush()?;
                     let step = f.step.clone().unwrap_or_else(|| step.clone());
-                    return Err(self.stopped(phase.name, Some(&step), f.cause, done_before + si, total_steps));
+                    return Err(self.stopped(
+                        phase.name,
+                        Some(&step),
+                        f.cause,
+                        done_before + si,
+                        total_steps,
+                    ));
                 }
                 self.journal.step_done(pi, si)?;
                 if let Some(b) = &bar {
@@ -170,13 +207,22 @@ impl<'a, 'c> Runner<'a, 'c> {
             }
             self.journal.mark(&format!("end {pi}"))?;
             done_before += phase.steps.len();
-            self.stats.phase_seconds.push((phase.name.to_string(), t0.elapsed().as_secs_f64()));
+            self.stats
+                .phase_seconds
+                .push((phase.name.to_string(), t0.elapsed().as_secs_f64()));
         }
         self.stats.seconds += start.elapsed().as_secs_f64();
         Ok(())
     }
 
-    fn stopped(&self, phase: PhaseName, step: Option<&Step>, cause: StopCause, done: usize, total: usize) -> Error {
+    fn stopped(
+        &self,
+        phase: PhaseName,
+        step: Option<&Step>,
+        cause: StopCause,
+        done: usize,
+        total: usize,
+    ) -> Error {
         Error::Stopped(Box::new(Stopped {
             command: self.opts.command,
             phase: format!("{phase} ({})", phase.describe()),
@@ -206,7 +252,10 @@ impl<'a, 'c> Runner<'a, 'c> {
     }
 
     fn step(&mut self, step: &Step, mode: Mode) -> Result<(), Failure> {
-        let fail = |e: Error| Failure { step: None, cause: StopCause::Failed(e) };
+        let fail = |e: Error| Failure {
+            step: None,
+            cause: StopCause::Failed(e),
+        };
         let rec = mode == Mode::Reconcile;
         match step {
             Step::Mkdir { cg } => {
@@ -229,7 +278,12 @@ impl<'a, 'c> Runner<'a, 'c> {
                     // A limit above the current memsw limit (reconcile on a cgroup that has
                     // other values): raise memsw first, memsw must stay >= limit; the plan's
                     // next step sets memsw to its target.
-                    Err(e) if rec && file == knob::LIMIT && e.errno() == Some(Errno::EINVAL) && self.fs.has_file(cg, knob::MEMSW_LIMIT) => {
+                    Err(e)
+                        if rec
+                            && file == knob::LIMIT
+                            && e.errno() == Some(Errno::EINVAL)
+                            && self.fs.has_file(cg, knob::MEMSW_LIMIT) =>
+                    {
                         self.write(cg, knob::MEMSW_LIMIT, value).map_err(fail)?;
                         self.write(cg, file, value).map_err(fail)?;
                         self.stats.settings_written += 2;
@@ -352,7 +406,11 @@ impl<'a, 'c> Runner<'a, 'c> {
             // A pid listed again after we moved it means a thread of it stayed (its leader
             // is elsewhere): move such threads one by one through `tasks`, never the whole
             // group, which would pull the leader out of its own cgroup.
-            let repeat: Vec<u32> = pids.iter().copied().filter(|p| seen_stuck.contains(p)).collect();
+            let repeat: Vec<u32> = pids
+                .iter()
+                .copied()
+                .filter(|p| seen_stuck.contains(p))
+                .collect();
             if !repeat.is_empty() {
                 for tid in fs::read_tasks(self.fs, from)? {
                     match self.write(to, knob::TASKS, &tid.to_string()) {
@@ -379,6 +437,10 @@ impl<'a, 'c> Runner<'a, 'c> {
                 std::thread::sleep(Duration::from_micros(200 * round as u64));
             }
         }
-        Err(Error::Sys(SysError::new(FsOp::Write, procs_path, Errno::EBUSY)))
+        Err(Error::Sys(SysError::new(
+            FsOp::Write,
+            procs_path,
+            Errno::EBUSY,
+        )))
     }
 }

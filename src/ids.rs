@@ -38,7 +38,12 @@ pub struct IdCount {
 /// `counts_dying` is [`KernelInfo::counts_dying`]; `live` may be unknown (unreadable hierarchy).
 /// On kernels that count dying memcgs the kernel's count wins over `--ids-used`; a difference is
 /// noted in `notes`.
-pub fn compute_with(counts_dying: Option<bool>, live: Option<u64>, counted: Option<u64>, ids_used_arg: Option<u64>) -> (IdCount, Vec<String>) {
+pub fn compute_with(
+    counts_dying: Option<bool>,
+    live: Option<u64>,
+    counted: Option<u64>,
+    ids_used_arg: Option<u64>,
+) -> (IdCount, Vec<String>) {
     let mut notes = Vec::new();
     let (ids_used, source) = match (counts_dying, counted, ids_used_arg) {
         (Some(true), Some(c), given) => {
@@ -70,7 +75,12 @@ pub fn compute_with(counts_dying: Option<bool>, live: Option<u64>, counted: Opti
 }
 
 /// [`compute_with`] for a known kernel and live count.
-pub fn compute(kernel: &KernelInfo, live: u64, counted: Option<u64>, ids_used_arg: Option<u64>) -> IdCount {
+pub fn compute(
+    kernel: &KernelInfo,
+    live: u64,
+    counted: Option<u64>,
+    ids_used_arg: Option<u64>,
+) -> IdCount {
     compute_with(kernel.counts_dying(), Some(live), counted, ids_used_arg).0
 }
 

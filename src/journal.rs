@@ -173,7 +173,8 @@ impl Journal {
         let data = serde_json::to_vec(header).expect("journal serializes");
         {
             let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-            f.write_all(&data).map_err(|e| Error::io("write", &tmp, e))?;
+            f.write_all(&data)
+                .map_err(|e| Error::io("write", &tmp, e))?;
             // Once per repair: the journal must be complete before anything changes.
             f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         }

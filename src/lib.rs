@@ -30,4 +30,9 @@ pub mod verify;
 pub use error::{Error, Result};
 
 /// `cgleak --version`: the package version and the git commit it was built from.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CGLEAK_GIT_COMMIT"), ")");
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CGLEAK_GIT_COMMIT"),
+    ")"
+);

@@ -68,9 +68,13 @@ impl PhaseName {
     pub fn describe(&self) -> &'static str {
         match self {
             PhaseName::CreateStaging => "create the staging tree with every cgroup's settings",
-            PhaseName::MoveToStaging => "move tasks leaf-first into staging; empty and remove the old cgroups",
+            PhaseName::MoveToStaging => {
+                "move tasks leaf-first into staging; empty and remove the old cgroups"
+            }
             PhaseName::CreatePods => "create the pods tree again with every cgroup's settings",
-            PhaseName::MoveBack => "move tasks leaf-first back; empty and remove the staging cgroups",
+            PhaseName::MoveBack => {
+                "move tasks leaf-first back; empty and remove the staging cgroups"
+            }
             PhaseName::RenameStaging => "rename the staging cgroup to the pods name",
             PhaseName::Finalize => "restore memory.move_charge_at_immigrate",
         }
@@ -91,13 +95,21 @@ pub enum Step {
     /// Create a cgroup.
     Mkdir { cg: String },
     /// Write a setting (one write(2)).
-    Write { cg: String, file: String, value: String },
+    Write {
+        cg: String,
+        file: String,
+        value: String,
+    },
     /// Write memory.move_charge_at_immigrate; EINVAL (kernel >= 6.13) is tolerated.
     MoveCharge { cg: String, value: u64 },
     /// Move every task of `from` into `to`, one pid per write to cgroup.procs, re-reading
     /// until `from` stays empty, then stray threads through `tasks`. `pids` are the tasks the
     /// scan saw; the executor moves what is there when it runs.
-    MoveTasks { from: String, to: String, pids: Vec<u32> },
+    MoveTasks {
+        from: String,
+        to: String,
+        pids: Vec<u32>,
+    },
     /// Write 0 to memory.force_empty: reclaim what can be reclaimed before rmdir.
     ForceEmpty { cg: String },
     /// Remove an empty cgroup.
@@ -254,7 +266,10 @@ pub fn settings_steps(cg: &str, parent: &Settings, target: &Settings) -> Vec<Ste
     };
     // use_hierarchy first: it can only change while the cgroup has no children.
     if target.use_hierarchy != fresh.use_hierarchy {
-        w(knob::USE_HIERARCHY, u8::from(target.use_hierarchy).to_string());
+        w(
+            knob::USE_HIERARCHY,
+            u8::from(target.use_hierarchy).to_string(),
+        );
     }
     // Limit, then memsw: both start unlimited, and memsw must stay >= limit.
     if !is_unlimited(target.limit_in_bytes) {
@@ -272,7 +287,10 @@ pub fn settings_steps(cg: &str, parent: &Settings, target: &Settings) -> Vec<Ste
         w(knob::SWAPPINESS, target.swappiness.to_string());
     }
     if target.oom_kill_disable != fresh.oom_kill_disable {
-        w(knob::OOM_CONTROL, u8::from(target.oom_kill_disable).to_string());
+        w(
+            knob::OOM_CONTROL,
+            u8::from(target.oom_kill_disable).to_string(),
+        );
     }
     out
 }
@@ -379,8 +397,7 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
         )),
         _ => {}
     }
-    if input.staging.is_empty() || input.staging.contains('/') || input.staging == snap.kubepods
-    {
+    if input.staging.is_empty() || input.staging.contains('/') || input.staging == snap.kubepods {
         blockers.push(format!(
             "--staging {:?}: give another cgroup name directly below the root",
             input.staging
@@ -408,12 +425,20 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
         ));
     }
     let move_charge = input.move_charge != Some(false);
-    let phases = if blockers.iter().any(|b| b.contains("does not exist") || b.contains("systemd")) {
+    let phases = if blockers
+        .iter()
+        .any(|b| b.contains("does not exist") || b.contains("systemd"))
+    {
         Vec::new()
     } else {
         let mut phases = vec![
             create_phase(snap, &input.staging, PhaseName::CreateStaging, move_charge),
-            move_phase(snap, &snap.kubepods, &input.staging, PhaseName::MoveToStaging),
+            move_phase(
+                snap,
+                &snap.kubepods,
+                &input.staging,
+                PhaseName::MoveToStaging,
+            ),
         ];
         match input.strategy {
             Strategy::MigrateBack => phases.extend(back_phases(snap, &input.staging, move_charge)),
@@ -436,7 +461,12 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
         .flat_map(|p| &p.steps)
         .map(Step::mutations)
         .sum();
-    let charged: u64 = snap.cgroups.iter().filter_map(|c| c.usage_in_bytes).max().unwrap_or(0);
+    let charged: u64 = snap
+        .cgroups
+        .iter()
+        .filter_map(|c| c.usage_in_bytes)
+        .max()
+        .unwrap_or(0);
     let mut estimate = 0.0;
     for s in phases.iter().flat_map(|p| &p.steps) {
         estimate += match s {
@@ -449,7 +479,11 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
     if move_charge {
         // Charges move twice with migrate-back, once with rename; the pods cgroup's usage is
         // the whole tree's (use_hierarchy).
-        let passes = if input.strategy == Strategy::MigrateBack { 2.0 } else { 1.0 };
+        let passes = if input.strategy == Strategy::MigrateBack {
+            2.0
+        } else {
+            1.0
+        };
         estimate += passes * charged as f64 * COST_PER_CHARGED_BYTE;
     }
     Plan {
@@ -475,9 +509,9 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::Strategy;
     use super::*;
     use crate::model::{CgroupRecord, SNAPSHOT_FORMAT};
-    use super::Strategy;
     use proptest::prelude::*;
     use proptest::strategy::Strategy as _;
     use std::collections::HashMap;
@@ -542,10 +576,18 @@ pub(crate) mod tests {
 
     #[test]
     fn small_tree_exact_order() {
-        let snap = snapshot_from(&[(0, 1 << 30, vec![]), (0, 0, vec![7]), (1, 12345344, vec![8, 9])]);
+        let snap = snapshot_from(&[
+            (0, 1 << 30, vec![]),
+            (0, 0, vec![7]),
+            (1, 12345344, vec![8, 9]),
+        ]);
         let p = plan(&snap, &input(Strategy::Rename));
         assert!(p.runnable(), "{:?}", p.blockers);
-        let lines: Vec<String> = p.phases.iter().flat_map(|ph| ph.steps.iter().map(|s| s.to_string())).collect();
+        let lines: Vec<String> = p
+            .phases
+            .iter()
+            .flat_map(|ph| ph.steps.iter().map(|s| s.to_string()))
+            .collect();
         let text = lines.join("\n");
         let expect_order = [
             "mkdir kubepods2",
@@ -565,7 +607,9 @@ pub(crate) mod tests {
         ];
         let mut pos = 0;
         for e in expect_order {
-            let found = text[pos..].find(e).unwrap_or_else(|| panic!("{e:?} not after {pos} in\n{text}"));
+            let found = text[pos..]
+                .find(e)
+                .unwrap_or_else(|| panic!("{e:?} not after {pos} in\n{text}"));
             pos += found + e.len();
         }
         assert_eq!(p.ids.needed, 3);
@@ -607,7 +651,11 @@ pub(crate) mod tests {
         i.move_charge = Some(false);
         let p = plan(&snap, &i);
         assert!(!p.move_charge);
-        assert!(p.phases.iter().flat_map(|ph| &ph.steps).all(|s| !matches!(s, Step::MoveCharge { .. })));
+        assert!(p
+            .phases
+            .iter()
+            .flat_map(|ph| &ph.steps)
+            .all(|s| !matches!(s, Step::MoveCharge { .. })));
     }
 
     #[test]
@@ -619,8 +667,17 @@ pub(crate) mod tests {
         t.oom_kill_disable = true;
         t.use_hierarchy = false;
         let steps = settings_steps("x", &parent, &t);
-        let files: Vec<&str> = steps.iter().map(|s| match s { Step::Write { file, .. } => file.as_str(), _ => "" }).collect();
-        assert_eq!(files, [knob::USE_HIERARCHY, knob::SWAPPINESS, knob::OOM_CONTROL]);
+        let files: Vec<&str> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Write { file, .. } => file.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [knob::USE_HIERARCHY, knob::SWAPPINESS, knob::OOM_CONTROL]
+        );
     }
 
     fn arb_nodes() -> impl proptest::strategy::Strategy<Value = Vec<(usize, u64, Vec<u32>)>> {

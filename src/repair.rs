@@ -77,7 +77,10 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn failures(&self) -> Vec<&Check> {
-        self.checks.iter().filter(|c| c.status == CheckStatus::Fail).collect()
+        self.checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .collect()
     }
 }
 
@@ -96,18 +99,33 @@ pub struct Outcome {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-fn check(checks: &mut Vec<Check>, name: &'static str, status: CheckStatus, detail: impl Into<String>) {
-    checks.push(Check { name, status, detail: detail.into() });
+fn check(
+    checks: &mut Vec<Check>,
+    name: &'static str,
+    status: CheckStatus,
+    detail: impl Into<String>,
+) {
+    checks.push(Check {
+        name,
+        status,
+        detail: detail.into(),
+    });
 }
 
 /// Preflight: take the lock, scan, plan, and check everything. Changes nothing on the node.
 pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     if !fs.may_write() {
         return Err(Error::refused(
-            format!("not root: moving tasks and creating cgroups below {} needs root (EPERM otherwise)", fs.root().display()),
+            format!(
+                "not root: moving tasks and creating cgroups below {} needs root (EPERM otherwise)",
+                fs.root().display()
+            ),
             "run cgleak repair as root (sudo); nothing was changed",
         ));
     }
@@ -116,7 +134,12 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
     check(&mut checks, "cgroupfs", CheckStatus::Pass, fs.describe());
     if fs.may_write() {
-        check(&mut checks, "permission", CheckStatus::Pass, "running as root");
+        check(
+            &mut checks,
+            "permission",
+            CheckStatus::Pass,
+            "running as root",
+        );
     } else {
         check(&mut checks, "permission", CheckStatus::Fail, "not root: moving tasks and creating cgroups needs root (EPERM otherwise); run with sudo");
     }
@@ -138,13 +161,23 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     if staging_exists {
         check(&mut checks, "staging cgroup", CheckStatus::Fail, format!("{} already exists and no unfinished cgleak repair owns it: look at what is in it; pass another --staging name", opts.staging));
     } else {
-        check(&mut checks, "staging cgroup", CheckStatus::Pass, format!("{} is free", opts.staging));
+        check(
+            &mut checks,
+            "staging cgroup",
+            CheckStatus::Pass,
+            format!("{} is free", opts.staging),
+        );
     }
     let kubelets = fs.find_processes("kubelet")?;
     if kubelets.is_empty() {
         check(&mut checks, "kubelet", CheckStatus::Pass, "not running");
     } else if opts.allow_kubelet_running {
-        check(&mut checks, "kubelet", CheckStatus::Warn, format!("running (pids {kubelets:?}), allowed by --allow-kubelet-running (tests only)"));
+        check(
+            &mut checks,
+            "kubelet",
+            CheckStatus::Warn,
+            format!("running (pids {kubelets:?}), allowed by --allow-kubelet-running (tests only)"),
+        );
     } else {
         check(&mut checks, "kubelet", CheckStatus::Fail, format!(
             "running (pids {kubelets:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit; stop it first (systemctl stop kubelet)"));
@@ -172,14 +205,24 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
         _ => check(&mut checks, "kmem accounting", CheckStatus::Warn, format!(
             "kernel {} accounts kmem for every memcg: the migration recreates the cgroups but does not stop dying memcgs from accumulating (see cgleak diagnose: reclaim, or boot with cgroup.memory=nokmem)", kernel.release)),
     }
-    let plan = plan::plan(&snapshot, &PlanInput {
-        staging: opts.staging.clone(),
-        strategy: opts.strategy,
-        move_charge: kernel.move_charge_supported(),
-        ids_free: ids.ids_free,
-        staging_exists,
-    });
-    Ok(Prepared { checks, kernel, ids, snapshot, plan, _lock: lock })
+    let plan = plan::plan(
+        &snapshot,
+        &PlanInput {
+            staging: opts.staging.clone(),
+            strategy: opts.strategy,
+            move_charge: kernel.move_charge_supported(),
+            ids_free: ids.ids_free,
+            staging_exists,
+        },
+    );
+    Ok(Prepared {
+        checks,
+        kernel,
+        ids,
+        snapshot,
+        plan,
+        _lock: lock,
+    })
 }
 
 /// Refuse with every failed check.
@@ -188,12 +231,24 @@ pub fn refusal(p: &Prepared) -> Option<Error> {
     if f.is_empty() {
         return None;
     }
-    let reason = f.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("\n  ");
-    Some(Error::refused(reason, "nothing was changed; fix the above and run cgleak repair again"))
+    let reason = f
+        .iter()
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect::<Vec<_>>()
+        .join("\n  ");
+    Some(Error::refused(
+        reason,
+        "nothing was changed; fix the above and run cgleak repair again",
+    ))
 }
 
 /// Run a prepared repair: journal first, then every phase, then verify.
-pub fn execute(fs: &dyn Cgroupfs, opts: &RepairOptions, prepared: Prepared, confirm: Option<&mut Confirm>) -> Result<Outcome> {
+pub fn execute(
+    fs: &dyn Cgroupfs,
+    opts: &RepairOptions,
+    prepared: Prepared,
+    confirm: Option<&mut Confirm>,
+) -> Result<Outcome> {
     if let Some(e) = refusal(&prepared) {
         return Err(e);
     }
@@ -211,22 +266,47 @@ pub fn execute(fs: &dyn Cgroupfs, opts: &RepairOptions, prepared: Prepared, conf
     };
     let mut j = Journal::create(&opts.state_dir, &header)?;
     let stats = {
-        let mut runner = Runner::new(fs, &mut j, RunOptions { command: "repair", crash_after: opts.crash_after, confirm, progress: opts.progress });
+        let mut runner = Runner::new(
+            fs,
+            &mut j,
+            RunOptions {
+                command: "repair",
+                crash_after: opts.crash_after,
+                confirm,
+                progress: opts.progress,
+            },
+        );
         runner.run(&header.plan.phases, 0, Mode::Fresh)?;
         runner.stats
     };
     j.mark("complete")?;
     let verify = verify::verify(fs, &header.snapshot, &opts.staging, true)?;
-    Ok(Outcome { command: "repair", strategy: opts.strategy, cgroups: header.snapshot.cgroups.len(), tasks: header.snapshot.task_count(), stats, verify, state_dir: opts.state_dir.clone(), already_done: false })
+    Ok(Outcome {
+        command: "repair",
+        strategy: opts.strategy,
+        cgroups: header.snapshot.cgroups.len(),
+        tasks: header.snapshot.task_count(),
+        stats,
+        verify,
+        state_dir: opts.state_dir.clone(),
+        already_done: false,
+    })
 }
 
 /// Open the journal for resume or rollback, refusing when it cannot be trusted.
-pub fn open_journal(fs: &dyn Cgroupfs, state_dir: &Path, command: &str) -> Result<(Lock, Header, Progress)> {
+pub fn open_journal(
+    fs: &dyn Cgroupfs,
+    state_dir: &Path,
+    command: &str,
+) -> Result<(Lock, Header, Progress)> {
     let lock = journal::lock(state_dir)?;
-    let (header, progress) = journal::load(state_dir)?.ok_or_else(|| Error::refused(
+    let (header, progress) =
+        journal::load(state_dir)?.ok_or_else(|| {
+            Error::refused(
         format!("no repair journal in {}", state_dir.display()),
         format!("there is nothing to {command}; pass --state-dir if the repair used another one"),
-    ))?;
+    )
+        })?;
     let boot = fs.boot_id()?.trim().to_string();
     if boot != header.boot_id {
         return Err(Error::refused(
@@ -236,7 +316,12 @@ pub fn open_journal(fs: &dyn Cgroupfs, state_dir: &Path, command: &str) -> Resul
     }
     if fs.root().display().to_string() != header.root {
         return Err(Error::refused(
-            format!("the journal in {} is for --root {}, not {}", state_dir.display(), header.root, fs.root().display()),
+            format!(
+                "the journal in {} is for --root {}, not {}",
+                state_dir.display(),
+                header.root,
+                fs.root().display()
+            ),
             format!("run cgleak {command} --root {}", header.root),
         ));
     }
@@ -244,7 +329,13 @@ pub fn open_journal(fs: &dyn Cgroupfs, state_dir: &Path, command: &str) -> Resul
 }
 
 /// Finish an interrupted repair from whatever state the live tree is in.
-pub fn resume(fs: &dyn Cgroupfs, state_dir: &Path, crash_after: Option<u64>, progress_bar: bool, confirm: Option<&mut Confirm>) -> Result<Outcome> {
+pub fn resume(
+    fs: &dyn Cgroupfs,
+    state_dir: &Path,
+    crash_after: Option<u64>,
+    progress_bar: bool,
+    confirm: Option<&mut Confirm>,
+) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, "resume")?;
     if progress.rollback_started {
         return Err(Error::refused(
@@ -258,19 +349,47 @@ pub fn resume(fs: &dyn Cgroupfs, state_dir: &Path, crash_after: Option<u64>, pro
         let mut j = Journal::open(state_dir)?;
         j.mark("resume")?;
         {
-            let mut runner = Runner::new(fs, &mut j, RunOptions { command: "resume", crash_after, confirm, progress: progress_bar });
-            runner.run(&header.plan.phases, progress.resume_phase(), Mode::Reconcile)?;
+            let mut runner = Runner::new(
+                fs,
+                &mut j,
+                RunOptions {
+                    command: "resume",
+                    crash_after,
+                    confirm,
+                    progress: progress_bar,
+                },
+            );
+            runner.run(
+                &header.plan.phases,
+                progress.resume_phase(),
+                Mode::Reconcile,
+            )?;
             stats = runner.stats;
         }
         j.mark("complete")?;
     }
     let verify = verify::verify(fs, &header.snapshot, &header.staging, true)?;
-    Ok(Outcome { command: "resume", strategy: header.strategy, cgroups: header.snapshot.cgroups.len(), tasks: header.snapshot.task_count(), stats, verify, state_dir: state_dir.to_path_buf(), already_done })
+    Ok(Outcome {
+        command: "resume",
+        strategy: header.strategy,
+        cgroups: header.snapshot.cgroups.len(),
+        tasks: header.snapshot.task_count(),
+        stats,
+        verify,
+        state_dir: state_dir.to_path_buf(),
+        already_done,
+    })
 }
 
 /// Return the tree to its original layout under the pods cgroup with the original settings,
 /// from any interruption point, and remove the staging tree.
-pub fn rollback(fs: &dyn Cgroupfs, state_dir: &Path, crash_after: Option<u64>, progress_bar: bool, confirm: Option<&mut Confirm>) -> Result<Outcome> {
+pub fn rollback(
+    fs: &dyn Cgroupfs,
+    state_dir: &Path,
+    crash_after: Option<u64>,
+    progress_bar: bool,
+    confirm: Option<&mut Confirm>,
+) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, "rollback")?;
     let mut stats = Stats::default();
     let already_done = progress.rolled_back;
@@ -282,12 +401,30 @@ pub fn rollback(fs: &dyn Cgroupfs, state_dir: &Path, crash_after: Option<u64>, p
         // remove staging, restore move_charge_at_immigrate. Reconcile mode skips what is done.
         let phases = plan::back_phases(&header.snapshot, &header.staging, header.plan.move_charge);
         {
-            let mut runner = Runner::new(fs, &mut j, RunOptions { command: "rollback", crash_after, confirm, progress: progress_bar });
+            let mut runner = Runner::new(
+                fs,
+                &mut j,
+                RunOptions {
+                    command: "rollback",
+                    crash_after,
+                    confirm,
+                    progress: progress_bar,
+                },
+            );
             runner.run(&phases, 0, Mode::Reconcile)?;
             stats = runner.stats;
         }
         j.mark("rolled-back")?;
     }
     let verify = verify::verify(fs, &header.snapshot, &header.staging, false)?;
-    Ok(Outcome { command: "rollback", strategy: header.strategy, cgroups: header.snapshot.cgroups.len(), tasks: header.snapshot.task_count(), stats, verify, state_dir: state_dir.to_path_buf(), already_done })
+    Ok(Outcome {
+        command: "rollback",
+        strategy: header.strategy,
+        cgroups: header.snapshot.cgroups.len(),
+        tasks: header.snapshot.task_count(),
+        stats,
+        verify,
+        state_dir: state_dir.to_path_buf(),
+        already_done,
+    })
 }

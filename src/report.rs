@@ -11,11 +11,20 @@ pub fn bytes(v: u64) -> String {
     if is_unlimited(v) {
         return "unlimited".into();
     }
-    const UNITS: [(&str, u64); 4] = [("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)];
+    const UNITS: [(&str, u64); 4] = [
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
+    ];
     for (u, n) in UNITS {
         if v >= n {
             let x = v as f64 / n as f64;
-            return if x.fract() == 0.0 { format!("{x:.0}{u}") } else { format!("{x:.1}{u}") };
+            return if x.fract() == 0.0 {
+                format!("{x:.0}{u}")
+            } else {
+                format!("{x:.1}{u}")
+            };
         }
     }
     format!("{v}B")
@@ -23,7 +32,9 @@ pub fn bytes(v: u64) -> String {
 
 /// The pods tree with per-cgroup settings and task counts, as a tree.
 pub fn render_tree(snap: &Snapshot) -> String {
-    let Some(tree) = tree_of(snap) else { return String::new() };
+    let Some(tree) = tree_of(snap) else {
+        return String::new();
+    };
     tree.render(|id| {
         let c = &snap.cgroups[id];
         let kind = match c.kind {
@@ -33,8 +44,16 @@ pub fn render_tree(snap: &Snapshot) -> String {
             Kind::Container => "ctr",
             Kind::Other => "other",
         };
-        let name = if c.kind == Kind::PodsRoot { c.path.as_str() } else { base_name(&c.path) };
-        let name = if name.len() > 24 && c.kind == Kind::Container { &name[..12] } else { name };
+        let name = if c.kind == Kind::PodsRoot {
+            c.path.as_str()
+        } else {
+            base_name(&c.path)
+        };
+        let name = if name.len() > 24 && c.kind == Kind::Container {
+            &name[..12]
+        } else {
+            name
+        };
         let mut s = format!("{name} [{kind}]");
         if !is_unlimited(c.settings.limit_in_bytes) {
             s.push_str(&format!(" limit={}", bytes(c.settings.limit_in_bytes)));
@@ -68,7 +87,10 @@ pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
         s.push('\n');
     }
     let ids = &plan.ids;
-    let free = ids.free.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into());
+    let free = ids
+        .free
+        .map(|f| f.to_string())
+        .unwrap_or_else(|| "unknown".into());
     let verdict = match ids.ok {
         Some(true) => "OK",
         Some(false) => "NOT ENOUGH",
@@ -84,7 +106,11 @@ pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
         plan.steps,
         plan.mutations,
         plan.estimate_seconds,
-        if plan.move_charge { "yes (move_charge_at_immigrate=3)" } else { "no (kernel cannot)" }
+        if plan.move_charge {
+            "yes (move_charge_at_immigrate=3)"
+        } else {
+            "no (kernel cannot)"
+        }
     ));
     for (i, ph) in plan.phases.iter().enumerate() {
         let count = |f: fn(&Step) -> bool| ph.steps.iter().filter(|s| f(s)).count();
@@ -95,8 +121,17 @@ pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
             ph.name,
             ph.name.describe(),
             count(|s| matches!(s, Step::Mkdir { .. })),
-            count(|s| matches!(s, Step::Write { .. } | Step::MoveCharge { .. } | Step::ForceEmpty { .. })),
-            ph.steps.iter().map(|s| match s { Step::MoveTasks { pids, .. } => pids.len(), _ => 0 }).sum::<usize>(),
+            count(|s| matches!(
+                s,
+                Step::Write { .. } | Step::MoveCharge { .. } | Step::ForceEmpty { .. }
+            )),
+            ph.steps
+                .iter()
+                .map(|s| match s {
+                    Step::MoveTasks { pids, .. } => pids.len(),
+                    _ => 0,
+                })
+                .sum::<usize>(),
             count(|s| matches!(s, Step::Rmdir { .. })),
         ));
         if all_steps {
@@ -132,7 +167,11 @@ pub fn render_checks(checks: &[Check]) -> String {
 pub fn render_outcome(o: &Outcome) -> String {
     let mut s = String::new();
     if o.already_done {
-        s.push_str(&format!("{}: nothing left to do (journal in {})\n", o.command, o.state_dir.display()));
+        s.push_str(&format!(
+            "{}: nothing left to do (journal in {})\n",
+            o.command,
+            o.state_dir.display()
+        ));
     } else {
         s.push_str(&format!(
             "{} done in {:.2} s ({}): {} cgroups created, {} removed, {} settings written, {} tasks moved ({} threads), {} exited meanwhile, {} system calls that changed something\n",

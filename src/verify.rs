@@ -15,28 +15,57 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Difference {
-    MissingCgroup { cgroup: String },
-    Setting { cgroup: String, setting: String, expected: String, actual: String },
+    MissingCgroup {
+        cgroup: String,
+    },
+    Setting {
+        cgroup: String,
+        setting: String,
+        expected: String,
+        actual: String,
+    },
     /// A task that lives but is not in its original cgroup.
-    Misplaced { pid: u32, expected: String, actual: Option<String> },
-    StagingPresent { cgroup: String },
-    KmemActive { cgroup: String },
+    Misplaced {
+        pid: u32,
+        expected: String,
+        actual: Option<String>,
+    },
+    StagingPresent {
+        cgroup: String,
+    },
+    KmemActive {
+        cgroup: String,
+    },
 }
 
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Difference::MissingCgroup { cgroup } => write!(f, "missing cgroup {cgroup}"),
-            Difference::Setting { cgroup, setting, expected, actual } => {
+            Difference::Setting {
+                cgroup,
+                setting,
+                expected,
+                actual,
+            } => {
                 write!(f, "{cgroup}: {setting} is {actual}, expected {expected}")
             }
-            Difference::Misplaced { pid, expected, actual } => match actual {
+            Difference::Misplaced {
+                pid,
+                expected,
+                actual,
+            } => match actual {
                 Some(a) => write!(f, "task {pid} is in {a}, expected {expected}"),
                 None => write!(f, "task {pid} left the pods tree, expected in {expected}"),
             },
-            Difference::StagingPresent { cgroup } => write!(f, "staging cgroup {cgroup} still exists"),
+            Difference::StagingPresent { cgroup } => {
+                write!(f, "staging cgroup {cgroup} still exists")
+            }
             Difference::KmemActive { cgroup } => {
-                write!(f, "kmem accounting is active in {cgroup} (it will leak again)")
+                write!(
+                    f,
+                    "kmem accounting is active in {cgroup} (it will leak again)"
+                )
             }
         }
     }
@@ -73,7 +102,10 @@ impl VerifyReport {
             s.push_str(&format!("  exited (not lost): pid {pid} of {cg}\n"));
         }
         if self.exited.len() > 20 {
-            s.push_str(&format!("  ... and {} more exited\n", self.exited.len() - 20));
+            s.push_str(&format!(
+                "  ... and {} more exited\n",
+                self.exited.len() - 20
+            ));
         }
         for d in &self.differences {
             s.push_str(&format!("  DIFFERENCE: {d}\n"));
@@ -98,23 +130,56 @@ fn compare(cg: &str, want: &Settings, got: &Settings, out: &mut Vec<Difference>)
             });
         }
     };
-    diff("memory.limit_in_bytes", normalize_limit(want.limit_in_bytes).to_string(), normalize_limit(got.limit_in_bytes).to_string());
+    diff(
+        "memory.limit_in_bytes",
+        normalize_limit(want.limit_in_bytes).to_string(),
+        normalize_limit(got.limit_in_bytes).to_string(),
+    );
     if let (Some(w), Some(g)) = (want.memsw_limit_in_bytes, got.memsw_limit_in_bytes) {
-        diff("memory.memsw.limit_in_bytes", normalize_limit(w).to_string(), normalize_limit(g).to_string());
+        diff(
+            "memory.memsw.limit_in_bytes",
+            normalize_limit(w).to_string(),
+            normalize_limit(g).to_string(),
+        );
     }
-    diff("memory.soft_limit_in_bytes", normalize_limit(want.soft_limit_in_bytes).to_string(), normalize_limit(got.soft_limit_in_bytes).to_string());
-    diff("memory.swappiness", want.swappiness.to_string(), got.swappiness.to_string());
-    diff("oom_kill_disable", want.oom_kill_disable.to_string(), got.oom_kill_disable.to_string());
-    diff("memory.use_hierarchy", want.use_hierarchy.to_string(), got.use_hierarchy.to_string());
+    diff(
+        "memory.soft_limit_in_bytes",
+        normalize_limit(want.soft_limit_in_bytes).to_string(),
+        normalize_limit(got.soft_limit_in_bytes).to_string(),
+    );
+    diff(
+        "memory.swappiness",
+        want.swappiness.to_string(),
+        got.swappiness.to_string(),
+    );
+    diff(
+        "oom_kill_disable",
+        want.oom_kill_disable.to_string(),
+        got.oom_kill_disable.to_string(),
+    );
+    diff(
+        "memory.use_hierarchy",
+        want.use_hierarchy.to_string(),
+        got.use_hierarchy.to_string(),
+    );
     if let (Some(w), Some(g)) = (want.move_charge_at_immigrate, got.move_charge_at_immigrate) {
-        diff("memory.move_charge_at_immigrate", w.to_string(), g.to_string());
+        diff(
+            "memory.move_charge_at_immigrate",
+            w.to_string(),
+            g.to_string(),
+        );
     }
 }
 
 /// Compare the live tree under `fs` with `snap`. `check_kmem`: on 3.10, require that kmem
 /// accounting is not active anywhere in the tree (after a repair; not after a rollback, which
 /// keeps the original cgroups).
-pub fn verify(fs: &dyn Cgroupfs, snap: &Snapshot, staging: &str, check_kmem: bool) -> Result<VerifyReport> {
+pub fn verify(
+    fs: &dyn Cgroupfs,
+    snap: &Snapshot,
+    staging: &str,
+    check_kmem: bool,
+) -> Result<VerifyReport> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
     let mut differences = Vec::new();
     // Where every task of the live tree is.
@@ -124,7 +189,9 @@ pub fn verify(fs: &dyn Cgroupfs, snap: &Snapshot, staging: &str, check_kmem: boo
     for rec in &snap.cgroups {
         cgroups_checked += 1;
         if !fs.exists(&rec.path) {
-            differences.push(Difference::MissingCgroup { cgroup: rec.path.clone() });
+            differences.push(Difference::MissingCgroup {
+                cgroup: rec.path.clone(),
+            });
             continue;
         }
         let got = scan::read_settings(fs, &rec.path)?;
@@ -135,7 +202,9 @@ pub fn verify(fs: &dyn Cgroupfs, snap: &Snapshot, staging: &str, check_kmem: boo
         if check_kmem && kernel.kmem_per_cgroup() == Some(true) {
             kmem_checked = true;
             if scan::kmem_active(fs, &kernel, &rec.path) == Some(true) {
-                differences.push(Difference::KmemActive { cgroup: rec.path.clone() });
+                differences.push(Difference::KmemActive {
+                    cgroup: rec.path.clone(),
+                });
             }
         }
     }
@@ -158,15 +227,28 @@ pub fn verify(fs: &dyn Cgroupfs, snap: &Snapshot, staging: &str, check_kmem: boo
             expected_pids.insert(pid);
             match live_pids.get(&pid) {
                 Some(cg) if *cg == rec.path => in_place += 1,
-                Some(cg) => differences.push(Difference::Misplaced { pid, expected: rec.path.clone(), actual: Some(cg.clone()) }),
+                Some(cg) => differences.push(Difference::Misplaced {
+                    pid,
+                    expected: rec.path.clone(),
+                    actual: Some(cg.clone()),
+                }),
                 None if !fs.pid_alive(pid) => exited.push((pid, rec.path.clone())),
-                None => differences.push(Difference::Misplaced { pid, expected: rec.path.clone(), actual: None }),
+                None => differences.push(Difference::Misplaced {
+                    pid,
+                    expected: rec.path.clone(),
+                    actual: None,
+                }),
             }
         }
     }
-    let new_tasks = live_pids.keys().filter(|p| !expected_pids.contains(p)).count();
+    let new_tasks = live_pids
+        .keys()
+        .filter(|p| !expected_pids.contains(p))
+        .count();
     if !staging.is_empty() && staging != snap.kubepods && fs.exists(staging) {
-        differences.push(Difference::StagingPresent { cgroup: staging.to_string() });
+        differences.push(Difference::StagingPresent {
+            cgroup: staging.to_string(),
+        });
     }
     Ok(VerifyReport {
         ok: differences.is_empty(),

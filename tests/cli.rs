@@ -16,7 +16,9 @@ struct Run {
 
 impl Run {
     fn new(args: &[&str]) -> Run {
-        Run { args: args.iter().map(|s| s.to_string()).collect() }
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
     }
     fn root(mut self, root: &Path) -> Run {
         self.args.insert(0, root.display().to_string());
@@ -24,7 +26,12 @@ impl Run {
         self
     }
     fn go(self) -> (i32, String, String) {
-        let out = Command::cargo_bin("cgleak").unwrap().args(&self.args).env("RUST_LOG", "warn").output().unwrap();
+        let out = Command::cargo_bin("cgleak")
+            .unwrap()
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).to_string(),
@@ -40,9 +47,14 @@ struct Node {
 
 impl Node {
     fn new(profile: KernelProfile, pods: usize) -> Node {
-        let dir = cgleak::fs::emulated::scratch_tempdir("cgleak-test-").unwrap();
+        let dir = cgleak::fs::emulated::tempdir().unwrap();
         let emu = EmulatedFs::create(&dir.path().join("node"), profile).unwrap();
-        build_pods(&emu, &FixtureSpec::new("kubepods", pods), profile == KernelProfile::V3_10).unwrap();
+        build_pods(
+            &emu,
+            &FixtureSpec::new("kubepods", pods),
+            profile == KernelProfile::V3_10,
+        )
+        .unwrap();
         Node { dir, emu }
     }
     fn root(&self) -> PathBuf {
@@ -56,7 +68,16 @@ impl Node {
         walkdir::WalkDir::new(self.dir.path().join("node"))
             .into_iter()
             .filter_map(|e| e.ok())
-            .map(|e| (e.path().display().to_string(), if e.file_type().is_file() { std::fs::read(e.path()).unwrap() } else { vec![] }))
+            .map(|e| {
+                (
+                    e.path().display().to_string(),
+                    if e.file_type().is_file() {
+                        std::fs::read(e.path()).unwrap()
+                    } else {
+                        vec![]
+                    },
+                )
+            })
             .collect()
     }
     fn repair(&self, extra: &[&str]) -> (i32, String, String) {
@@ -72,7 +93,10 @@ impl Node {
 fn help_lists_every_command() {
     let (code, out, _) = Run::new(&["--help"]).go();
     assert_eq!(code, 0);
-    for c in ["diagnose", "plan", "snapshot", "repair", "resume", "rollback", "verify", "reclaim", "demo", "emulate"] {
+    for c in [
+        "diagnose", "plan", "snapshot", "repair", "resume", "rollback", "verify", "reclaim",
+        "demo", "emulate",
+    ] {
         assert!(out.contains(c), "{c} missing from --help:\n{out}");
     }
 }
@@ -87,7 +111,10 @@ fn version_names_the_commit() {
 
 #[test]
 fn bad_roots_exit_2_naming_the_path() {
-    for (root, what) in [("/nonexistent", "does not exist"), ("/tmp", "not on a cgroup filesystem")] {
+    for (root, what) in [
+        ("/nonexistent", "does not exist"),
+        ("/tmp", "not on a cgroup filesystem"),
+    ] {
         for cmd in ["plan", "diagnose", "snapshot"] {
             let (code, _, err) = Run::new(&[cmd, "--root", root]).go();
             assert_eq!(code, 2, "{cmd} --root {root}: {err}");
@@ -100,10 +127,27 @@ fn bad_roots_exit_2_naming_the_path() {
 fn global_options_before_or_after_the_command() {
     let n = Node::new(KernelProfile::V6_1, 3);
     let r = n.root();
-    let a = Run::new(&["--root", r.to_str().unwrap(), "--kubepods", "kubepods", "snapshot"]).go();
-    let b = Run::new(&["snapshot", "--kubepods", "kubepods", "--root", r.to_str().unwrap()]).go();
+    let a = Run::new(&[
+        "--root",
+        r.to_str().unwrap(),
+        "--kubepods",
+        "kubepods",
+        "snapshot",
+    ])
+    .go();
+    let b = Run::new(&[
+        "snapshot",
+        "--kubepods",
+        "kubepods",
+        "--root",
+        r.to_str().unwrap(),
+    ])
+    .go();
     assert_eq!(a.0, 0, "{}", a.2);
-    let (va, vb): (serde_json::Value, serde_json::Value) = (serde_json::from_str(&a.1).unwrap(), serde_json::from_str(&b.1).unwrap());
+    let (va, vb): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&a.1).unwrap(),
+        serde_json::from_str(&b.1).unwrap(),
+    );
     assert_eq!(va["cgroups"], vb["cgroups"]);
 }
 
@@ -111,17 +155,45 @@ fn global_options_before_or_after_the_command() {
 fn snapshot_json_has_the_documented_fields() {
     let n = Node::new(KernelProfile::V3_10, 4);
     let out = n.dir.path().join("snap.json");
-    let (code, _, err) = Run::new(&["snapshot", "-o", out.to_str().unwrap()]).root(&n.root()).go();
+    let (code, _, err) = Run::new(&["snapshot", "-o", out.to_str().unwrap()])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    for k in ["format", "taken_at", "root", "kubepods", "kernel_release", "layout", "root_settings", "cgroups"] {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for k in [
+        "format",
+        "taken_at",
+        "root",
+        "kubepods",
+        "kernel_release",
+        "layout",
+        "root_settings",
+        "cgroups",
+    ] {
         assert!(v.get(k).is_some(), "{k}");
     }
     let c = &v["cgroups"][0];
-    for k in ["path", "kind", "settings", "tasks", "kmem_limit_in_bytes", "kmem_active", "usage_in_bytes"] {
+    for k in [
+        "path",
+        "kind",
+        "settings",
+        "tasks",
+        "kmem_limit_in_bytes",
+        "kmem_active",
+        "usage_in_bytes",
+    ] {
         assert!(c.get(k).is_some(), "{k}");
     }
-    for k in ["limit_in_bytes", "memsw_limit_in_bytes", "soft_limit_in_bytes", "swappiness", "oom_kill_disable", "use_hierarchy", "move_charge_at_immigrate"] {
+    for k in [
+        "limit_in_bytes",
+        "memsw_limit_in_bytes",
+        "soft_limit_in_bytes",
+        "swappiness",
+        "oom_kill_disable",
+        "use_hierarchy",
+        "move_charge_at_immigrate",
+    ] {
         assert!(c["settings"].get(k).is_some(), "{k}");
     }
     assert_eq!(v["layout"], "mixed");
@@ -134,11 +206,19 @@ fn plan_text_and_json_and_blockers() {
     let n = Node::new(KernelProfile::V6_1, 5);
     let (code, out, err) = Run::new(&["plan"]).root(&n.root()).go();
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("Phase 1/5 create-staging") && out.contains("mkdir kubepods2") && out.contains("Memcg ids"), "{out}");
+    assert!(
+        out.contains("Phase 1/5 create-staging")
+            && out.contains("mkdir kubepods2")
+            && out.contains("Memcg ids"),
+        "{out}"
+    );
     n.emu.mkdir("kubepods2").unwrap();
     let (code, out, _) = Run::new(&["plan"]).root(&n.root()).go();
     assert_eq!(code, 2);
-    assert!(out.contains("cannot run") && out.contains("kubepods2 already exists"), "{out}");
+    assert!(
+        out.contains("cannot run") && out.contains("kubepods2 already exists"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -146,11 +226,18 @@ fn repair_round_trip_through_the_cli_then_verify() {
     let n = Node::new(KernelProfile::V3_10, 6);
     let (code, out, err) = n.repair(&["--yes"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("verify: OK") && out.contains("start kubelet"), "{out}");
+    assert!(
+        out.contains("verify: OK") && out.contains("start kubelet"),
+        "{out}"
+    );
     let st = n.state();
-    let (code, out, _) = Run::new(&["verify", "--state-dir", &st]).root(&n.root()).go();
+    let (code, out, _) = Run::new(&["verify", "--state-dir", &st])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = Run::new(&["verify", "--state-dir", &st, "--format", "json"]).root(&n.root()).go();
+    let (code, out, _) = Run::new(&["verify", "--state-dir", &st, "--format", "json"])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true);
@@ -161,13 +248,25 @@ fn repair_round_trip_through_the_cli_then_verify() {
 fn verify_lists_every_difference() {
     let n = Node::new(KernelProfile::V6_1, 3);
     let snap = n.dir.path().join("s.json");
-    Run::new(&["snapshot", "-o", snap.to_str().unwrap()]).root(&n.root()).go();
-    n.emu.write("kubepods/burstable", "memory.limit_in_bytes", "1048576").unwrap();
+    Run::new(&["snapshot", "-o", snap.to_str().unwrap()])
+        .root(&n.root())
+        .go();
+    n.emu
+        .write("kubepods/burstable", "memory.limit_in_bytes", "1048576")
+        .unwrap();
     n.emu.mkdir("kubepods2").unwrap();
-    let (code, out, _) = Run::new(&["verify", "--snapshot", snap.to_str().unwrap()]).root(&n.root()).go();
+    let (code, out, _) = Run::new(&["verify", "--snapshot", snap.to_str().unwrap()])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 1);
-    assert!(out.contains("kubepods/burstable: memory.limit_in_bytes is 1048576"), "{out}");
-    assert!(out.contains("staging cgroup kubepods2 still exists"), "{out}");
+    assert!(
+        out.contains("kubepods/burstable: memory.limit_in_bytes is 1048576"),
+        "{out}"
+    );
+    assert!(
+        out.contains("staging cgroup kubepods2 still exists"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -177,18 +276,38 @@ fn crash_then_resume_and_rollback_through_the_cli() {
     let (code, _, _) = n.repair(&["--yes", "--crash-after", "150"]);
     assert_eq!(code, 1);
     let st = n.state();
-    let (code, out, err) = Run::new(&["rollback", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    let (code, out, err) = Run::new(&["rollback", "--yes", "--state-dir", &st])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("back as it was"), "{out}");
     let after = cgleak::scan::scan(&n.emu, "kubepods").unwrap();
-    assert_eq!(before.cgroups.iter().map(|c| (&c.path, &c.tasks)).collect::<Vec<_>>(), after.cgroups.iter().map(|c| (&c.path, &c.tasks)).collect::<Vec<_>>());
+    assert_eq!(
+        before
+            .cgroups
+            .iter()
+            .map(|c| (&c.path, &c.tasks))
+            .collect::<Vec<_>>(),
+        after
+            .cgroups
+            .iter()
+            .map(|c| (&c.path, &c.tasks))
+            .collect::<Vec<_>>()
+    );
     // A new repair, interrupted, then resumed.
     let (code, _, _) = n.repair(&["--yes", "--crash-after", "400"]);
     assert_eq!(code, 1);
-    let (code, out, err) = Run::new(&["resume", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    let (code, out, err) = Run::new(&["resume", "--yes", "--state-dir", &st])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = Run::new(&["resume", "--yes", "--state-dir", &st]).root(&n.root()).go();
-    assert_eq!(code, 0, "resume of a finished repair has nothing to do: {err}");
+    let (code, _, err) = Run::new(&["resume", "--yes", "--state-dir", &st])
+        .root(&n.root())
+        .go();
+    assert_eq!(
+        code, 0,
+        "resume of a finished repair has nothing to do: {err}"
+    );
 }
 
 /// Assert a refusal: exit 2, the cause named, nothing changed.
@@ -196,7 +315,10 @@ fn refused(n: &Node, extra: &[&str], cause: &str) {
     let before = n.dump();
     let (code, out, err) = n.repair(extra);
     assert_eq!(code, 2, "expected a refusal for {cause:?}: {out}{err}");
-    assert!(err.contains(cause), "message does not name {cause:?}:\n{err}");
+    assert!(
+        err.contains(cause),
+        "message does not name {cause:?}:\n{err}"
+    );
     assert_eq!(n.dump(), before, "refusal {cause:?} changed the tree");
 }
 
@@ -209,15 +331,20 @@ fn refusal_without_terminal_and_without_yes() {
 #[test]
 fn refusal_pods_cgroup_missing() {
     let n = Node::new(KernelProfile::V6_1, 2);
-    refused(&n, &["--yes", "--kubepods", "nosuchpods"], "nosuchpods not found");
+    refused(
+        &n,
+        &["--yes", "--kubepods", "nosuchpods"],
+        "nosuchpods not found",
+    );
 }
 
 #[test]
 fn refusal_systemd_layout() {
-    let dir = cgleak::fs::emulated::scratch_tempdir("cgleak-test-").unwrap();
+    let dir = cgleak::fs::emulated::tempdir().unwrap();
     let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
     emu.mkdir("kubepods.slice").unwrap();
-    emu.mkdir("kubepods.slice/kubepods-burstable.slice").unwrap();
+    emu.mkdir("kubepods.slice/kubepods-burstable.slice")
+        .unwrap();
     let n = Node { dir, emu };
     refused(&n, &["--yes"], "systemd");
 }
@@ -268,9 +395,14 @@ fn refusal_ids_unknown_on_310() {
     let n = Node::new(KernelProfile::V3_10, 2);
     let before = n.dump();
     let st = n.state();
-    let (code, _, err) = Run::new(&["repair", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    let (code, _, err) = Run::new(&["repair", "--yes", "--state-dir", &st])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 2);
-    assert!(err.contains("memcg-ids.stp") && err.contains("--ids-used"), "{err}");
+    assert!(
+        err.contains("memcg-ids.stp") && err.contains("--ids-used"),
+        "{err}"
+    );
     assert_eq!(n.dump(), before);
 }
 
@@ -286,7 +418,9 @@ fn refusal_root_not_memory_cgroup() {
 fn refusal_resume_without_journal() {
     let n = Node::new(KernelProfile::V6_1, 2);
     let st = n.state();
-    let (code, _, err) = Run::new(&["resume", "--yes", "--state-dir", &st]).root(&n.root()).go();
+    let (code, _, err) = Run::new(&["resume", "--yes", "--state-dir", &st])
+        .root(&n.root())
+        .go();
     assert_eq!(code, 2);
     assert!(err.contains("no repair journal"), "{err}");
 }
@@ -304,7 +438,16 @@ fn refusal_not_root_on_the_kernel() {
     }
     let st = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("cgleak"))
-        .args(["repair", "--yes", "--root", "/sys/fs/cgroup/memory", "--kubepods", "cgleak-test-no-such-pods", "--state-dir", st.path().to_str().unwrap()])
+        .args([
+            "repair",
+            "--yes",
+            "--root",
+            "/sys/fs/cgroup/memory",
+            "--kubepods",
+            "cgleak-test-no-such-pods",
+            "--state-dir",
+            st.path().to_str().unwrap(),
+        ])
         .uid(65534)
         .output()
         .unwrap();
@@ -317,8 +460,18 @@ fn refusal_not_root_on_the_kernel() {
 fn demo_runs_and_shows_the_whole_story() {
     let (code, out, err) = Run::new(&["demo", "--pods", "12"]).go();
     assert_eq!(code, 0, "{out}{err}");
-    for s in ["diagnose", "LEAKING", "plan", "repair", "verify: OK", "kmem accounting active in"] {
-        assert!(out.to_lowercase().contains(&s.to_lowercase()), "{s} missing:\n{out}");
+    for s in [
+        "diagnose",
+        "LEAKING",
+        "plan",
+        "repair",
+        "verify: OK",
+        "kmem accounting active in",
+    ] {
+        assert!(
+            out.to_lowercase().contains(&s.to_lowercase()),
+            "{s} missing:\n{out}"
+        );
     }
 }
 
@@ -326,9 +479,19 @@ fn demo_runs_and_shows_the_whole_story() {
 fn emulate_then_rehearse_from_a_snapshot() {
     let n = Node::new(KernelProfile::V3_10, 4);
     let snap = n.dir.path().join("s.json");
-    Run::new(&["snapshot", "-o", snap.to_str().unwrap()]).root(&n.root()).go();
+    Run::new(&["snapshot", "-o", snap.to_str().unwrap()])
+        .root(&n.root())
+        .go();
     let copy = n.dir.path().join("rehearsal");
-    let (code, out, err) = Run::new(&["emulate", copy.to_str().unwrap(), "--profile", "3.10", "--from-snapshot", snap.to_str().unwrap()]).go();
+    let (code, out, err) = Run::new(&[
+        "emulate",
+        copy.to_str().unwrap(),
+        "--profile",
+        "3.10",
+        "--from-snapshot",
+        snap.to_str().unwrap(),
+    ])
+    .go();
     assert_eq!(code, 0, "{out}{err}");
     let emu = EmulatedFs::open(&copy).unwrap();
     let a = cgleak::scan::scan(&n.emu, "kubepods").unwrap();
@@ -336,6 +499,9 @@ fn emulate_then_rehearse_from_a_snapshot() {
     assert_eq!(a.cgroups.len(), b.cgroups.len());
     assert_eq!(a.task_count(), b.task_count());
     for (x, y) in a.cgroups.iter().zip(&b.cgroups) {
-        assert_eq!((&x.path, &x.settings, x.kmem_active), (&y.path, &y.settings, y.kmem_active));
+        assert_eq!(
+            (&x.path, &x.settings, x.kmem_active),
+            (&y.path, &y.settings, y.kmem_active)
+        );
     }
 }

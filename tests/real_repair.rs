@@ -22,7 +22,9 @@ fn memcg_of(pid: u32) -> Option<String> {
     s.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
-        ctrl.split(',').any(|c| c == "memory").then(|| path.to_string())
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
     })
 }
 
@@ -33,11 +35,15 @@ fn build(sb: &Sandbox, pods: usize) -> BTreeMap<u32, String> {
     let tree = fixture::kubelet_tree(&spec);
     let mut spawn = |cg: &str| Ok(sb.spawn_sleeper(cg));
     let pids = fixture::build(&fs, &tree, &mut spawn).unwrap();
-    pids.into_iter().map(|p| (p, memcg_of(p).unwrap())).collect()
+    pids.into_iter()
+        .map(|p| (p, memcg_of(p).unwrap()))
+        .collect()
 }
 
 fn round_trip(name: &str, strategy: Strategy) {
-    let Some(sb) = common::real_kernel(name) else { return };
+    let Some(sb) = common::real_kernel(name) else {
+        return;
+    };
     let where_before = build(&sb, 110);
     let fs = KernelFs::open(sb.path()).unwrap();
     let before = scan::scan(&fs, "kubepods").unwrap();
@@ -46,7 +52,11 @@ fn round_trip(name: &str, strategy: Strategy) {
     let opts = RepairOptions::new("kubepods", "kubepods2", strategy, state.path());
     let t = Instant::now();
     let prepared = repair::prepare(&fs, &opts).unwrap();
-    assert!(repair::refusal(&prepared).is_none(), "{:?}", prepared.failures());
+    assert!(
+        repair::refusal(&prepared).is_none(),
+        "{:?}",
+        prepared.failures()
+    );
     let out = repair::execute(&fs, &opts, prepared, None).unwrap();
     let wall = t.elapsed();
     assert!(out.verify.ok, "{:?}", out.verify.differences);
@@ -63,7 +73,10 @@ fn round_trip(name: &str, strategy: Strategy) {
 
 #[test]
 fn real_round_trip_migrate_back_110_pods() {
-    round_trip("real_round_trip_migrate_back_110_pods", Strategy::MigrateBack);
+    round_trip(
+        "real_round_trip_migrate_back_110_pods",
+        Strategy::MigrateBack,
+    );
 }
 
 #[test]
@@ -75,10 +88,18 @@ fn real_round_trip_rename_110_pods() {
 fn children_of(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         let after = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
-        let ppid: u32 = after.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
+        let ppid: u32 = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0);
         if ppid == parent {
             out.push(pid);
         }
@@ -88,11 +109,21 @@ fn children_of(parent: u32) -> Vec<u32> {
 
 #[test]
 fn real_forking_process_keeps_all_children_in_its_container() {
-    let Some(sb) = common::real_kernel("real_forking_process_keeps_all_children_in_its_container") else { return };
+    let Some(sb) = common::real_kernel("real_forking_process_keeps_all_children_in_its_container")
+    else {
+        return;
+    };
     build(&sb, 20);
     let fs = KernelFs::open(sb.path()).unwrap();
     let snap = scan::scan(&fs, "kubepods").unwrap();
-    let ctr = snap.cgroups.iter().rev().find(|c| c.kind == cgleak::model::Kind::Container).unwrap().path.clone();
+    let ctr = snap
+        .cgroups
+        .iter()
+        .rev()
+        .find(|c| c.kind == cgleak::model::Kind::Container)
+        .unwrap()
+        .path
+        .clone();
     let forker = sb.spawn_forker(&ctr);
     std::thread::sleep(Duration::from_millis(50));
     let want = memcg_of(forker).unwrap();
@@ -111,7 +142,13 @@ fn real_forking_process_keeps_all_children_in_its_container() {
         }
         // Every task in the container's cgroup right now is the forker or one of its children.
         for pid in fs::read_procs(&fs, &ctr).unwrap() {
-            assert!(pid == forker || children_of(forker).contains(&pid) || !Path::new(&format!("/proc/{pid}")).exists() || sb.pids().contains(&pid), "stranger {pid}");
+            assert!(
+                pid == forker
+                    || children_of(forker).contains(&pid)
+                    || !Path::new(&format!("/proc/{pid}")).exists()
+                    || sb.pids().contains(&pid),
+                "stranger {pid}"
+            );
         }
         eprintln!("{strategy}: forker kept {} children in {want}", kids.len());
     }
@@ -119,7 +156,9 @@ fn real_forking_process_keeps_all_children_in_its_container() {
 
 #[test]
 fn real_sigkill_mid_repair_then_resume_then_verify() {
-    let Some(sb) = common::real_kernel("real_sigkill_mid_repair_then_resume_then_verify") else { return };
+    let Some(sb) = common::real_kernel("real_sigkill_mid_repair_then_resume_then_verify") else {
+        return;
+    };
     let where_before = build(&sb, 110);
     let state = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_cgleak");
@@ -142,17 +181,41 @@ fn real_sigkill_mid_repair_then_resume_then_verify() {
         std::thread::sleep(Duration::from_micros(200));
     }
     std::thread::sleep(Duration::from_millis(5));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     let p = std::fs::read_to_string(&progress).unwrap();
-    assert!(!p.contains("complete"), "the repair finished before the kill; progress:\n{p}");
+    assert!(
+        !p.contains("complete"),
+        "the repair finished before the kill; progress:\n{p}"
+    );
     assert!(status.code().is_none(), "killed by a signal");
     let fs = KernelFs::open(sb.path()).unwrap();
     assert!(fs.exists("kubepods2"), "killed mid-move: staging exists");
-    let out = Command::new(bin).args(["--root", root, "resume", "--yes", "--state-dir", st]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(bin).args(["--root", root, "verify", "--state-dir", st]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin)
+        .args(["--root", root, "resume", "--yes", "--state-dir", st])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin)
+        .args(["--root", root, "verify", "--state-dir", st])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (pid, path) in &where_before {
         assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
     }
@@ -160,27 +223,60 @@ fn real_sigkill_mid_repair_then_resume_then_verify() {
 
 #[test]
 fn real_plan_and_diagnose_see_exactly_the_tree_and_change_nothing() {
-    let Some(sb) = common::real_kernel("real_plan_and_diagnose_see_exactly_the_tree_and_change_nothing") else { return };
+    let Some(sb) =
+        common::real_kernel("real_plan_and_diagnose_see_exactly_the_tree_and_change_nothing")
+    else {
+        return;
+    };
     let pids = build(&sb, 110);
     let fs = KernelFs::open(sb.path()).unwrap();
     let snap = scan::scan(&fs, "kubepods").unwrap();
-    let dirs: Vec<_> = walkdir::WalkDir::new(sb.path().join("kubepods")).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_dir()).collect();
+    let dirs: Vec<_> = walkdir::WalkDir::new(sb.path().join("kubepods"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_dir())
+        .collect();
     assert_eq!(snap.cgroups.len(), dirs.len());
     assert_eq!(snap.task_count(), pids.len());
     let before = dump(sb.path());
     let bin = env!("CARGO_BIN_EXE_cgleak");
     let root = sb.path().to_str().unwrap();
-    let out = Command::new(bin).args(["--root", root, "plan", "--format", "json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin)
+        .args(["--root", root, "plan", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cgroups = v["snapshot"]["cgroups"].as_array().unwrap();
     assert_eq!(cgroups.len(), dirs.len());
-    let planned_pids: usize = cgroups.iter().map(|c| c["tasks"].as_array().unwrap().len()).sum();
+    let planned_pids: usize = cgroups
+        .iter()
+        .map(|c| c["tasks"].as_array().unwrap().len())
+        .sum();
     assert_eq!(planned_pids, pids.len());
-    let moves: usize = v["plan"]["phases"].as_array().unwrap().iter().flat_map(|p| p["steps"].as_array().unwrap()).filter(|s| s["op"] == "move_tasks").map(|s| s["pids"].as_array().unwrap().len()).sum();
+    let moves: usize = v["plan"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["steps"].as_array().unwrap())
+        .filter(|s| s["op"] == "move_tasks")
+        .map(|s| s["pids"].as_array().unwrap().len())
+        .sum();
     assert_eq!(moves, 2 * pids.len(), "every task moved out and back");
-    let out = Command::new(bin).args(["--root", root, "diagnose", "--format", "json"]).output().unwrap();
-    assert!(matches!(out.status.code(), Some(0) | Some(1)), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin)
+        .args(["--root", root, "diagnose", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["kubepods"]["cgroups"].as_u64(), Some(dirs.len() as u64));
     assert_eq!(d["kubepods"]["tasks"].as_u64(), Some(pids.len() as u64));
@@ -190,10 +286,19 @@ fn real_plan_and_diagnose_see_exactly_the_tree_and_change_nothing() {
 /// Every readable control file of the tree, for a byte-for-byte comparison.
 fn dump(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut m = BTreeMap::new();
-    for e in walkdir::WalkDir::new(dir).into_iter().filter_map(|e| e.ok()) {
+    for e in walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
         let name = e.file_name().to_string_lossy().to_string();
         // Counters that the kernel changes by itself are not state cgleak could change.
-        let volatile = name.contains("usage") || name.contains("stat") || name.contains("failcnt") || name.contains("slabinfo") || name == "memory.pressure_level" || name == "memory.force_empty" || name == "cgroup.event_control";
+        let volatile = name.contains("usage")
+            || name.contains("stat")
+            || name.contains("failcnt")
+            || name.contains("slabinfo")
+            || name == "memory.pressure_level"
+            || name == "memory.force_empty"
+            || name == "cgroup.event_control";
         if e.file_type().is_file() && !volatile {
             if let Ok(b) = std::fs::read(e.path()) {
                 m.insert(e.path().display().to_string(), b);

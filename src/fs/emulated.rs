@@ -1966,23 +1966,3 @@ mod tests {
         assert_ne!(u, make_uuid());
     }
 }
-
-/// A temp directory for an emulated node: on /dev/shm (tmpfs) when it is there, like a real
-/// cgroupfs that lives in memory; elsewhere every truncating write of a disk filesystem can
-/// wait for the disk (ext4's auto_da_alloc), making the emulation a hundred times slower.
-pub fn scratch_tempdir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
-    let shm = Path::new("/dev/shm");
-    let on_tmpfs = nix::sys::statfs::statfs(shm)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
-        .unwrap_or(false);
-    let b = {
-        let mut b = tempfile::Builder::new();
-        b.prefix(prefix).to_owned()
-    };
-    if on_tmpfs {
-        if let Ok(d) = b.tempdir_in(shm) {
-            return Ok(d);
-        }
-    }
-    b.tempdir()
-}

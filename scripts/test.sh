@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Every test of cgleak: format, lints, unit and integration tests (emulated cgroupfs, CLI, real
+# kernel below this process's own memory cgroup), then the kernel lab (QEMU) when present.
+# Prints how many real-kernel tests ran and why any did not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+real_log=$(mktemp /tmp/cgleak-real-XXXXXX)
+trap 'rm -f "$real_log"' EXIT
+export CGLEAK_REAL_LOG="$real_log"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --all-targets 2>&1 | tee /tmp/cgleak-test.log | grep -E '^(test result|running|     Running|failures:|---- )|panicked|SKIP ' || true
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo '[0-9]+ passed' /tmp/cgleak-test.log | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' /tmp/cgleak-test.log | awk '{s+=$1} END {print s+0}')
+ran=$(grep -c '^RAN ' "$real_log" || true)
+skipped=$(grep -c '^SKIP ' "$real_log" || true)
+echo "== real-kernel tests: $ran ran, $skipped skipped"
+if [ "$skipped" -gt 0 ]; then
+  grep '^SKIP ' "$real_log" | sort -u | head -20
+fi
+if [ "$ran" -eq 0 ]; then
+  echo "!! NO REAL-KERNEL TEST RAN on this machine (see the reasons above); only the emulation was tested"
+fi
+if [ "$status" -ne 0 ]; then
+  grep -A30 '^failures:' /tmp/cgleak-test.log | head -80 || true
+  echo "tests: $passed passed, $failed failed"
+  exit "$status"
+fi
+
+lab_status=0
+if [ -x scripts/vm-test.sh ] && [ "${CGLEAK_SKIP_LAB:-0}" != 1 ]; then
+  echo "== kernel lab (scripts/vm-test.sh)"
+  scripts/vm-test.sh || lab_status=$?
+  if [ "$lab_status" -ne 0 ]; then
+    echo "!! kernel lab FAILED (exit $lab_status)"
+    failed=$((failed + 1))
+  fi
+elif [ "${CGLEAK_SKIP_LAB:-0}" = 1 ]; then
+  echo "!! kernel lab skipped: CGLEAK_SKIP_LAB=1"
+fi
+
+echo "tests: $passed passed, $failed failed"
+exit "$lab_status"
