@@ -110,9 +110,8 @@ pub struct Runner<'a, 'c> {
     last_move: Option<String>,
 }
 
-/// Where a step failed.
+/// Why a step failed (boxed: the error is large and the happy path should stay small).
 struct Failure {
-    step: Option<Step>,
     cause: StopCause,
 }
 
@@ -180,6 +179,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                     ));
                 }
                 if let Err(f) = self.step(step, mode) {
+                    let f = *f;
                     if let Some(b) = &bar {
                         b.abandon();
                     }
@@ -188,10 +188,9 @@ impl<'a, 'c> Runner<'a, 'c> {
                         return Err(Error::SimulatedCrash(n));
                     }
                     self.journal.flush()?;
-                    let step = f.step.clone().unwrap_or_else(|| step.clone());
                     return Err(self.stopped(
                         phase.name,
-                        Some(&step),
+                        Some(step),
                         f.cause,
                         done_before + si,
                         total_steps,
@@ -251,10 +250,11 @@ impl<'a, 'c> Runner<'a, 'c> {
         self.fs.write(cg, file, value)
     }
 
-    fn step(&mut self, step: &Step, mode: Mode) -> Result<(), Failure> {
-        let fail = |e: Error| Failure {
-            step: None,
-            cause: StopCause::Failed(e),
+    fn step(&mut self, step: &Step, mode: Mode) -> Result<(), Box<Failure>> {
+        let fail = |e: Error| {
+            Box::new(Failure {
+                cause: StopCause::Failed(e),
+            })
         };
         let rec = mode == Mode::Reconcile;
         match step {

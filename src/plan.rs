@@ -741,7 +741,7 @@ pub(crate) mod tests {
                             first_task_in.entry(to).or_insert(i);
                         }
                         Step::Rmdir { cg } => {
-                            prop_assert!(moved_out.get(cg.as_str()).map_or(false, |&m| m < i), "rmdir {} before its tasks left", cg);
+                            prop_assert!(moved_out.get(cg.as_str()).is_some_and(|&m| m < i), "rmdir {} before its tasks left", cg);
                             // Every child of cg in this pass was removed before.
                             for (other, _) in made.iter().chain(moved_out.iter()) {
                                 if parent(other) == cg.as_str() {

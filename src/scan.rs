@@ -201,8 +201,8 @@ mod tests {
     fn layouts() {
         let k = rec("kubepods", Kind::PodsRoot);
         assert_eq!(layout_of(&[], false), Layout::Missing);
-        assert_eq!(layout_of(&[k.clone()], false), Layout::Empty);
-        assert_eq!(layout_of(&[k.clone()], true), Layout::Systemd);
+        assert_eq!(layout_of(std::slice::from_ref(&k), false), Layout::Empty);
+        assert_eq!(layout_of(std::slice::from_ref(&k), true), Layout::Systemd);
         let flat = [k.clone(), rec("kubepods/poda", Kind::Pod)];
         assert_eq!(layout_of(&flat, false), Layout::Flat);
         let qos = [k.clone(), rec("kubepods/burstable", Kind::Qos)];

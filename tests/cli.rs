@@ -295,7 +295,7 @@ fn crash_then_resume_and_rollback_through_the_cli() {
             .collect::<Vec<_>>()
     );
     // A new repair, interrupted, then resumed.
-    let (code, _, _) = n.repair(&["--yes", "--crash-after", "400"]);
+    let (code, _, _) = n.repair(&["--yes", "--crash-after", "90"]);
     assert_eq!(code, 1);
     let (code, out, err) = Run::new(&["resume", "--yes", "--state-dir", &st])
         .root(&n.root())

@@ -84,6 +84,13 @@ fn real_round_trip_rename_110_pods() {
     round_trip("real_round_trip_rename_110_pods", Strategy::Rename);
 }
 
+/// The parent of a process (field 4 of /proc/PID/stat), None once it is gone.
+fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Children of a process, from /proc/*/stat (ppid is field 4).
 fn children_of(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -140,14 +147,16 @@ fn real_forking_process_keeps_all_children_in_its_container() {
                 assert_eq!(cg, want, "child {k} of the forker");
             }
         }
-        // Every task in the container's cgroup right now is the forker or one of its children.
+        // Every task in the container's cgroup right now is the forker, one of its children
+        // (alive or exited meanwhile), or a sleeper of the fixture.
         for pid in fs::read_procs(&fs, &ctr).unwrap() {
+            let parent = ppid_of(pid);
             assert!(
                 pid == forker
-                    || children_of(forker).contains(&pid)
-                    || !Path::new(&format!("/proc/{pid}")).exists()
+                    || parent.is_none()
+                    || parent == Some(forker)
                     || sb.pids().contains(&pid),
-                "stranger {pid}"
+                "stranger {pid} (parent {parent:?}) in {ctr}"
             );
         }
         eprintln!("{strategy}: forker kept {} children in {want}", kids.len());

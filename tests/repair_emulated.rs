@@ -365,9 +365,7 @@ fn enospc_on_mkdir_stops_then_resume_finishes() {
         errno: Errno::ENOSPC,
     })
     .unwrap();
-    let e = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state))
-        .err()
-        .expect("stops");
+    let e = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).expect_err("stops");
     let msg = e.to_string();
     assert!(
         msg.contains("no memory cgroup id is free") && msg.contains("mkdir"),
@@ -410,9 +408,7 @@ fn ebusy_on_rmdir_that_persists_stops_with_its_meaning() {
         errno: Errno::EBUSY,
     })
     .unwrap();
-    let e = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state))
-        .err()
-        .expect("stops");
+    let e = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).expect_err("stops");
     assert!(
         e.to_string().contains("still has tasks or child cgroups"),
         "{e}"
