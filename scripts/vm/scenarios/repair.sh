@@ -1,0 +1,2 @@
+. /lab/lib.sh
+result repair.kernel NOT-RUN stub

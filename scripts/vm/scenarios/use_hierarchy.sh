@@ -1,0 +1,2 @@
+. /lab/lib.sh
+result use_hierarchy.kernel NOT-RUN stub
