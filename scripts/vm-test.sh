@@ -247,7 +247,7 @@ pack_initramfs() {
     cp /bin/busybox "$root/bin/busybox"
     cp "$vm_dir/init" "$root/init"
     chmod 755 "$root/init"
-    cp "$vm_dir/lib.sh" "$root/lab/lib.sh"
+    cp "$vm_dir"/*.sh "$root/lab/"
     cp "$vm_dir"/scenarios/*.sh "$root/lab/scenarios/"
     cp "$churn_bin" "$root/lab/bin/memcg-churn"
     if [ -n "$cgleak_bin" ]; then
@@ -339,6 +339,7 @@ main() {
         kver=$(basename "${kdirs[$s]}")
         for g in A B; do
             local f="$logs/$s-$g.clean"
+            [ -f "$logs/$s-$g.rc" ] || continue
             read -r qrc secs < "$logs/$s-$g.rc"
             if ! grep -q '^LAB-END' "$f"; then
                 echo "$kver boot-$g FAIL guest did not finish (qemu exit $qrc after ${secs}s; timeout 124): see $f"
@@ -370,6 +371,7 @@ main() {
     for s in $suites; do
         kver=$(basename "${kdirs[$s]}")
         for g in A B; do
+            [ -f "$logs/$s-$g.clean" ] || continue
             grep -h '^OBS ' "$logs/$s-$g.clean" | sed "s/^OBS /$kver $g /" || true
         done
     done

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fs;
 pub mod kernel;
 pub mod model;
+pub mod reclaim;
 pub mod tree;
 
 pub use error::{Error, Result};

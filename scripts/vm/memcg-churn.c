@@ -98,6 +98,10 @@ int main(int argc, char **argv)
             perror("mmap");
             return 2;
         }
+        /* One 4 KiB page per memcg: a transparent huge page would charge 512 of them to the
+         * first memcg that touches its range. */
+        if (madvise(map, (size_t)(max + 1) * pg, MADV_NOHUGEPAGE) < 0)
+            perror("madvise(MADV_NOHUGEPAGE)");
     } else {
         fd = open(file, O_RDWR | O_CREAT, 0644);
         if (fd < 0 || ftruncate(fd, (off_t)(max + 1) * pg) < 0) {
