@@ -255,7 +255,7 @@ pack_initramfs() {
         # debug info is useless in the guest and triples the initramfs
         strip "$root/lab/bin/cgleak" 2>/dev/null || true
     fi
-    add_modules "$kdir" "$root" virtio_pci virtio_blk
+    add_modules "$kdir" "$root" virtio_pci virtio_blk lzo-rle lzo zram
     (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.tmp"
     mv "$out.tmp" "$out"
     rm -rf "$root"

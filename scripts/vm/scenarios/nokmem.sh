@@ -13,7 +13,7 @@ sh -c "echo \$\$ > $MEMCG/nk/cgroup.procs; mkdir -p $DISK/nk; i=0; while [ \$i -
 kmem=$(cat "$MEMCG/nk/memory.kmem.usage_in_bytes" 2>&1)
 usage=$(cat "$MEMCG/nk/memory.usage_in_bytes")
 obs nokmem.kmem_usage "kmem.usage_in_bytes=$kmem usage_in_bytes=$usage after creating 200 files"
-obs nokmem.dmesg "$(dmesg | grep -i -m2 -e nokmem -e 'kernel memory' | tr '\n' '|')"
+obs nokmem.dmesg "$(dmesg | grep -v -i 'command line' | grep -i -m2 -e nokmem -e 'kernel memory' | tr '\n' '|')"
 rmdir "$MEMCG/nk"
 # page cache still pins removed memcgs under nokmem
 d0=$(dying)

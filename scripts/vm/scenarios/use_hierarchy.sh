@@ -9,7 +9,6 @@
 mkdir -p /run
 root=$(cat "$MEMCG/memory.use_hierarchy")
 obs use_hierarchy.root "$root"
-obs use_hierarchy.dmesg "$(dmesg | grep -m1 use_hierarchy | tr -s ' ')"
 k=$MEMCG/kubepods
 mkdir "$k"
 mkdir "$k/burstable" "$k/besteffort"
@@ -24,6 +23,7 @@ done
 c=$(find "$k/burstable" -mindepth 2 -type d | head -n1)
 obs use_hierarchy.child_write0 "$( (echo 0 > "$c/memory.use_hierarchy") 2>&1 | tr '\n' ' ')value=$(cat "$c/memory.use_hierarchy")"
 snapshot > /tmp/uh-before
+obs use_hierarchy.dmesg "$(dmesg | grep -v -i 'command line' | grep -m1 use_hierarchy | tr -s ' ')"
 values=$(sed -n 's/.*hier=\([01]\).*/\1/p' /tmp/uh-before | sort | uniq -c | tr -s ' \n' ' ')
 obs use_hierarchy.values "$values(count value) over $(wc -l < /tmp/uh-before) cgroups"
 if [ "$root" = 0 ] && grep -q 'hier=0' /tmp/uh-before && grep -q 'hier=1' /tmp/uh-before; then
