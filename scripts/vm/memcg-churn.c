@@ -4,6 +4,7 @@
  * with one page, and removes it, so that every removed memcg stays "dying". Stops when mkdir
  * fails (id exhaustion: ENOSPC or ENOMEM) or after MAX memcgs.
  *
+ *   memcg-churn hold BYTES READYFILE   (the repair scenarios' anonymous-memory holder)
  *   memcg-churn pagecache ROOT PARENT FILE MAX
  *       for each memcg: move in, read one never-read page of a sparse file on a real
  *       filesystem (one clean page-cache page charged to it), move back to ROOT, rmdir.
@@ -76,6 +77,22 @@ static int enter(const char *cg, const char *pid, size_t plen)
 
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "hold") == 0) {
+        /* memcg-churn hold BYTES READYFILE: fault in BYTES of anonymous memory (charged to
+         * this task's memcg), create READYFILE, then sleep until killed. */
+        size_t len = (size_t)atol(argv[2]);
+        char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            perror("mmap");
+            return 2;
+        }
+        memset(m, 'a', len);
+        int r = open(argv[3], O_WRONLY | O_CREAT, 0644);
+        if (r >= 0)
+            close(r);
+        for (;;)
+            pause();
+    }
     if (argc != 6) {
         fprintf(stderr, "usage: %s pagecache|swap ROOT PARENT FILE MAX\n", argv[0]);
         return 2;

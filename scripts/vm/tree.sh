@@ -1,7 +1,9 @@
 # Kubelet-shaped trees for the repair scenarios (sourced after lib.sh).
 # kubepods/pod<uid>/<ctr> (Guaranteed), kubepods/{burstable,besteffort}/pod<uid>/<ctr>, each
 # pod with its pause container; limits, memsw, soft limits, swappiness as runc sets them; real
-# busybox sleep processes; some page cache on the ext4 disk; one container holding ~20 MB anon.
+# busybox sleep processes; some page cache on the ext4 disk; one container holding 20 MiB anon
+# (memcg-churn hold: a busybox `x=$(head -c 20000000 /dev/zero | tr ...)` holder lost its
+# charge in the lab, so a tiny static helper faults the memory in instead).
 PIDS=/tmp/lab-pids
 ANON_CG=
 
@@ -18,7 +20,8 @@ spawn() {
             n=$(hexid)
             sh -c "echo \$\$ > $cg/cgroup.procs && dd if=/dev/zero of=$DISK/pc-$n bs=64k count=16 2>/dev/null && cat $DISK/pc-$n > /dev/null && exec sleep 100000" & ;;
         anon)
-            sh -c "echo \$\$ > $cg/cgroup.procs && x=\$(head -c 20000000 /dev/zero | tr '\\0' a) && sleep 100000" & ;;
+            ANON_READY=/tmp/anon-ready-$(hexid)
+            sh -c "echo \$\$ > $cg/cgroup.procs && exec memcg-churn hold 20971520 $ANON_READY" & ;;
     esac
     echo $! >> $PIDS
 }
@@ -68,10 +71,14 @@ build_tree() {
 
 usage() { cat "$1/memory.usage_in_bytes" 2>/dev/null || echo missing; }
 
-# wait until the anon holder has its memory (30 s at most)
+# wait until the anon holder has its 20 MB string (the command substitution done; 60 s at most)
 wait_anon() {
     n=0
-    while [ "$(usage "$ANON_CG")" -lt 20000000 ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    while { [ ! -e "$ANON_READY" ] || [ "$(usage "$ANON_CG")" -lt 20000000 ]; } && [ $n -lt 600 ]; do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    sleep 0.2
 }
 
 # snapshot: one line per cgroup of kubepods: settings and sorted pids (independent of cgleak)
