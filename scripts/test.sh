@@ -34,15 +34,17 @@ if [ "$status" -ne 0 ]; then
 fi
 
 lab_status=0
-if [ -x scripts/vm-test.sh ] && [ "${CGLEAK_SKIP_LAB:-0}" != 1 ]; then
+if [ "${CGLEAK_LAB:-0}" = 1 ]; then
   echo "== kernel lab (scripts/vm-test.sh)"
   scripts/vm-test.sh || lab_status=$?
   if [ "$lab_status" -ne 0 ]; then
     echo "!! kernel lab FAILED (exit $lab_status)"
     failed=$((failed + 1))
   fi
-elif [ "${CGLEAK_SKIP_LAB:-0}" = 1 ]; then
-  echo "!! kernel lab skipped: CGLEAK_SKIP_LAB=1"
+else
+  # The lab (issue 4) is not finished: its cgleak scenarios still disagree with what real 5.10
+  # and 6.1 kernels do (page cache does not hold memcg ids from 4.8 on; see scripts/vm/README.md).
+  echo "!! kernel lab NOT RUN: set CGLEAK_LAB=1 to boot 5.10 and 6.1 under QEMU (about 6 minutes)"
 fi
 
 echo "tests: $passed passed, $failed failed"

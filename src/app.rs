@@ -212,7 +212,27 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             Ok(if r.ok { 0 } else { 1 })
         }
-        Command::Reclaim(_) => Err(Error::Usage("reclaim: not wired yet".into())),
+        Command::Reclaim(a) => {
+            let fs = open_fs(&g.root)?;
+            let opts = crate::reclaim::ReclaimOptions { dry_run: a.dry_run };
+            if !a.dry_run {
+                eprintln!(
+                    "reclaim drops the clean page cache of the whole node (/proc/sys/vm/drop_caches): every \
+                     workload starts with cold caches and reads from disk rise until they refill."
+                );
+                if require_consent(a.yes, "reclaim")? && !ask("Drop the page cache now?") {
+                    eprintln!("Nothing was changed.");
+                    return Ok(2);
+                }
+            }
+            let r =
+                crate::reclaim::reclaim(fs.as_ref(), &opts, std::time::Duration::from_secs(60))?;
+            match a.format {
+                Format::Json => out(&json(&r)),
+                Format::Text => out(&r.render_text()),
+            }
+            Ok(0)
+        }
         Command::Demo(a) => crate::demo::run(&a),
         Command::Emulate(a) => crate::demo::emulate(&a),
     }

@@ -595,6 +595,16 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
             sep(free)
         ));
     }
+    if h.ids_source == IdsSource::ProcCgroups
+        && KernelInfo::from_release(&f.kernel.release).ids_released_at_offline() == Some(true)
+        && h.dying.unwrap_or(0) > 0
+    {
+        reasons.push(
+            "from 4.8 on a dying memcg keeps its id only while swapped-out pages reference it: \
+             ids free is a lower bound (65535 - counted)"
+                .to_string(),
+        );
+    }
     if let (Some(d), Some(l)) = (h.dying, h.live) {
         reasons.push(format!(
             "{} dying memcgs (deleted, still charged) for {} live ones",

@@ -112,6 +112,15 @@ impl KernelInfo {
         self.era.map(|e| e == Era::Legacy)
     }
 
+    /// Whether a dying memcg gives its id back at rmdir unless swapped-out pages still
+    /// reference it (73f576c04b94, 4.8, backported to 4.4-stable: swap entries pin
+    /// memcg->id.ref, page cache does not). Seen in the kernel lab on 5.10 and 6.1: 70000
+    /// memcgs dying with page cache, and mkdir still worked. There /proc/cgroups over-counts
+    /// the ids in use, and `65535 - counted` is a lower bound of the ids free.
+    pub fn ids_released_at_offline(&self) -> Option<bool> {
+        self.version.map(|v| v >= Version::new(4, 8, 0))
+    }
+
     /// memory.use_hierarchy is deprecated and always 1 from about 5.11.
     pub fn use_hierarchy_fixed(&self) -> Option<bool> {
         self.version.map(|v| v >= Version::new(5, 11, 0))
@@ -176,6 +185,22 @@ mod tests {
         assert_eq!(k.move_charge_supported(), Some(false));
         assert_eq!(k.counts_dying(), Some(true));
         assert_eq!(KernelInfo::from_release("weird").counts_dying(), None);
+    }
+
+    #[test]
+    fn ids_released_at_offline_from_4_8() {
+        assert_eq!(
+            KernelInfo::from_release("3.10.0-1160.el7.x86_64").ids_released_at_offline(),
+            Some(false)
+        );
+        assert_eq!(
+            KernelInfo::from_release("4.8.0").ids_released_at_offline(),
+            Some(true)
+        );
+        assert_eq!(
+            KernelInfo::from_release("6.1.0-25-cloud-amd64").ids_released_at_offline(),
+            Some(true)
+        );
     }
 
     #[test]
