@@ -58,6 +58,23 @@ pub fn install_interrupt_handler() {
     }
 }
 
+/// Pids that more than one MoveTasks step of a phase lists: thread groups split across
+/// cgroups (cgroup v1's cgroup.procs lists a group in every cgroup holding one of its threads).
+fn split_groups(phase: &Phase) -> HashSet<u32> {
+    let mut seen = HashSet::new();
+    let mut split = HashSet::new();
+    for s in &phase.steps {
+        if let Step::MoveTasks { pids, .. } = s {
+            for &p in pids {
+                if !seen.insert(p) {
+                    split.insert(p);
+                }
+            }
+        }
+    }
+    split
+}
+
 /// Asked before each phase in guided mode: (phase index, phase, total phases) -> go on?
 pub type Confirm = dyn FnMut(usize, &Phase, usize) -> bool;
 
@@ -108,6 +125,9 @@ pub struct Runner<'a, 'c> {
     warned_move_charge: bool,
     /// Destination of the last task move, for an rmdir retry after EBUSY.
     last_move: Option<String>,
+    /// Thread groups split across cgroups in the snapshot (a pid listed by several cgroups'
+    /// cgroup.procs): their threads move one by one, so each stays in its own cgroup.
+    split: HashSet<u32>,
 }
 
 /// Why a step failed (boxed: the error is large and the happy path should stay small).
@@ -124,6 +144,7 @@ impl<'a, 'c> Runner<'a, 'c> {
             stats: Stats::default(),
             warned_move_charge: false,
             last_move: None,
+            split: HashSet::new(),
         }
     }
 
@@ -137,6 +158,7 @@ impl<'a, 'c> Runner<'a, 'c> {
             .sum();
         let start = Instant::now();
         for (pi, phase) in phases.iter().enumerate().skip(from) {
+            self.split = split_groups(phase);
             if let Some(confirm) = self.opts.confirm.as_mut() {
                 if !confirm(pi, phase, phases.len()) {
                     return Err(self.stopped(
@@ -387,11 +409,11 @@ impl<'a, 'c> Runner<'a, 'c> {
     }
 
     /// Move every task of `from` into `to`: one pid per write to cgroup.procs, re-reading until
-    /// `from` stays empty, then threads whose leader lives elsewhere through `tasks`.
+    /// `from` stays empty (children forked during the move land in the old cgroup and show up
+    /// in the next read), then threads whose leader lives elsewhere one by one through `tasks`.
     fn drain(&mut self, from: &str, to: &str) -> Result<()> {
         self.last_move = Some(to.to_string());
         let procs_path = self.fs.root().join(from).join(knob::PROCS);
-        let mut seen_stuck: HashSet<u32> = HashSet::new();
         for round in 0..DRAIN_ROUNDS {
             let pids = match fs::read_procs(self.fs, from) {
                 Ok(p) => p,
@@ -403,34 +425,33 @@ impl<'a, 'c> Runner<'a, 'c> {
                 // means no task at all is left.
                 return Ok(());
             }
-            // A pid listed again after we moved it means a thread of it stayed (its leader
-            // is elsewhere): move such threads one by one through `tasks`, never the whole
-            // group, which would pull the leader out of its own cgroup.
-            let repeat: Vec<u32> = pids
+            // Writing a pid to cgroup.procs moves its whole thread group, wherever its threads
+            // are. Do that only for groups whose leader is here and whose threads all live
+            // together; otherwise move this cgroup's threads one by one through `tasks`, so a
+            // thread whose leader lives elsewhere (or a leader whose threads do) stays apart.
+            let tids: HashSet<u32> = fs::read_tasks(self.fs, from)?.into_iter().collect();
+            let by_thread = pids
                 .iter()
-                .copied()
-                .filter(|p| seen_stuck.contains(p))
-                .collect();
-            if !repeat.is_empty() {
-                for tid in fs::read_tasks(self.fs, from)? {
+                .any(|p| !tids.contains(p) || self.split.contains(p));
+            if by_thread {
+                let mut tids: Vec<u32> = tids.into_iter().collect();
+                tids.sort_unstable();
+                for tid in tids {
                     match self.write(to, knob::TASKS, &tid.to_string()) {
                         Ok(()) => self.stats.threads_moved += 1,
                         Err(e) if e.errno() == Some(Errno::ESRCH) => {}
                         Err(e) => return Err(e),
                     }
                 }
-            }
-            for pid in pids {
-                if repeat.contains(&pid) {
-                    continue;
+            } else {
+                for pid in pids {
+                    match self.write(to, knob::PROCS, &pid.to_string()) {
+                        Ok(()) => self.stats.tasks_moved += 1,
+                        // The process exited between the read and the write: nothing to move.
+                        Err(e) if e.errno() == Some(Errno::ESRCH) => self.stats.tasks_exited += 1,
+                        Err(e) => return Err(e),
+                    }
                 }
-                match self.write(to, knob::PROCS, &pid.to_string()) {
-                    Ok(()) => self.stats.tasks_moved += 1,
-                    // The process exited between the read and the write: nothing to move.
-                    Err(e) if e.errno() == Some(Errno::ESRCH) => self.stats.tasks_exited += 1,
-                    Err(e) => return Err(e),
-                }
-                seen_stuck.insert(pid);
             }
             if round >= 2 {
                 // Forks in flight finish before the next read.

@@ -182,8 +182,10 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
     let mut differences = Vec::new();
-    // Where every task of the live tree is.
-    let mut live_pids: HashMap<u32, String> = HashMap::new();
+    // Where every task of the live tree is. A pid can be listed in several cgroups: in v1,
+    // cgroup.procs shows the thread-group id of every thread in the cgroup, so a process with a
+    // thread elsewhere is listed in both.
+    let mut live_pids: HashMap<u32, Vec<String>> = HashMap::new();
     let mut cgroups_checked = 0;
     let mut kmem_checked = false;
     for rec in &snap.cgroups {
@@ -197,7 +199,7 @@ pub fn verify(
         let got = scan::read_settings(fs, &rec.path)?;
         compare(&rec.path, &rec.settings, &got, &mut differences);
         for pid in fs::read_procs(fs, &rec.path)? {
-            live_pids.insert(pid, rec.path.clone());
+            live_pids.entry(pid).or_default().push(rec.path.clone());
         }
         if check_kmem && kernel.kmem_per_cgroup() == Some(true) {
             kmem_checked = true;
@@ -213,7 +215,7 @@ pub fn verify(
     for rec in &live_snap.cgroups {
         if snap.find(&rec.path).is_none() {
             for &pid in &rec.tasks {
-                live_pids.insert(pid, rec.path.clone());
+                live_pids.entry(pid).or_default().push(rec.path.clone());
             }
         }
     }
@@ -226,11 +228,11 @@ pub fn verify(
             tasks_checked += 1;
             expected_pids.insert(pid);
             match live_pids.get(&pid) {
-                Some(cg) if *cg == rec.path => in_place += 1,
-                Some(cg) => differences.push(Difference::Misplaced {
+                Some(cgs) if cgs.contains(&rec.path) => in_place += 1,
+                Some(cgs) => differences.push(Difference::Misplaced {
                     pid,
                     expected: rec.path.clone(),
-                    actual: Some(cg.clone()),
+                    actual: Some(cgs.join(", ")),
                 }),
                 None if !fs.pid_alive(pid) => exited.push((pid, rec.path.clone())),
                 None => differences.push(Difference::Misplaced {

@@ -82,29 +82,65 @@ fn real_round_trip_migrate_back_110_pods() {
 /// The rename strategy through the command line, as an operator runs it.
 #[test]
 fn real_round_trip_rename_110_pods_cli() {
-    let Some(sb) = common::real_kernel("real_round_trip_rename_110_pods_cli") else { return };
+    let Some(sb) = common::real_kernel("real_round_trip_rename_110_pods_cli") else {
+        return;
+    };
     let where_before = build(&sb, 110);
     let state = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_cgleak");
     let (root, st) = (sb.path().to_str().unwrap(), state.path().to_str().unwrap());
     let t = Instant::now();
-    let out = Command::new(bin).args(["--root", root, "repair", "--yes", "--strategy", "rename", "--state-dir", st]).output().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "--root",
+            root,
+            "repair",
+            "--yes",
+            "--strategy",
+            "rename",
+            "--state-dir",
+            st,
+        ])
+        .output()
+        .unwrap();
     let wall = t.elapsed();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("verify: OK") && text.contains("rename"), "{text}");
-    let out = Command::new(bin).args(["--root", root, "verify", "--state-dir", st]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("verify: OK") && text.contains("rename"),
+        "{text}"
+    );
+    let out = Command::new(bin)
+        .args(["--root", root, "verify", "--state-dir", st])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     for (pid, path) in &where_before {
         assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
     }
-    eprintln!("real kernel rename via the CLI: {} tasks, wall {:.3} s", where_before.len(), wall.as_secs_f64());
+    eprintln!(
+        "real kernel rename via the CLI: {} tasks, wall {:.3} s",
+        where_before.len(),
+        wall.as_secs_f64()
+    );
 }
 
 /// Ctrl-C (SIGINT) mid-repair stops between two steps with the way on, then rollback.
 #[test]
 fn real_ctrl_c_stops_cleanly_then_rollback() {
-    let Some(sb) = common::real_kernel("real_ctrl_c_stops_cleanly_then_rollback") else { return };
+    let Some(sb) = common::real_kernel("real_ctrl_c_stops_cleanly_then_rollback") else {
+        return;
+    };
     let where_before = build(&sb, 110);
     let fs = KernelFs::open(sb.path()).unwrap();
     let before = scan::scan(&fs, "kubepods").unwrap();
@@ -119,18 +155,49 @@ fn real_ctrl_c_stops_cleanly_then_rollback() {
         .unwrap();
     let progress = state.path().join("progress");
     let t = Instant::now();
-    while !std::fs::read_to_string(&progress).unwrap_or_default().contains("begin 1") && t.elapsed() < Duration::from_secs(20) {
+    while !std::fs::read_to_string(&progress)
+        .unwrap_or_default()
+        .contains("begin 1")
+        && t.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_micros(200));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("interrupted (Ctrl-C)") && err.contains("cgleak rollback"), "{err}");
-    let out = Command::new(bin).args(["--root", root, "rollback", "--yes", "--state-dir", st]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        err.contains("interrupted (Ctrl-C)") && err.contains("cgleak rollback"),
+        "{err}"
+    );
+    let out = Command::new(bin)
+        .args(["--root", root, "rollback", "--yes", "--state-dir", st])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = scan::scan(&fs, "kubepods").unwrap();
-    assert_eq!(before.cgroups.iter().map(|c| (&c.path, &c.settings)).collect::<Vec<_>>(), after.cgroups.iter().map(|c| (&c.path, &c.settings)).collect::<Vec<_>>());
+    assert_eq!(
+        before
+            .cgroups
+            .iter()
+            .map(|c| (&c.path, &c.settings))
+            .collect::<Vec<_>>(),
+        after
+            .cgroups
+            .iter()
+            .map(|c| (&c.path, &c.settings))
+            .collect::<Vec<_>>()
+    );
     assert!(!fs.exists("kubepods2"));
     for (pid, path) in &where_before {
         assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");

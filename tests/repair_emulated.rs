@@ -474,3 +474,34 @@ fn a_second_repair_is_refused_while_one_is_unfinished() {
     );
     assert!(msg.contains("staging cgroup"), "{msg}");
 }
+
+#[test]
+fn a_stray_thread_stays_apart_from_its_leader() {
+    let n = node(KernelProfile::V3_10, 6, true);
+    let emu = EmulatedFs::open(&n.base).unwrap();
+    let snap = scan::scan(&emu, "kubepods").unwrap();
+    let with_tasks: Vec<_> = snap
+        .cgroups
+        .iter()
+        .filter(|c| !c.tasks.is_empty())
+        .collect();
+    let (a, b) = (with_tasks[0], with_tasks[with_tasks.len() - 1]);
+    let leader = b.tasks[0];
+    // A thread of b's process sits in a's cgroup (moved there through `tasks`).
+    let tid = emu.spawn_thread(leader, &a.path).unwrap();
+    let out = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).unwrap();
+    assert!(out.verify.ok, "{:?}", out.verify.differences);
+    assert_eq!(
+        emu.cgroup_of(leader).as_deref(),
+        Some(b.path.as_str()),
+        "the leader stayed in its own cgroup"
+    );
+    assert_eq!(
+        emu.cgroup_of(tid).as_deref(),
+        Some(a.path.as_str()),
+        "the stray thread is back where it was"
+    );
+    // The cgroups holding the split group moved their threads one by one, out and back: in
+    // a's cgroup its own process and the stray thread, in b's the leader.
+    assert_eq!(out.stats.threads_moved, 6);
+}
