@@ -595,6 +595,14 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
             sep(free)
         ));
     }
+    if kp.layout == Some(crate::model::Layout::Systemd) {
+        reasons.push(format!(
+            "{} belongs to the systemd cgroup driver: systemd owns those cgroups, so cgleak \
+             will not migrate them (cgleak repair refuses); on this node the repair is a drain \
+             and a reboot",
+            kp.name
+        ));
+    }
     if h.ids_source == IdsSource::ProcCgroups
         && KernelInfo::from_release(&f.kernel.release).ids_released_at_offline() == Some(true)
         && h.dying.unwrap_or(0) > 0

@@ -505,3 +505,37 @@ fn emulate_then_rehearse_from_a_snapshot() {
         );
     }
 }
+
+#[test]
+fn diagnose_reports_a_systemd_driver_node() {
+    let dir = cgleak::fs::emulated::tempdir().unwrap();
+    let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
+    emu.mkdir("kubepods.slice").unwrap();
+    emu.mkdir("kubepods.slice/kubepods-burstable.slice")
+        .unwrap();
+    let (_, out, err) = Run::new(&["diagnose", "--format", "json"])
+        .root(emu.root())
+        .go();
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(v["kubepods"]["layout"], "systemd");
+    assert_eq!(v["kubepods"]["name"], "kubepods.slice");
+    assert_eq!(v["kubepods"]["cgroups"], 2);
+    let reasons = v["verdict"]["reasons"].to_string();
+    assert!(reasons.contains("systemd cgroup driver"), "{reasons}");
+}
+
+#[test]
+fn diagnose_on_the_emulated_leaking_node_exits_1() {
+    let n = Node::new(KernelProfile::V6_1, 3);
+    let free = 65535 - n.emu.ids_used();
+    n.emu.add_dying(free - 200).unwrap();
+    let (code, out, _) = Run::new(&["diagnose", "--format", "json"])
+        .root(&n.root())
+        .go();
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["verdict"]["status"], "leaking");
+    assert_eq!(v["hierarchy"]["ids_free"], 200);
+    assert_eq!(v["hierarchy"]["dying"].as_u64(), Some(free - 200));
+}
