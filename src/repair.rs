@@ -328,7 +328,60 @@ pub fn open_journal(
     Ok((lock, header, progress))
 }
 
-/// Finish an interrupted repair from whatever state the live tree is in.
+/// What resume and rollback have in common: run `phases[from..]` in reconcile mode between two
+/// journal marks (unless already done), then verify against the snapshot.
+struct Journaled<'h> {
+    command: &'static str,
+    header: &'h Header,
+    phases: &'h [crate::plan::Phase],
+    from: usize,
+    begin_mark: &'static str,
+    end_mark: &'static str,
+    already_done: bool,
+    check_kmem: bool,
+}
+
+fn run_journaled(
+    fs: &dyn Cgroupfs,
+    state_dir: &Path,
+    w: Journaled<'_>,
+    crash_after: Option<u64>,
+    progress_bar: bool,
+    confirm: Option<&mut Confirm>,
+) -> Result<Outcome> {
+    let mut stats = Stats::default();
+    if !w.already_done {
+        let mut j = Journal::open(state_dir)?;
+        j.mark(w.begin_mark)?;
+        {
+            let opts = RunOptions {
+                command: w.command,
+                crash_after,
+                confirm,
+                progress: progress_bar,
+            };
+            let mut runner = Runner::new(fs, &mut j, opts);
+            runner.run(w.phases, w.from, Mode::Reconcile)?;
+            stats = runner.stats;
+        }
+        j.mark(w.end_mark)?;
+    }
+    let h = w.header;
+    let verify = verify::verify(fs, &h.snapshot, &h.staging, w.check_kmem)?;
+    Ok(Outcome {
+        command: w.command,
+        strategy: h.strategy,
+        cgroups: h.snapshot.cgroups.len(),
+        tasks: h.snapshot.task_count(),
+        stats,
+        verify,
+        state_dir: state_dir.to_path_buf(),
+        already_done: w.already_done,
+    })
+}
+
+/// Finish an interrupted repair from whatever state the live tree is in: the phase it was in
+/// is run again in reconcile mode (every step is safe to repeat), then the rest.
 pub fn resume(
     fs: &dyn Cgroupfs,
     state_dir: &Path,
@@ -343,42 +396,17 @@ pub fn resume(
             "finish it with cgleak rollback; then run cgleak repair again if you still want the repair",
         ));
     }
-    let mut stats = Stats::default();
-    let already_done = progress.complete;
-    if !already_done {
-        let mut j = Journal::open(state_dir)?;
-        j.mark("resume")?;
-        {
-            let mut runner = Runner::new(
-                fs,
-                &mut j,
-                RunOptions {
-                    command: "resume",
-                    crash_after,
-                    confirm,
-                    progress: progress_bar,
-                },
-            );
-            runner.run(
-                &header.plan.phases,
-                progress.resume_phase(),
-                Mode::Reconcile,
-            )?;
-            stats = runner.stats;
-        }
-        j.mark("complete")?;
-    }
-    let verify = verify::verify(fs, &header.snapshot, &header.staging, true)?;
-    Ok(Outcome {
+    let w = Journaled {
         command: "resume",
-        strategy: header.strategy,
-        cgroups: header.snapshot.cgroups.len(),
-        tasks: header.snapshot.task_count(),
-        stats,
-        verify,
-        state_dir: state_dir.to_path_buf(),
-        already_done,
-    })
+        header: &header,
+        phases: &header.plan.phases,
+        from: progress.resume_phase(),
+        begin_mark: "resume",
+        end_mark: "complete",
+        already_done: progress.complete,
+        check_kmem: true,
+    };
+    run_journaled(fs, state_dir, w, crash_after, progress_bar, confirm)
 }
 
 /// Return the tree to its original layout under the pods cgroup with the original settings,
@@ -391,40 +419,20 @@ pub fn rollback(
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, "rollback")?;
-    let mut stats = Stats::default();
-    let already_done = progress.rolled_back;
-    if !already_done {
-        let mut j = Journal::open(state_dir)?;
-        j.mark("rollback")?;
-        // Whatever the interruption point, the way back is the same: make sure every original
-        // cgroup exists with its settings, move everything from staging back leaf-first,
-        // remove staging, restore move_charge_at_immigrate. Reconcile mode skips what is done.
-        let phases = plan::back_phases(&header.snapshot, &header.staging, header.plan.move_charge);
-        {
-            let mut runner = Runner::new(
-                fs,
-                &mut j,
-                RunOptions {
-                    command: "rollback",
-                    crash_after,
-                    confirm,
-                    progress: progress_bar,
-                },
-            );
-            runner.run(&phases, 0, Mode::Reconcile)?;
-            stats = runner.stats;
-        }
-        j.mark("rolled-back")?;
-    }
-    let verify = verify::verify(fs, &header.snapshot, &header.staging, false)?;
-    Ok(Outcome {
+    // Whatever the interruption point, the way back is the same: make sure every original
+    // cgroup exists with its settings, move everything from staging back leaf-first, remove
+    // staging, restore move_charge_at_immigrate. Reconcile mode skips what is done.
+    let phases = plan::back_phases(&header.snapshot, &header.staging, header.plan.move_charge);
+    let w = Journaled {
         command: "rollback",
-        strategy: header.strategy,
-        cgroups: header.snapshot.cgroups.len(),
-        tasks: header.snapshot.task_count(),
-        stats,
-        verify,
-        state_dir: state_dir.to_path_buf(),
-        already_done,
-    })
+        header: &header,
+        phases: &phases,
+        from: 0,
+        begin_mark: "rollback",
+        end_mark: "rolled-back",
+        already_done: progress.rolled_back,
+        // The original cgroups that were never moved keep their kmem accounting.
+        check_kmem: false,
+    };
+    run_journaled(fs, state_dir, w, crash_after, progress_bar, confirm)
 }
