@@ -8,6 +8,8 @@
 //!                               its control files as regular files, plus hidden per-cgroup
 //!                               state in `emulated.*` files (kmem active, charged bytes)
 //! base/proc/cgroups             like /proc/cgroups
+//! base/emulated.blobs/          read-only files named after their content: a new cgroup's
+//!                               control files are hard links to them until first written
 //! base/proc/<pid>/{comm,status} one directory per process or thread (status has `Tgid:`)
 //! ```
 //!
@@ -43,6 +45,11 @@ pub const MEM_CGROUP_ID_MAX: u64 = 65535;
 pub const MEMORY_DIR: &str = "memory";
 /// Directory of the emulated /proc below the base.
 pub const PROC_DIR: &str = "proc";
+/// Directory below the base of read-only files named after their content: the control files
+/// of a new cgroup are hard links to them (a link costs a third of a new file, to make and to
+/// remove), and a write replaces a linked file by a file of its own instead of writing into
+/// the shared inode.
+pub const BLOB_DIR: &str = "emulated.blobs";
 /// Hidden per-cgroup file: present when kmem accounting is active (3.10).
 pub const KMEM_ACTIVE_FILE: &str = "emulated.kmem_active";
 /// Hidden per-cgroup file: page cache bytes charged to the cgroup (absent = 0).
@@ -214,6 +221,9 @@ struct Node {
     /// The regular files of the cgroup directory on disk (control files and hidden state),
     /// with their content as last read or written by this instance (None: not read yet).
     files: BTreeMap<String, Option<String>>,
+    /// Files known to be this directory's own inodes. The others may be hard links to a blob
+    /// (see [`BLOB_DIR`]), so they are replaced, not written in place.
+    private: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +251,10 @@ struct Inner {
     comms: HashMap<u32, String>,
     /// proc/cgroups as last written by this instance.
     proc_cgroups_disk: Option<String>,
+    /// base/emulated.blobs, opened at the first mkdir.
+    blob_dir: Option<OwnedFd>,
+    /// Blobs this instance made or linked (known to exist).
+    blobs: BTreeSet<String>,
     mutations: u64,
 }
 
@@ -740,6 +754,8 @@ impl EmulatedFs {
             proc_pids: BTreeSet::new(),
             comms: HashMap::new(),
             proc_cgroups_disk: None,
+            blob_dir: None,
+            blobs: BTreeSet::new(),
             mutations: 0,
         };
         load_tree(&base, &mount, &mut inner)?;
@@ -890,8 +906,25 @@ impl EmulatedFs {
         };
         let path = self.dir(full).join(name);
         // Forget the old content first: if the write fails, the disk is read again.
-        node.files.insert(name.to_string(), None);
-        overwrite(&path, &content, old_len)?;
+        let existed = node.files.insert(name.to_string(), None).is_some();
+        if node.private.contains(name) {
+            overwrite(&path, &content, old_len)?;
+        } else {
+            // Perhaps a link to a blob: never write into it, replace it.
+            if existed {
+                remove_file(&path)?;
+            }
+            match create_at(None, &path, content.as_bytes()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    remove_file(&path)?;
+                    create_at(None, &path, content.as_bytes())
+                        .map_err(|e| Error::io("write", &path, e))?;
+                }
+                Err(e) => return Err(Error::io("write", &path, e)),
+            }
+            node.private.insert(name.to_string());
+        }
         node.files.insert(name.to_string(), Some(content));
         Ok(())
     }
@@ -901,6 +934,7 @@ impl EmulatedFs {
         let Some(node) = inner.nodes.get_mut(full) else {
             return Ok(());
         };
+        node.private.remove(name);
         if node.files.remove(name).is_some() {
             remove_file(&self.dir(full).join(name))?;
         }
@@ -1695,9 +1729,16 @@ impl EmulatedFs {
             }
         }
         let fd = open_dir(&dir).map_err(|e| Error::io("open", &dir, e))?;
+        let mut private = BTreeSet::new();
         for (name, content) in &files {
-            create_at(Some(fd.as_raw_fd()), Path::new(name), content.as_bytes())
-                .map_err(|e| Error::io("write", dir.join(name), e))?;
+            if content.is_empty() {
+                create_at(Some(fd.as_raw_fd()), Path::new(name), b"")
+                    .map_err(|e| Error::io("write", dir.join(name), e))?;
+                private.insert(name.to_string());
+            } else {
+                self.link_blob(inner, content, fd.as_raw_fd(), name)
+                    .map_err(|e| Error::io("link", dir.join(name), e))?;
+            }
         }
         drop(fd);
         inner.nodes.insert(
@@ -1708,6 +1749,7 @@ impl EmulatedFs {
                     .into_iter()
                     .map(|(n, c)| (n.to_string(), Some(c)))
                     .collect(),
+                private,
                 ..Node::default()
             },
         );
@@ -1719,6 +1761,80 @@ impl EmulatedFs {
             .kids
             .insert(name);
         Ok(self.flush_proc_cgroups(inner)?)
+    }
+
+    /// Make `name` in directory `dir` a hard link to the blob holding `content`, making the
+    /// blob first if needed.
+    fn link_blob(
+        &self,
+        inner: &mut Inner,
+        content: &str,
+        dir: RawFd,
+        name: &str,
+    ) -> std::io::Result<()> {
+        if inner.blob_dir.is_none() {
+            let p = self.base.join(BLOB_DIR);
+            match std::fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            inner.blob_dir = Some(open_dir(&p)?);
+        }
+        let bfd = inner.blob_dir.as_ref().expect("opened").as_raw_fd();
+        let blob = blob_name(content);
+        let link = || {
+            nix::unistd::linkat(
+                Some(bfd),
+                blob.as_str(),
+                Some(dir),
+                name,
+                nix::fcntl::AtFlags::empty(),
+            )
+        };
+        if inner.blobs.contains(&blob) {
+            match link() {
+                Ok(()) => return Ok(()),
+                Err(Errno::ENOENT) => {
+                    inner.blobs.remove(&blob);
+                }
+                Err(e) => return Err(errno_io(e)),
+            }
+        } else {
+            match link() {
+                Ok(()) => {
+                    inner.blobs.insert(blob);
+                    return Ok(());
+                }
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(errno_io(e)),
+            }
+        }
+        // Made under a temporary name, then renamed: a blob is never seen half written.
+        let tmp = format!("{blob}.tmp{}", std::process::id());
+        let _ = nix::unistd::unlinkat(
+            Some(bfd),
+            tmp.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        let fd = nix::fcntl::openat(
+            Some(bfd),
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o444),
+        )
+        .map_err(errno_io)?;
+        {
+            use std::io::Write;
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            f.write_all(content.as_bytes())?;
+        }
+        nix::fcntl::renameat(Some(bfd), tmp.as_str(), Some(bfd), blob.as_str())
+            .map_err(errno_io)?;
+        link().map_err(errno_io)?;
+        inner.blobs.insert(blob);
+        Ok(())
     }
 
     fn do_rmdir(&self, inner: &mut Inner, full: &str) -> FResult<()> {
@@ -1820,6 +1936,16 @@ impl EmulatedFs {
         pn.kids.insert(crate::fs::base_name(to).to_string());
         Ok(())
     }
+}
+
+/// Name of the blob holding `content` (FNV-1a, stable across builds, and the length).
+fn blob_name(content: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in content.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}-{}", content.len())
 }
 
 /// The control files of a new memcg (name, content) (memory.rst; mem_cgroup_css_alloc).
