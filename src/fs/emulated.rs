@@ -8,6 +8,8 @@
 //!                               its control files as regular files, plus hidden per-cgroup
 //!                               state in `emulated.*` files (kmem active, charged bytes)
 //! base/proc/cgroups             like /proc/cgroups
+//! base/emulated.blobs/          read-only files named after their content: a new cgroup's
+//!                               control files are hard links to them until first written
 //! base/proc/<pid>/{comm,status} one directory per process or thread (status has `Tgid:`)
 //! ```
 //!
@@ -26,7 +28,10 @@ use crate::fs::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Cgroupfs
 use crate::kernel::cmdline_nokmem;
 use crate::model::PAGE_SIZE;
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{Mode, SFlag};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -40,6 +45,11 @@ pub const MEM_CGROUP_ID_MAX: u64 = 65535;
 pub const MEMORY_DIR: &str = "memory";
 /// Directory of the emulated /proc below the base.
 pub const PROC_DIR: &str = "proc";
+/// Directory below the base of read-only files named after their content: the control files
+/// of a new cgroup are hard links to them (a link costs a third of a new file, to make and to
+/// remove), and a write replaces a linked file by a file of its own instead of writing into
+/// the shared inode.
+pub const BLOB_DIR: &str = "emulated.blobs";
 /// Hidden per-cgroup file: present when kmem accounting is active (3.10).
 pub const KMEM_ACTIVE_FILE: &str = "emulated.kmem_active";
 /// Hidden per-cgroup file: page cache bytes charged to the cgroup (absent = 0).
@@ -208,6 +218,12 @@ struct Node {
     anon: u64,
     /// 3.10: kmem accounting active (memcg_kmem_is_active).
     kmem: bool,
+    /// The regular files of the cgroup directory on disk (control files and hidden state),
+    /// with their content as last read or written by this instance (None: not read yet).
+    files: BTreeMap<String, Option<String>>,
+    /// Files known to be this directory's own inodes. The others may be hard links to a blob
+    /// (see [`BLOB_DIR`]), so they are replaced, not written in place.
+    private: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +245,16 @@ struct Inner {
     tasks: HashMap<u32, Task>,
     /// tgid -> tids of the thread group (leader included).
     groups: HashMap<u32, BTreeSet<u32>>,
+    /// Numeric entries of the proc directory (processes and threads, live or stray).
+    proc_pids: BTreeSet<u32>,
+    /// Command names (proc/<pid>/comm) as read or written.
+    comms: HashMap<u32, String>,
+    /// proc/cgroups as last written by this instance.
+    proc_cgroups_disk: Option<String>,
+    /// base/emulated.blobs, opened at the first mkdir.
+    blob_dir: Option<OwnedFd>,
+    /// Blobs this instance made or linked (known to exist).
+    blobs: BTreeSet<String>,
     mutations: u64,
 }
 
@@ -274,6 +300,12 @@ fn sys(op: FsOp, path: impl Into<PathBuf>, errno: Errno) -> Error {
 /// zero first: on ext4, truncate-to-zero-then-write (and rename over a file) makes close()
 /// start writeback (auto_da_alloc), which costs a millisecond per write.
 fn write_file(path: &Path, content: &str) -> Result<()> {
+    overwrite(path, content, None)
+}
+
+/// [`write_file`] knowing the old length (`None`: unknown): no truncation when the new
+/// content is not shorter (open, write, close).
+fn overwrite(path: &Path, content: &str, old_len: Option<usize>) -> Result<()> {
     use std::io::Write;
     let io = |e| Error::io("write", path, e);
     let mut f = std::fs::OpenOptions::new()
@@ -283,36 +315,125 @@ fn write_file(path: &Path, content: &str) -> Result<()> {
         .open(path)
         .map_err(io)?;
     f.write_all(content.as_bytes()).map_err(io)?;
-    f.set_len(content.len() as u64).map_err(io)
+    if old_len.map_or(true, |l| l > content.len()) {
+        f.set_len(content.len() as u64).map_err(io)?;
+    }
+    Ok(())
 }
 
-fn read_file(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+fn errno_io(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e as i32)
 }
 
-/// Read a hidden counter file; absent means 0.
-fn read_counter(path: &Path) -> Result<u64> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => s.trim().parse().map_err(|_| Error::Parse {
-            path: path.to_path_buf(),
-            what: "emulated counter".into(),
-            content: s,
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(Error::io("read", path, e)),
+/// A directory opened for the `*at` calls.
+fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno_io)?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Create the new file `name` (relative to `dir`, or a path) holding `content`: one mknod for
+/// an empty file, else open, write, close. Fails if it exists.
+fn create_at(dir: Option<RawFd>, name: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mode = Mode::from_bits_truncate(0o666);
+    if content.is_empty() {
+        match nix::sys::stat::mknodat(dir, name, SFlag::S_IFREG, mode, 0) {
+            Ok(()) => return Ok(()),
+            // Some sandboxes refuse mknod: create it the usual way.
+            Err(Errno::EPERM | Errno::ENOSYS | Errno::EINVAL) => {}
+            Err(e) => return Err(errno_io(e)),
+        }
+    }
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .map_err(errno_io)?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    f.write_all(content)
+}
+
+/// Read a whole file (relative to `dir`, or a path) into `buf`, without the size probe of
+/// std::fs::read.
+fn read_at(dir: Option<RawFd>, name: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read;
+    let fd = nix::fcntl::openat(dir, name, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(errno_io)?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    buf.clear();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                // A short read of a regular file is its end: no read just to see 0.
+                if n < chunk.len() {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
-/// Write a hidden counter file; 0 removes it so a fresh cgroup has no extra files.
-fn write_counter(path: &Path, v: u64) -> Result<()> {
-    if v == 0 {
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove", path, e)),
+fn read_string(path: &Path) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    read_at(None, path, &mut buf)?;
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+fn read_file(path: &Path) -> Result<String> {
+    read_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+fn parse_counter(path: &Path, s: String) -> Result<u64> {
+    s.trim().parse().map_err(|_| Error::Parse {
+        path: path.to_path_buf(),
+        what: "emulated counter".into(),
+        content: s,
+    })
+}
+
+/// Remove a file; absent is fine.
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Remove a directory whose files are (believed to be) `files`: unlink them, then rmdir;
+/// anything else found there (a file another writer left) falls back to a recursive removal.
+fn remove_known_dir<'a>(dir: &Path, files: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let fd = open_dir(dir).map_err(|e| Error::io("rmdir", dir, e))?;
+    for name in files {
+        match nix::unistd::unlinkat(
+            Some(fd.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(Error::io("remove", dir.join(name), errno_io(e))),
         }
-    } else {
-        write_file(path, &format!("{v}\n"))
+    }
+    drop(fd);
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) => std::fs::remove_dir_all(dir).map_err(|e| Error::io("rmdir", dir, e)),
     }
 }
 
@@ -462,21 +583,38 @@ pub fn copy_node(src_base: &Path, dst_base: &Path) -> Result<()> {
         )));
     }
     ensure_empty(dst_base)?;
-    for entry in walkdir::WalkDir::new(src_base).min_depth(1) {
-        let entry = entry.map_err(|e| {
-            let p = e.path().unwrap_or(src_base).to_path_buf();
-            Error::io("walk", p, e.into())
-        })?;
-        let rel = entry
-            .path()
-            .strip_prefix(src_base)
-            .expect("walkdir yields paths below its root");
-        let to = dst_base.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir(&to).map_err(|e| Error::io("mkdir", &to, e))?;
+    let mut buf = Vec::with_capacity(8192);
+    copy_tree(src_base, dst_base, &mut buf)
+}
+
+/// Copy the contents of directory `src` into the existing directory `dst`: each file read
+/// once and created once (no metadata probes), through directory descriptors.
+fn copy_tree(src: &Path, dst: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    let rd = std::fs::read_dir(src).map_err(|e| Error::io("read_dir", src, e))?;
+    let sfd = open_dir(src).map_err(|e| Error::io("open", src, e))?;
+    let dfd = open_dir(dst).map_err(|e| Error::io("open", dst, e))?;
+    let mut dirs = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read_dir", src, e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io("stat", entry.path(), e))?;
+        let name = entry.file_name();
+        let name = Path::new(&name);
+        if ft.is_dir() {
+            nix::sys::stat::mkdirat(Some(dfd.as_raw_fd()), name, Mode::from_bits_truncate(0o777))
+                .map_err(|e| Error::io("mkdir", dst.join(name), errno_io(e)))?;
+            dirs.push(name.to_path_buf());
         } else {
-            std::fs::copy(entry.path(), &to).map_err(|e| Error::io("copy", &to, e))?;
+            read_at(Some(sfd.as_raw_fd()), name, buf)
+                .map_err(|e| Error::io("read", src.join(name), e))?;
+            create_at(Some(dfd.as_raw_fd()), name, buf)
+                .map_err(|e| Error::io("copy", dst.join(name), e))?;
         }
+    }
+    drop((sfd, dfd));
+    for d in dirs {
+        copy_tree(&src.join(&d), &dst.join(&d), buf)?;
     }
     Ok(())
 }
@@ -613,6 +751,11 @@ impl EmulatedFs {
             nodes: BTreeMap::new(),
             tasks: HashMap::new(),
             groups: HashMap::new(),
+            proc_pids: BTreeSet::new(),
+            comms: HashMap::new(),
+            proc_cgroups_disk: None,
+            blob_dir: None,
+            blobs: BTreeSet::new(),
             mutations: 0,
         };
         load_tree(&base, &mount, &mut inner)?;
@@ -734,48 +877,122 @@ impl EmulatedFs {
         Err(errno.into())
     }
 
+    /// Content of a file of a live cgroup: from memory, read from disk the first time.
+    fn load_file(&self, inner: &mut Inner, full: &str, name: &str) -> std::io::Result<String> {
+        let node = inner
+            .nodes
+            .get_mut(full)
+            .ok_or_else(|| errno_io(Errno::ENOENT))?;
+        match node.files.get_mut(name) {
+            None => Err(errno_io(Errno::ENOENT)),
+            Some(Some(c)) => Ok(c.clone()),
+            Some(slot) => {
+                let c = read_string(&self.dir(full).join(name))?;
+                *slot = Some(c.clone());
+                Ok(c)
+            }
+        }
+    }
+
+    /// Set a file of a live cgroup, written through to disk unless the content is unchanged.
+    fn set_file(&self, inner: &mut Inner, full: &str, name: &str, content: String) -> Result<()> {
+        let Some(node) = inner.nodes.get_mut(full) else {
+            return Ok(());
+        };
+        let old_len = match node.files.get(name) {
+            Some(Some(c)) if *c == content => return Ok(()),
+            Some(Some(c)) => Some(c.len()),
+            _ => None,
+        };
+        let path = self.dir(full).join(name);
+        // Forget the old content first: if the write fails, the disk is read again.
+        let existed = node.files.insert(name.to_string(), None).is_some();
+        if node.private.contains(name) {
+            overwrite(&path, &content, old_len)?;
+        } else {
+            // Perhaps a link to a blob: never write into it, replace it.
+            if existed {
+                remove_file(&path)?;
+            }
+            match create_at(None, &path, content.as_bytes()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    remove_file(&path)?;
+                    create_at(None, &path, content.as_bytes())
+                        .map_err(|e| Error::io("write", &path, e))?;
+                }
+                Err(e) => return Err(Error::io("write", &path, e)),
+            }
+            node.private.insert(name.to_string());
+        }
+        node.files.insert(name.to_string(), Some(content));
+        Ok(())
+    }
+
+    /// Remove a (hidden) file of a live cgroup if it is there.
+    fn remove_cg_file(&self, inner: &mut Inner, full: &str, name: &str) -> Result<()> {
+        let Some(node) = inner.nodes.get_mut(full) else {
+            return Ok(());
+        };
+        node.private.remove(name);
+        if node.files.remove(name).is_some() {
+            remove_file(&self.dir(full).join(name))?;
+        }
+        Ok(())
+    }
+
+    /// Write a hidden counter file; 0 removes it so a fresh cgroup has no extra files.
+    fn write_counter(&self, inner: &mut Inner, full: &str, name: &str, v: u64) -> Result<()> {
+        if v == 0 {
+            self.remove_cg_file(inner, full, name)
+        } else {
+            self.set_file(inner, full, name, format!("{v}\n"))
+        }
+    }
+
     /// Rewrite `tasks` and `cgroup.procs` of a cgroup from the index.
-    fn flush_tasks(&self, inner: &Inner, full: &str) -> Result<()> {
+    fn flush_tasks(&self, inner: &mut Inner, full: &str) -> Result<()> {
+        use std::fmt::Write;
         let Some(node) = inner.nodes.get(full) else {
             return Ok(());
         };
-        let dir = self.dir(full);
         let mut tasks = String::with_capacity(node.tids.len() * 8);
         let mut tgids = BTreeSet::new();
         for tid in &node.tids {
-            tasks.push_str(&format!("{tid}\n"));
+            let _ = writeln!(tasks, "{tid}");
             if let Some(t) = inner.tasks.get(tid) {
                 tgids.insert(t.tgid);
             }
         }
-        let procs: String = tgids.iter().map(|p| format!("{p}\n")).collect();
-        write_file(&dir.join(knob::TASKS), &tasks)?;
-        write_file(&dir.join(knob::PROCS), &procs)
+        let mut procs = String::with_capacity(tgids.len() * 8);
+        for p in &tgids {
+            let _ = writeln!(procs, "{p}");
+        }
+        self.set_file(inner, full, knob::TASKS, tasks)?;
+        self.set_file(inner, full, knob::PROCS, procs)
     }
 
     /// Rewrite the charge files of a cgroup (hidden counters, usage, stat).
-    fn flush_charges(&self, inner: &Inner, full: &str) -> Result<()> {
+    fn flush_charges(&self, inner: &mut Inner, full: &str) -> Result<()> {
         let Some(node) = inner.nodes.get(full) else {
             return Ok(());
         };
-        let dir = self.dir(full);
-        write_counter(&dir.join(CACHE_FILE), node.cache)?;
-        write_counter(&dir.join(ANON_FILE), node.anon)?;
-        write_file(
-            &dir.join(knob::USAGE),
-            &format!("{}\n", node.cache + node.anon),
-        )?;
-        write_file(
-            &dir.join(STAT),
-            &stat_content(self.profile, node.cache, node.anon),
-        )
+        let (cache, anon) = (node.cache, node.anon);
+        self.write_counter(inner, full, CACHE_FILE, cache)?;
+        self.write_counter(inner, full, ANON_FILE, anon)?;
+        self.set_file(inner, full, knob::USAGE, format!("{}\n", cache + anon))?;
+        self.set_file(inner, full, STAT, stat_content(self.profile, cache, anon))
     }
 
-    fn flush_proc_cgroups(&self, inner: &Inner) -> Result<()> {
-        write_file(
-            &self.base.join(PROC_DIR).join("cgroups"),
-            &self.proc_cgroups_string(inner),
-        )
+    fn flush_proc_cgroups(&self, inner: &mut Inner) -> Result<()> {
+        let s = self.proc_cgroups_string(inner);
+        if inner.proc_cgroups_disk.as_deref() == Some(s.as_str()) {
+            return Ok(());
+        }
+        inner.proc_cgroups_disk = None;
+        write_file(&self.base.join(PROC_DIR).join("cgroups"), &s)?;
+        inner.proc_cgroups_disk = Some(s);
+        Ok(())
     }
 
     fn proc_cgroups_string(&self, inner: &Inner) -> String {
@@ -786,29 +1003,56 @@ impl EmulatedFs {
         )
     }
 
-    fn read_num(&self, full: &str, file: &str) -> Result<u64> {
-        let p = self.dir(full).join(file);
-        let s = read_file(&p)?;
-        crate::fs::parse_u64(&p, file, &s)
+    fn read_cg_file(&self, inner: &mut Inner, full: &str, file: &str) -> Result<String> {
+        self.load_file(inner, full, file)
+            .map_err(|e| Error::io("read", self.dir(full).join(file), e))
     }
 
-    fn write_num(&self, full: &str, file: &str, v: u64) -> Result<()> {
-        write_file(&self.dir(full).join(file), &format!("{v}\n"))
+    fn read_num(&self, inner: &mut Inner, full: &str, file: &str) -> Result<u64> {
+        let s = self.read_cg_file(inner, full, file)?;
+        crate::fs::parse_u64(&self.dir(full).join(file), file, &s)
     }
 
-    fn read_oom_disable(&self, full: &str) -> Result<bool> {
-        let p = self.dir(full).join(knob::OOM_CONTROL);
-        let s = read_file(&p)?;
-        parse_oom_kill_disable(&p, &s)
+    fn write_num(&self, inner: &mut Inner, full: &str, file: &str, v: u64) -> Result<()> {
+        self.set_file(inner, full, file, format!("{v}\n"))
+    }
+
+    fn read_oom_disable(&self, inner: &mut Inner, full: &str) -> Result<bool> {
+        let s = self.read_cg_file(inner, full, knob::OOM_CONTROL)?;
+        parse_oom_kill_disable(&self.dir(full).join(knob::OOM_CONTROL), &s)
     }
 
     /// Whether `full` (not the root) has a parent with use_hierarchy 1.
-    fn parent_uses_hierarchy(&self, full: &str) -> Result<bool> {
-        Ok(self.read_num(parent(full), knob::USE_HIERARCHY)? == 1)
+    fn parent_uses_hierarchy(&self, inner: &mut Inner, full: &str) -> Result<bool> {
+        Ok(self.read_num(inner, parent(full), knob::USE_HIERARCHY)? == 1)
     }
 
-    fn set_proc_anon(&self, pid: u32, v: u64) -> Result<()> {
-        write_counter(&self.proc_path(pid).join(PROC_ANON_FILE), v)
+    /// Set the anon bytes of thread-group leader `tgid` (its hidden proc file follows).
+    fn set_proc_anon(&self, inner: &mut Inner, tgid: u32, v: u64) -> Result<()> {
+        let Some(t) = inner.tasks.get_mut(&tgid) else {
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut t.anon, v);
+        if old == v {
+            return Ok(());
+        }
+        let p = self.proc_path(tgid).join(PROC_ANON_FILE);
+        if v == 0 {
+            remove_file(&p)
+        } else {
+            overwrite(&p, &format!("{v}\n"), None)
+        }
+    }
+
+    /// Command name of a process, from memory or its proc/<pid>/comm.
+    fn comm(&self, inner: &mut Inner, pid: u32) -> Result<String> {
+        if let Some(c) = inner.comms.get(&pid) {
+            return Ok(c.clone());
+        }
+        let c = read_file(&self.proc_path(pid).join("comm"))?;
+        let c = c.trim_end_matches('\n').to_string();
+        inner.comms.insert(pid, c.clone());
+        Ok(c)
     }
 
     // ---- hooks for tests and the demo -------------------------------------------------------
@@ -821,7 +1065,7 @@ impl EmulatedFs {
             .filter(|f| inner.nodes.contains_key(f))
             .ok_or_else(|| sys(FsOp::Write, self.abs(cg).join(knob::PROCS), Errno::ENOENT))?;
         let pid = self.alloc_pid(&mut inner)?;
-        self.make_proc_dir(pid, pid, comm)?;
+        self.make_proc_dir(&mut inner, pid, pid, comm)?;
         inner.tasks.insert(
             pid,
             Task {
@@ -837,7 +1081,7 @@ impl EmulatedFs {
             .expect("checked")
             .tids
             .insert(pid);
-        self.flush_tasks(&inner, &full)?;
+        self.flush_tasks(&mut inner, &full)?;
         Ok(pid)
     }
 
@@ -851,9 +1095,9 @@ impl EmulatedFs {
         if !inner.tasks.get(&tgid).is_some_and(|t| t.tgid == tgid) {
             return Err(sys(FsOp::Write, self.proc_path(tgid), Errno::ESRCH));
         }
-        let comm = read_file(&self.proc_path(tgid).join("comm"))?;
+        let comm = self.comm(&mut inner, tgid)?;
         let tid = self.alloc_pid(&mut inner)?;
-        self.make_proc_dir(tid, tgid, comm.trim_end())?;
+        self.make_proc_dir(&mut inner, tid, tgid, comm.trim_end())?;
         inner.tasks.insert(
             tid,
             Task {
@@ -869,13 +1113,13 @@ impl EmulatedFs {
             .expect("checked")
             .tids
             .insert(tid);
-        self.flush_tasks(&inner, &full)?;
+        self.flush_tasks(&mut inner, &full)?;
         Ok(tid)
     }
 
     fn alloc_pid(&self, inner: &mut Inner) -> Result<u32> {
         let mut pid = inner.state.next_pid;
-        while inner.tasks.contains_key(&pid) || self.proc_path(pid).exists() {
+        while inner.tasks.contains_key(&pid) || inner.proc_pids.contains(&pid) {
             pid += 1;
         }
         inner.state.next_pid = pid + 1;
@@ -883,14 +1127,19 @@ impl EmulatedFs {
         Ok(pid)
     }
 
-    fn make_proc_dir(&self, tid: u32, tgid: u32, comm: &str) -> Result<()> {
+    fn make_proc_dir(&self, inner: &mut Inner, tid: u32, tgid: u32, comm: &str) -> Result<()> {
         let d = self.proc_path(tid);
         std::fs::create_dir(&d).map_err(|e| Error::io("mkdir", &d, e))?;
-        write_file(&d.join("comm"), &format!("{comm}\n"))?;
-        write_file(
-            &d.join("status"),
-            &format!("Name:\t{comm}\nState:\tS (sleeping)\nTgid:\t{tgid}\nPid:\t{tid}\nPPid:\t1\n"),
-        )
+        inner.proc_pids.insert(tid);
+        inner.comms.insert(tid, comm.to_string());
+        let comm_path = d.join("comm");
+        create_at(None, &comm_path, format!("{comm}\n").as_bytes())
+            .map_err(|e| Error::io("write", &comm_path, e))?;
+        let status_path = d.join("status");
+        let status =
+            format!("Name:\t{comm}\nState:\tS (sleeping)\nTgid:\t{tgid}\nPid:\t{tid}\nPPid:\t1\n");
+        create_at(None, &status_path, status.as_bytes())
+            .map_err(|e| Error::io("write", &status_path, e))
     }
 
     /// A process exits: a thread-group leader takes all its threads with it, another thread
@@ -934,10 +1183,16 @@ impl EmulatedFs {
             }
             touched.insert(t.cg);
             let d = self.proc_path(tid);
-            if let Err(e) = std::fs::remove_dir_all(&d) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::io("remove", &d, e));
-                }
+            inner.proc_pids.remove(&tid);
+            inner.comms.remove(&tid);
+            let files: &[&str] = if t.anon > 0 {
+                &["comm", "status", PROC_ANON_FILE]
+            } else {
+                &["comm", "status"]
+            };
+            match remove_known_dir(&d, files.iter().copied()) {
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                r => r?,
             }
         }
         for cg in &touched {
@@ -985,7 +1240,7 @@ impl EmulatedFs {
             inner.state.dying_cache += n;
         }
         self.persist(&mut inner)?;
-        self.flush_proc_cgroups(&inner)
+        self.flush_proc_cgroups(&mut inner)
     }
 
     /// Dying memcgs (deleted, still holding an id).
@@ -1015,7 +1270,7 @@ impl EmulatedFs {
             .ok_or_else(|| sys(FsOp::Write, self.abs(cg), Errno::ENOENT))?;
         let n = inner.nodes.get_mut(&full).expect("checked");
         n.cache = n.cache.saturating_add(bytes);
-        self.flush_charges(&inner, &full)
+        self.flush_charges(&mut inner, &full)
     }
 
     /// Charge `bytes` of anonymous memory of process `pid` to the cgroup of its leader.
@@ -1024,14 +1279,13 @@ impl EmulatedFs {
         let Some(tgid) = inner.tasks.get(&pid).map(|t| t.tgid) else {
             return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
         };
-        let leader = inner.tasks.get_mut(&tgid).expect("leader of a live thread");
-        leader.anon = leader.anon.saturating_add(bytes);
-        let (cg, anon) = (leader.cg.clone(), leader.anon);
+        let leader = inner.tasks.get(&tgid).expect("leader of a live thread");
+        let (cg, anon) = (leader.cg.clone(), leader.anon.saturating_add(bytes));
         if let Some(n) = inner.nodes.get_mut(&cg) {
             n.anon = n.anon.saturating_add(bytes);
         }
-        self.set_proc_anon(tgid, anon)?;
-        self.flush_charges(&inner, &cg)
+        self.set_proc_anon(&mut inner, tgid, anon)?;
+        self.flush_charges(&mut inner, &cg)
     }
 
     /// (page cache, anon) bytes charged to a cgroup; None if it does not exist.
@@ -1143,11 +1397,11 @@ impl EmulatedFs {
                 // memory.rst: memsw.limit_in_bytes must stay >= limit_in_bytes
                 // (mem_cgroup_resize_max: limits_invariant, else EINVAL).
                 if memsw {
-                    if new < self.read_num(full, knob::LIMIT)? {
+                    if new < self.read_num(inner, full, knob::LIMIT)? {
                         return Err(Errno::EINVAL.into());
                     }
-                } else if self.has_file_full(full, knob::MEMSW_LIMIT)
-                    && new > self.read_num(full, knob::MEMSW_LIMIT)?
+                } else if self.has_file_full(inner, full, knob::MEMSW_LIMIT)
+                    && new > self.read_num(inner, full, knob::MEMSW_LIMIT)?
                 {
                     return Err(Errno::EINVAL.into());
                 }
@@ -1162,11 +1416,11 @@ impl EmulatedFs {
                         return Err(Errno::EBUSY.into());
                     }
                 }
-                Ok(self.write_num(full, file, new)?)
+                Ok(self.write_num(inner, full, file, new)?)
             }
             knob::SOFT_LIMIT => {
                 let new = parse_limit(p, v)?;
-                Ok(self.write_num(full, file, new)?)
+                Ok(self.write_num(inner, full, file, new)?)
             }
             knob::KMEM_LIMIT => {
                 if is_root {
@@ -1179,24 +1433,28 @@ impl EmulatedFs {
                         // activates kmem accounting (that is why runc writes 1 then -1); EBUSY
                         // if tasks joined or (with use_hierarchy) children exist. Not with
                         // cgroup.memory=nokmem (RHEL >= 3.10.0-1062).
-                        let node = inner.nodes.get(full).expect("checked");
-                        let activate = !node.kmem
+                        let activate = !inner.nodes[full].kmem
                             && new != UNLIMITED_3_10
                             && !cmdline_nokmem(&inner.state.cmdline);
                         if activate {
-                            let uh = self.read_num(full, knob::USE_HIERARCHY)? == 1;
+                            let uh = self.read_num(inner, full, knob::USE_HIERARCHY)? == 1;
+                            let node = &inner.nodes[full];
                             if !node.tids.is_empty() || (uh && !node.kids.is_empty()) {
                                 return Err(Errno::EBUSY.into());
                             }
-                            let dir = self.dir(full);
-                            write_file(&dir.join(KMEM_ACTIVE_FILE), "1\n")?;
-                            write_file(&dir.join(knob::KMEM_SLABINFO), SLABINFO_HEADER)?;
+                            self.set_file(inner, full, KMEM_ACTIVE_FILE, "1\n".into())?;
+                            self.set_file(
+                                inner,
+                                full,
+                                knob::KMEM_SLABINFO,
+                                SLABINFO_HEADER.into(),
+                            )?;
                             inner.nodes.get_mut(full).expect("checked").kmem = true;
                         }
-                        Ok(self.write_num(full, file, new)?)
+                        Ok(self.write_num(inner, full, file, new)?)
                     }
                     // 5.10: stored, accounting is on anyway (warns from 5.4).
-                    KernelProfile::V5_10 => Ok(self.write_num(full, file, new)?),
+                    KernelProfile::V5_10 => Ok(self.write_num(inner, full, file, new)?),
                     // 6.1.55+ and 6.13: accepted and ignored (memcg1 kmem limit is a no-op).
                     KernelProfile::V6_1 | KernelProfile::V6_13 => Ok(()),
                 }
@@ -1210,13 +1468,13 @@ impl EmulatedFs {
                     // 3.10 mem_cgroup_swappiness_write: not on the root (no parent), and
                     // "if under hierarchy, only empty-root can set this value".
                     if is_root
-                        || self.parent_uses_hierarchy(full)?
+                        || self.parent_uses_hierarchy(inner, full)?
                         || !inner.nodes[full].kids.is_empty()
                     {
                         return Err(Errno::EINVAL.into());
                     }
                 }
-                Ok(self.write_num(full, file, val)?)
+                Ok(self.write_num(inner, full, file, val)?)
             }
             knob::OOM_CONTROL => {
                 let val = parse_plain(v)?;
@@ -1226,14 +1484,12 @@ impl EmulatedFs {
                 }
                 // 3.10: "oom-kill-disable is a flag for subhierarchy".
                 if p.is_3_10()
-                    && (self.parent_uses_hierarchy(full)? || !inner.nodes[full].kids.is_empty())
+                    && (self.parent_uses_hierarchy(inner, full)?
+                        || !inner.nodes[full].kids.is_empty())
                 {
                     return Err(Errno::EINVAL.into());
                 }
-                Ok(write_file(
-                    &self.dir(full).join(file),
-                    &oom_control_content(p, val == 1),
-                )?)
+                Ok(self.set_file(inner, full, file, oom_control_content(p, val == 1))?)
             }
             knob::USE_HIERARCHY => {
                 let val = parse_plain(v)?;
@@ -1246,14 +1502,14 @@ impl EmulatedFs {
                     };
                 }
                 // mem_cgroup_hierarchy_write (3.10, 5.10).
-                if self.read_num(full, file)? == val {
+                if self.read_num(inner, full, file)? == val {
                     return Ok(());
                 }
-                if (is_root || !self.parent_uses_hierarchy(full)?) && val <= 1 {
+                if (is_root || !self.parent_uses_hierarchy(inner, full)?) && val <= 1 {
                     if !inner.nodes[full].kids.is_empty() {
                         return Err(Errno::EBUSY.into());
                     }
-                    Ok(self.write_num(full, file, val)?)
+                    Ok(self.write_num(inner, full, file, val)?)
                 } else {
                     Err(Errno::EINVAL.into())
                 }
@@ -1264,7 +1520,7 @@ impl EmulatedFs {
                 if val > 3 || (p == KernelProfile::V6_13 && val != 0) {
                     return Err(Errno::EINVAL.into());
                 }
-                Ok(self.write_num(full, file, val)?)
+                Ok(self.write_num(inner, full, file, val)?)
             }
             knob::FORCE_EMPTY => {
                 // mem_cgroup_force_empty_write: not on the root.
@@ -1298,20 +1554,22 @@ impl EmulatedFs {
                 if val > 1 {
                     return Err(Errno::EINVAL.into());
                 }
-                Ok(self.write_num(full, file, val)?)
+                Ok(self.write_num(inner, full, file, val)?)
             }
             _ => {
-                let path = self.dir(full).join(file);
-                if !path.is_file() {
+                if !self.has_file_full(inner, full, file) {
                     return Err(Errno::ENOENT.into());
                 }
-                Ok(write_file(&path, &format!("{v}\n"))?)
+                Ok(self.set_file(inner, full, file, format!("{v}\n"))?)
             }
         }
     }
 
-    fn has_file_full(&self, full: &str, file: &str) -> bool {
-        self.dir(full).join(file).is_file()
+    fn has_file_full(&self, inner: &Inner, full: &str, file: &str) -> bool {
+        inner
+            .nodes
+            .get(full)
+            .is_some_and(|n| n.files.contains_key(file))
     }
 
     /// A write to cgroup.procs (`whole` group) or tasks (one thread).
@@ -1372,8 +1630,8 @@ impl EmulatedFs {
             if from != dest {
                 let anon = inner.tasks[&tgid].anon;
                 if anon > 0 {
-                    let mc = if self.has_file_full(dest, knob::MOVE_CHARGE) {
-                        self.read_num(dest, knob::MOVE_CHARGE)?
+                    let mc = if self.has_file_full(inner, dest, knob::MOVE_CHARGE) {
+                        self.read_num(inner, dest, knob::MOVE_CHARGE)?
                     } else {
                         0
                     };
@@ -1382,11 +1640,9 @@ impl EmulatedFs {
                         let moved = anon.min(f.anon);
                         f.anon -= moved;
                         inner.nodes.get_mut(dest).expect("checked").anon += moved;
-                        inner.tasks.get_mut(&tgid).expect("leader").anon = moved;
-                        self.set_proc_anon(tgid, moved)?;
+                        self.set_proc_anon(inner, tgid, moved)?;
                     } else {
-                        inner.tasks.get_mut(&tgid).expect("leader").anon = 0;
-                        self.set_proc_anon(tgid, 0)?;
+                        self.set_proc_anon(inner, tgid, 0)?;
                     }
                     self.flush_charges(inner, from)?;
                     self.flush_charges(inner, dest)?;
@@ -1408,10 +1664,10 @@ impl EmulatedFs {
                 self.persist(inner)?;
                 let from = leader_from.unwrap_or_default();
                 if inner.nodes.contains_key(&from) {
-                    let comm = read_file(&self.proc_path(tgid).join("comm"))?;
+                    let comm = self.comm(inner, tgid)?;
                     for _ in 0..n {
                         let child = self.alloc_pid(inner)?;
-                        self.make_proc_dir(child, child, comm.trim_end())?;
+                        self.make_proc_dir(inner, child, child, comm.trim_end())?;
                         inner.tasks.insert(
                             child,
                             Task {
@@ -1431,7 +1687,7 @@ impl EmulatedFs {
     }
 
     fn do_mkdir(&self, inner: &mut Inner, full: &str) -> FResult<()> {
-        if full.is_empty() || inner.nodes.contains_key(full) || self.dir(full).exists() {
+        if full.is_empty() || inner.nodes.contains_key(full) {
             return Err(Errno::EEXIST.into());
         }
         let par = parent(full).to_string();
@@ -1445,17 +1701,24 @@ impl EmulatedFs {
             return Err(Errno::ENOSPC.into());
         }
         // mem_cgroup_css_alloc: swappiness, oom_kill_disable and use_hierarchy inherited.
-        let swappiness = self.read_num(&par, knob::SWAPPINESS)?;
+        let swappiness = self.read_num(inner, &par, knob::SWAPPINESS)?;
         let uh = if self.profile.use_hierarchy_fixed() {
             1
         } else {
-            self.read_num(&par, knob::USE_HIERARCHY)?
+            self.read_num(inner, &par, knob::USE_HIERARCHY)?
         };
-        let oom = self.read_oom_disable(&par)?;
+        let oom = self.read_oom_disable(inner, &par)?;
         // 3.10 memcg_propagate_kmem: a child of a kmem-active memcg is kmem-active.
         let kmem = self.profile.is_3_10() && inner.nodes[&par].kmem;
         let dir = self.dir(full);
-        std::fs::create_dir(&dir).map_err(|e| Error::io("mkdir", &dir, e))?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            // Something not in the index is there (another writer's): like cgroupfs, EEXIST.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Errno::EEXIST.into())
+            }
+            Err(e) => return Err(Error::io("mkdir", &dir, e).into()),
+        }
         let mut files = control_files(self.profile, self.profile.unlimited(), swappiness, uh, oom);
         if kmem {
             files.push((KMEM_ACTIVE_FILE, "1\n".into()));
@@ -1465,13 +1728,28 @@ impl EmulatedFs {
                 }
             }
         }
+        let fd = open_dir(&dir).map_err(|e| Error::io("open", &dir, e))?;
+        let mut private = BTreeSet::new();
         for (name, content) in &files {
-            write_file(&dir.join(name), content)?;
+            if content.is_empty() {
+                create_at(Some(fd.as_raw_fd()), Path::new(name), b"")
+                    .map_err(|e| Error::io("write", dir.join(name), e))?;
+                private.insert(name.to_string());
+            } else {
+                self.link_blob(inner, content, fd.as_raw_fd(), name)
+                    .map_err(|e| Error::io("link", dir.join(name), e))?;
+            }
         }
+        drop(fd);
         inner.nodes.insert(
             full.to_string(),
             Node {
                 kmem,
+                files: files
+                    .into_iter()
+                    .map(|(n, c)| (n.to_string(), Some(c)))
+                    .collect(),
+                private,
                 ..Node::default()
             },
         );
@@ -1483,6 +1761,80 @@ impl EmulatedFs {
             .kids
             .insert(name);
         Ok(self.flush_proc_cgroups(inner)?)
+    }
+
+    /// Make `name` in directory `dir` a hard link to the blob holding `content`, making the
+    /// blob first if needed.
+    fn link_blob(
+        &self,
+        inner: &mut Inner,
+        content: &str,
+        dir: RawFd,
+        name: &str,
+    ) -> std::io::Result<()> {
+        if inner.blob_dir.is_none() {
+            let p = self.base.join(BLOB_DIR);
+            match std::fs::create_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            inner.blob_dir = Some(open_dir(&p)?);
+        }
+        let bfd = inner.blob_dir.as_ref().expect("opened").as_raw_fd();
+        let blob = blob_name(content);
+        let link = || {
+            nix::unistd::linkat(
+                Some(bfd),
+                blob.as_str(),
+                Some(dir),
+                name,
+                nix::fcntl::AtFlags::empty(),
+            )
+        };
+        if inner.blobs.contains(&blob) {
+            match link() {
+                Ok(()) => return Ok(()),
+                Err(Errno::ENOENT) => {
+                    inner.blobs.remove(&blob);
+                }
+                Err(e) => return Err(errno_io(e)),
+            }
+        } else {
+            match link() {
+                Ok(()) => {
+                    inner.blobs.insert(blob);
+                    return Ok(());
+                }
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(errno_io(e)),
+            }
+        }
+        // Made under a temporary name, then renamed: a blob is never seen half written.
+        let tmp = format!("{blob}.tmp{}", std::process::id());
+        let _ = nix::unistd::unlinkat(
+            Some(bfd),
+            tmp.as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        );
+        let fd = nix::fcntl::openat(
+            Some(bfd),
+            tmp.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o444),
+        )
+        .map_err(errno_io)?;
+        {
+            use std::io::Write;
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            f.write_all(content.as_bytes())?;
+        }
+        nix::fcntl::renameat(Some(bfd), tmp.as_str(), Some(bfd), blob.as_str())
+            .map_err(errno_io)?;
+        link().map_err(errno_io)?;
+        inner.blobs.insert(blob);
+        Ok(())
     }
 
     fn do_rmdir(&self, inner: &mut Inner, full: &str) -> FResult<()> {
@@ -1497,7 +1849,7 @@ impl EmulatedFs {
             return Err(Errno::EBUSY.into());
         }
         let dir = self.dir(full);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("rmdir", &dir, e))?;
+        remove_known_dir(&dir, node.files.keys().map(String::as_str))?;
         let node = inner.nodes.remove(full).expect("checked");
         let par = parent(full).to_string();
         let pn = inner.nodes.get_mut(&par).expect("parent of live");
@@ -1536,11 +1888,28 @@ impl EmulatedFs {
         if from == to {
             return Ok(());
         }
-        if inner.nodes.contains_key(to) || self.dir(to).exists() {
+        if inner.nodes.contains_key(to) {
             return Err(Errno::EEXIST.into());
         }
         let (src, dst) = (self.dir(from), self.dir(to));
-        std::fs::rename(&src, &dst).map_err(|e| Error::io("rename", &src, e))?;
+        // No replacing of whatever is at `to` (an empty directory would be, silently).
+        match nix::fcntl::renameat2(
+            None,
+            &src,
+            None,
+            &dst,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => return Err(Errno::EEXIST.into()),
+            Err(Errno::EINVAL | Errno::ENOSYS) => {
+                if dst.exists() {
+                    return Err(Errno::EEXIST.into());
+                }
+                std::fs::rename(&src, &dst).map_err(|e| Error::io("rename", &src, e))?;
+            }
+            Err(e) => return Err(Error::io("rename", &src, errno_io(e)).into()),
+        }
         let prefix = format!("{from}/");
         let keys: Vec<String> = std::iter::once(from.to_string())
             .chain(
@@ -1567,6 +1936,16 @@ impl EmulatedFs {
         pn.kids.insert(crate::fs::base_name(to).to_string());
         Ok(())
     }
+}
+
+/// Name of the blob holding `content` (FNV-1a, stable across builds, and the length).
+fn blob_name(content: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in content.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}-{}", content.len())
 }
 
 /// The control files of a new memcg (name, content) (memory.rst; mem_cgroup_css_alloc).
@@ -1624,8 +2003,16 @@ fn proc_cgroups_content(is_3_10: bool, live: u64, dying: u64) -> String {
 /// Build the index from disk: every cgroup directory, its hidden state and tasks, and the
 /// thread groups of those tasks (from proc/<tid>/status).
 fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<()> {
-    let mut stack = vec![String::new()];
     let proc_dir = base.join(PROC_DIR);
+    let rd = std::fs::read_dir(&proc_dir).map_err(|e| Error::io("read_dir", &proc_dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("read_dir", &proc_dir, e))?;
+        if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+            inner.proc_pids.insert(pid);
+        }
+    }
+    let mut stack = vec![String::new()];
+    let mut buf = Vec::with_capacity(8192);
     while let Some(full) = stack.pop() {
         let dir = if full.is_empty() {
             mount.to_path_buf()
@@ -1643,12 +2030,21 @@ fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<()> {
             if ft.is_dir() {
                 stack.push(join(&full, &name));
                 node.kids.insert(name);
-            } else if name == KMEM_ACTIVE_FILE {
-                node.kmem = true;
+            } else {
+                if name == KMEM_ACTIVE_FILE {
+                    node.kmem = true;
+                }
+                node.files.insert(name, None);
             }
         }
-        node.cache = read_counter(&dir.join(CACHE_FILE))?;
-        node.anon = read_counter(&dir.join(ANON_FILE))?;
+        for (file, v) in [(CACHE_FILE, &mut node.cache), (ANON_FILE, &mut node.anon)] {
+            if node.files.contains_key(file) {
+                let p = dir.join(file);
+                let s = read_file(&p)?;
+                *v = parse_counter(&p, s.clone())?;
+                node.files.insert(file.to_string(), Some(s));
+            }
+        }
         let tp = dir.join(knob::TASKS);
         let tasks = read_file(&tp)?;
         for tid in crate::fs::parse_pids(&tp, &tasks)? {
@@ -1665,7 +2061,12 @@ fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<()> {
                     content: status.clone(),
                 })?;
             let anon = if tgid == tid {
-                read_counter(&pd.join(PROC_ANON_FILE))?
+                let ap = pd.join(PROC_ANON_FILE);
+                match read_at(None, &ap, &mut buf) {
+                    Ok(()) => parse_counter(&ap, String::from_utf8_lossy(&buf).into_owned())?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(Error::io("read", &ap, e)),
+                }
             } else {
                 0
             };
@@ -1680,6 +2081,7 @@ fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<()> {
             inner.groups.entry(tgid).or_default().insert(tid);
             node.tids.insert(tid);
         }
+        node.files.insert(knob::TASKS.to_string(), Some(tasks));
         inner.nodes.insert(full, node);
     }
     Ok(())
@@ -1720,7 +2122,7 @@ impl Cgroupfs for EmulatedFs {
         }
         let inner = self.lock();
         match self.full(cg) {
-            Some(f) if inner.nodes.contains_key(&f) => self.has_file_full(&f, file),
+            Some(f) => self.has_file_full(&inner, &f, file),
             _ => false,
         }
     }
@@ -1735,7 +2137,7 @@ impl Cgroupfs for EmulatedFs {
         let Some(node) = inner.nodes.get(&full) else {
             return Err(enoent());
         };
-        if file.starts_with("emulated.") || file.contains('/') || !self.has_file_full(&full, file) {
+        if file.starts_with("emulated.") || file.contains('/') || !node.files.contains_key(file) {
             return Err(enoent());
         }
         match file {
@@ -1756,13 +2158,12 @@ impl Cgroupfs for EmulatedFs {
             }
             knob::USAGE => Ok(format!("{}\n", node.cache + node.anon)),
             STAT => Ok(stat_content(self.profile, node.cache, node.anon)),
-            _ => {
-                let p = self.dir(&full).join(file);
-                std::fs::read_to_string(&p).map_err(|e| match e.raw_os_error() {
+            _ => self
+                .load_file(&mut inner, &full, file)
+                .map_err(|e| match e.raw_os_error() {
                     Some(n) => sys(FsOp::Read, &path, Errno::from_raw(n)),
-                    None => Error::io("read", &p, e),
-                })
-            }
+                    None => Error::io("read", self.dir(&full).join(file), e),
+                }),
         }
     }
 
@@ -1849,34 +2250,23 @@ impl Cgroupfs for EmulatedFs {
     }
 
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
-        let inner = self.lock();
-        let proc_dir = self.base.join(PROC_DIR);
-        let rd = std::fs::read_dir(&proc_dir).map_err(|e| Error::io("read_dir", &proc_dir, e))?;
+        let mut inner = self.lock();
+        let pids: Vec<u32> = inner.proc_pids.iter().copied().collect();
         let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io("read_dir", &proc_dir, e))?;
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for pid in pids {
             // Like /proc's listing: thread-group leaders only.
             if inner.tasks.get(&pid).is_some_and(|t| t.tgid != pid) {
                 continue;
             }
-            match std::fs::read_to_string(entry.path().join("comm")) {
-                Ok(c) if c.trim_end_matches('\n') == comm => out.push(pid),
-                _ => {}
+            if matches!(self.comm(&mut inner, pid), Ok(c) if c == comm) {
+                out.push(pid);
             }
         }
-        out.sort_unstable();
         Ok(out)
     }
 
     fn pid_alive(&self, pid: u32) -> bool {
-        self.proc_path(pid).is_dir()
+        self.lock().proc_pids.contains(&pid)
     }
 
     fn drop_caches(&self, what: u8) -> Result<()> {
@@ -1902,12 +2292,12 @@ impl Cgroupfs for EmulatedFs {
                 .collect();
             for k in cached {
                 inner.nodes.get_mut(&k).expect("listed").cache = 0;
-                self.flush_charges(&inner, &k)?;
+                self.flush_charges(&mut inner, &k)?;
             }
             if inner.state.dying_cache > 0 {
                 inner.state.dying_cache = 0;
                 self.persist(&mut inner)?;
-                self.flush_proc_cgroups(&inner)?;
+                self.flush_proc_cgroups(&mut inner)?;
             }
         }
         Ok(())
