@@ -14,10 +14,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --all-targets 2>&1 | tee /tmp/cgleak-test.log | grep -E '^(test result|running|     Running|failures:|---- )|panicked|SKIP ' || true
+log=/tmp/cgleak-test.log
+set +e
+cargo test --no-fail-fast --all-targets 2>&1 | tee "$log" |
+  grep --line-buffered -E '^(test result|running|     Running|---- )|panicked|SKIP |interruption points'
 status=${PIPESTATUS[0]}
-passed=$(grep -Eo '[0-9]+ passed' /tmp/cgleak-test.log | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' /tmp/cgleak-test.log | awk '{s+=$1} END {print s+0}')
+set -e
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 ran=$(grep -c '^RAN ' "$real_log" || true)
 skipped=$(grep -c '^SKIP ' "$real_log" || true)
 echo "== real-kernel tests: $ran ran, $skipped skipped"
@@ -28,7 +32,7 @@ if [ "$ran" -eq 0 ]; then
   echo "!! NO REAL-KERNEL TEST RAN on this machine (see the reasons above); only the emulation was tested"
 fi
 if [ "$status" -ne 0 ]; then
-  grep -A30 '^failures:' /tmp/cgleak-test.log | head -80 || true
+  grep -A30 '^failures:' "$log" | head -80 || true
   echo "tests: $passed passed, $failed failed"
   exit "$status"
 fi
