@@ -13,7 +13,6 @@ use crate::model::{Kind, Snapshot};
 use crate::plan::{self, Strategy};
 use crate::repair::{self, RepairOptions};
 use crate::{report, scan};
-use std::path::Path;
 
 /// Ids the demo node leaves free: below diagnose's leaking threshold, yet enough for a
 /// migrate-back repair of the demo tree.
@@ -250,9 +249,4 @@ pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether a path is an emulated node's base.
-pub fn is_emulated(root: &Path) -> bool {
-    crate::fs::emulated::find_base(root).is_some()
 }

@@ -910,9 +910,17 @@ fn advise(f: &Facts, status: Status) -> Vec<String> {
     );
     a.push(
         "cgleak reclaim: drops clean page cache that pins dying memcgs so the kernel frees them \
-         and their ids (costs cold caches: reads go to disk for a while)"
+         (costs cold caches: reads go to disk for a while)"
             .to_string(),
     );
+    if KernelInfo::from_release(&f.kernel.release).ids_released_at_offline() == Some(true) {
+        // Seen in the kernel lab on 5.10 and 6.1: page cache does not hold ids; swap does.
+        a.push(
+            "from 4.8 on only dying memcgs with swapped-out pages keep their ids: if mkdir \
+             fails, those ids come back with swapoff and swapon in a quiet window, or a reboot"
+                .to_string(),
+        );
+    }
     if !f.nokmem {
         a.push(
             "boot with cgroup.memory=nokmem so slab objects stop pinning deleted memcgs \
