@@ -237,14 +237,14 @@ fn interrupt_at(
     }
 }
 
-fn sweep(profile: KernelProfile, strategy: Strategy, how: Interrupt, stride: u64) {
+fn sweep(profile: KernelProfile, strategy: Strategy, how: Interrupt) {
     // 30 pods of a pause and an app container each, both layouts: ~95 cgroups.
     let n = node_with(profile, 30, true, 1);
     let emu = EmulatedFs::open(&n.base).unwrap();
     let before = scan::scan(&emu, "kubepods").unwrap();
     drop(emu);
     let total = mutations_of(&n, strategy);
-    let points: Vec<u64> = (0..total).step_by(stride as usize).collect();
+    let points: Vec<u64> = (0..total).collect();
     // Two workers (the machines here have two cores); each takes every other point.
     std::thread::scope(|s| {
         for w in 0..2usize {
@@ -264,46 +264,36 @@ fn sweep(profile: KernelProfile, strategy: Strategy, how: Interrupt, stride: u64
     );
 }
 
-// Every operation index of a 30-pod repair on the 3.10 profile (the kernel the repair is for),
-// for both interruptions and both strategies; the other profiles at every 7th index.
-#[test]
-fn fault_at_every_operation_310_migrate_back() {
-    sweep(
-        KernelProfile::V3_10,
-        Strategy::MigrateBack,
-        Interrupt::Fault,
-        1,
-    );
+// Every operation index of a 30-pod repair, on every kernel profile, for both strategies and
+// both interruptions: an errno injected at k, and the executor stopping dead after k.
+macro_rules! sweeps {
+    ($($name:ident: $profile:ident, $strategy:ident, $how:ident;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                sweep(KernelProfile::$profile, Strategy::$strategy, Interrupt::$how);
+            }
+        )*
+    };
 }
 
-#[test]
-fn crash_at_every_operation_310_migrate_back() {
-    sweep(
-        KernelProfile::V3_10,
-        Strategy::MigrateBack,
-        Interrupt::Crash,
-        1,
-    );
-}
-
-#[test]
-fn fault_and_crash_at_every_operation_310_rename() {
-    sweep(KernelProfile::V3_10, Strategy::Rename, Interrupt::Fault, 1);
-    sweep(KernelProfile::V3_10, Strategy::Rename, Interrupt::Crash, 1);
-}
-
-#[test]
-fn fault_and_crash_sampled_other_profiles() {
-    for profile in [
-        KernelProfile::V5_10,
-        KernelProfile::V6_1,
-        KernelProfile::V6_13,
-    ] {
-        for strategy in [Strategy::MigrateBack, Strategy::Rename] {
-            sweep(profile, strategy, Interrupt::Fault, 7);
-            sweep(profile, strategy, Interrupt::Crash, 7);
-        }
-    }
+sweeps! {
+    every_operation_fault_310_migrate_back: V3_10, MigrateBack, Fault;
+    every_operation_crash_310_migrate_back: V3_10, MigrateBack, Crash;
+    every_operation_fault_310_rename: V3_10, Rename, Fault;
+    every_operation_crash_310_rename: V3_10, Rename, Crash;
+    every_operation_fault_510_migrate_back: V5_10, MigrateBack, Fault;
+    every_operation_crash_510_migrate_back: V5_10, MigrateBack, Crash;
+    every_operation_fault_510_rename: V5_10, Rename, Fault;
+    every_operation_crash_510_rename: V5_10, Rename, Crash;
+    every_operation_fault_61_migrate_back: V6_1, MigrateBack, Fault;
+    every_operation_crash_61_migrate_back: V6_1, MigrateBack, Crash;
+    every_operation_fault_61_rename: V6_1, Rename, Fault;
+    every_operation_crash_61_rename: V6_1, Rename, Crash;
+    every_operation_fault_613_migrate_back: V6_13, MigrateBack, Fault;
+    every_operation_crash_613_migrate_back: V6_13, MigrateBack, Crash;
+    every_operation_fault_613_rename: V6_13, Rename, Fault;
+    every_operation_crash_613_rename: V6_13, Rename, Crash;
 }
 
 #[test]
