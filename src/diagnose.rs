@@ -1128,7 +1128,9 @@ pub fn render_text(f: &Facts) -> String {
 
 /// The report as pretty JSON (the key contract of [`Facts`]).
 pub fn render_json(f: &Facts) -> String {
-    serde_json::to_string_pretty(f).expect("Facts always serializes")
+    // A trailing newline: scripts read the output line by line (the kernel lab's guests glued
+    // their next line onto the closing brace without it).
+    serde_json::to_string_pretty(f).expect("Facts always serializes") + "\n"
 }
 
 #[cfg(test)]
