@@ -28,6 +28,28 @@ fn memcg_of(pid: u32) -> Option<String> {
     })
 }
 
+/// Every process of the tree is in the memory cgroup it was in before.
+fn assert_in_place(where_before: &BTreeMap<u32, String>) {
+    for (pid, path) in where_before {
+        assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
+    }
+}
+
+/// Wait (at most 20 s) until a running repair's journal says phase 1, the move into staging,
+/// has begun; returns the progress file's path.
+fn wait_for_move_phase(state_dir: &Path) -> std::path::PathBuf {
+    let progress = state_dir.join("progress");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&progress)
+        .unwrap_or_default()
+        .contains("begin 1")
+        && t.elapsed() < Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    progress
+}
+
 /// Build a kubelet-shaped tree with real sleepers; returns (pid -> memcg path).
 fn build(sb: &Sandbox, pods: usize) -> BTreeMap<u32, String> {
     let fs = KernelFs::open(sb.path()).unwrap();
@@ -61,9 +83,7 @@ fn round_trip(name: &str, strategy: Strategy) {
     let wall = t.elapsed();
     assert!(out.verify.ok, "{:?}", out.verify.differences);
     assert_eq!(out.verify.tasks_in_place, where_before.len());
-    for (pid, path) in &where_before {
-        assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
-    }
+    assert_in_place(&where_before);
     assert!(!fs.exists("kubepods2"));
     eprintln!(
         "real kernel {strategy}: {} cgroups, {} tasks, repair wall {:.3} s (executor {:.3} s, {} mutations)",
@@ -125,9 +145,7 @@ fn real_round_trip_rename_110_pods_cli() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    for (pid, path) in &where_before {
-        assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
-    }
+    assert_in_place(&where_before);
     eprintln!(
         "real kernel rename via the CLI: {} tasks, wall {:.3} s",
         where_before.len(),
@@ -153,15 +171,7 @@ fn real_ctrl_c_stops_cleanly_then_rollback() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let progress = state.path().join("progress");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&progress)
-        .unwrap_or_default()
-        .contains("begin 1")
-        && t.elapsed() < Duration::from_secs(20)
-    {
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    wait_for_move_phase(state.path());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -199,9 +209,7 @@ fn real_ctrl_c_stops_cleanly_then_rollback() {
             .collect::<Vec<_>>()
     );
     assert!(!fs.exists("kubepods2"));
-    for (pid, path) in &where_before {
-        assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
-    }
+    assert_in_place(&where_before);
 }
 
 /// Whether a process has exited and waits to be reaped (state Z in /proc/PID/stat).
@@ -316,15 +324,7 @@ fn real_sigkill_mid_repair_then_resume_then_verify() {
         .spawn()
         .unwrap();
     // Kill it as soon as the move into staging has begun (phase 1 of 5).
-    let progress = state.path().join("progress");
-    let t = Instant::now();
-    loop {
-        let p = std::fs::read_to_string(&progress).unwrap_or_default();
-        if p.contains("begin 1") || t.elapsed() > Duration::from_secs(20) {
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    let progress = wait_for_move_phase(state.path());
     std::thread::sleep(Duration::from_millis(5));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -361,9 +361,7 @@ fn real_sigkill_mid_repair_then_resume_then_verify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for (pid, path) in &where_before {
-        assert_eq!(memcg_of(*pid).as_deref(), Some(path.as_str()), "pid {pid}");
-    }
+    assert_in_place(&where_before);
 }
 
 #[test]
