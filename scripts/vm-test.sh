@@ -13,7 +13,7 @@
 #   CGLEAK_LAB_NO_BUILD      1: do not build cgleak (cgleak scenarios report NOT-RUN)
 #   CGLEAK_LAB_CGLEAK        path of a prebuilt static cgleak to use instead of building
 #   CGLEAK_LAB_SERIAL        1: boot the kernels one after the other (default: in parallel)
-#   CGLEAK_LAB_MEM           guest memory in MiB (default 2048)
+#   CGLEAK_LAB_MEM           guest memory in MiB (default 3072: the swap cycle needs room)
 #   CGLEAK_LAB_GROUP_A/_B    (development) scenarios of boot A / B instead of the full lists;
 #                            _B=none skips boot B. Scenarios left out are reported as FAIL.
 # Exit: 0 all scenarios passed; 1 a scenario failed or did not run; 3 the lab could not run
@@ -26,7 +26,7 @@ vm_dir="$repo/scripts/vm"
 cache=${CGLEAK_LAB_CACHE:-/var/cache/cgleak-lab}
 allow_notrun=${CGLEAK_LAB_ALLOW_NOTRUN:-0}
 suites=${CGLEAK_LAB_KERNELS:-bookworm bullseye}
-mem=${CGLEAK_LAB_MEM:-2048}
+mem=${CGLEAK_LAB_MEM:-3072}
 run_id=$(date +%Y%m%d-%H%M%S)
 logs="$cache/logs/$run_id"
 t_start=$SECONDS

@@ -214,15 +214,34 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Reclaim(a) => {
             let fs = open_fs(&g.root)?;
-            let opts = crate::reclaim::ReclaimOptions { dry_run: a.dry_run };
+            let opts = crate::reclaim::ReclaimOptions {
+                dry_run: a.dry_run,
+                swap_cycle: a.swap_cycle,
+            };
             if !a.dry_run {
                 eprintln!(
                     "reclaim drops the clean page cache of the whole node (/proc/sys/vm/drop_caches): every \
                      workload starts with cold caches and reads from disk rise until they refill."
                 );
-                if require_consent(a.yes, "reclaim")? && !ask("Drop the page cache now?") {
+                if a.swap_cycle {
+                    eprintln!(
+                        "--swap-cycle then turns each swap area off and on again (swapoff, swapon): every \
+                         swapped-out page is read back into memory, with disk IO for as long as that takes; \
+                         the workloads keep running."
+                    );
+                }
+                let q = if a.swap_cycle {
+                    "Drop the page cache and cycle the swap now?"
+                } else {
+                    "Drop the page cache now?"
+                };
+                if require_consent(a.yes, "reclaim")? && !ask(q) {
                     eprintln!("Nothing was changed.");
                     return Ok(2);
+                }
+                if a.swap_cycle {
+                    // Ctrl-C must not kill cgleak between a swapoff and its swapon.
+                    crate::execute::install_interrupt_handler();
                 }
             }
             let r =
@@ -231,7 +250,14 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Format::Json => out(&json(&r)),
                 Format::Text => out(&r.render_text()),
             }
-            Ok(0)
+            for p in r.swap.left_off() {
+                eprintln!(
+                    "cgleak: swap area {} is OFF: run `swapon {}`",
+                    p.display(),
+                    p.display()
+                );
+            }
+            Ok(if r.ok() { 0 } else { 1 })
         }
         Command::Demo(a) => crate::demo::run(&a),
         Command::Emulate(a) => crate::demo::emulate(&a),

@@ -67,7 +67,7 @@ pub enum Command {
     Rollback(ResumeArgs),
     /// Compare the live tree with the repair's snapshot (or a snapshot file).
     Verify(VerifyArgs),
-    /// Drop clean page cache so the kernel can free dying memcgs (kernels >= 3.16).
+    /// Free dying memcgs: drop clean page cache; with --swap-cycle read swap back (kernels >= 3.16).
     Reclaim(ReclaimArgs),
     /// Show diagnose, plan, repair and verify on an emulated 3.10 node in a temp dir (no root needed).
     Demo(DemoArgs),
@@ -156,12 +156,17 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct ReclaimArgs {
-    /// Only report the dying memcgs; drop nothing.
+    /// Only report the dying memcgs, the swap in use and what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not ask before dropping caches.
+    /// Do not ask before dropping caches (or cycling the swap).
     #[arg(long)]
     pub yes: bool,
+    /// After the drop, swapoff and swapon each swap area in turn: from kernel 4.8 the only way
+    /// to free the ids that swapped-out pages of dying memcgs hold, short of a reboot.
+    /// Refused unless MemAvailable covers the swap in use plus a margin.
+    #[arg(long)]
+    pub swap_cycle: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }

@@ -917,7 +917,8 @@ fn advise(f: &Facts, status: Status) -> Vec<String> {
         // Seen in the kernel lab on 5.10 and 6.1: page cache does not hold ids; swap does.
         a.push(
             "from 4.8 on only dying memcgs with swapped-out pages keep their ids: if mkdir \
-             fails, those ids come back with swapoff and swapon in a quiet window, or a reboot"
+             fails, `cgleak reclaim --swap-cycle` gives them back (swapoff and swapon, area by \
+             area, in a quiet window: needs memory for the swap in use), or a reboot"
                 .to_string(),
         );
     }
@@ -1306,6 +1307,18 @@ mod tests {
         }
         fn may_write(&self) -> bool {
             false
+        }
+        fn proc_swaps(&self) -> Result<String> {
+            Ok("Filename\tType\tSize\tUsed\tPriority\n".into())
+        }
+        fn meminfo(&self) -> Result<String> {
+            Ok("MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\n".into())
+        }
+        fn swapoff(&self, p: &Path) -> Result<()> {
+            panic!("diagnose must not swapoff {}", p.display())
+        }
+        fn swapon(&self, p: &Path, _: Option<i32>) -> Result<()> {
+            panic!("diagnose must not swapon {}", p.display())
         }
     }
 

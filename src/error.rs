@@ -18,6 +18,8 @@ pub enum FsOp {
     List,
     Statfs,
     Open,
+    Swapoff,
+    Swapon,
 }
 
 impl fmt::Display for FsOp {
@@ -31,6 +33,8 @@ impl fmt::Display for FsOp {
             FsOp::List => "list",
             FsOp::Statfs => "statfs",
             FsOp::Open => "open",
+            FsOp::Swapoff => "swapoff",
+            FsOp::Swapon => "swapon",
         };
         f.write_str(s)
     }
@@ -108,6 +112,19 @@ impl SysError {
                 "the cgroup has tasks or children, so this cannot change now"
             }
             (FsOp::Write, Errno::ENOSPC) => "the destination cgroup has no room (limit reached)",
+            (FsOp::Swapoff, Errno::ENOMEM) => {
+                "not enough free memory to read the swapped-out pages back: the kernel kept the \
+                 swap area in use"
+            }
+            (FsOp::Swapoff, Errno::EINTR) => {
+                "interrupted (a signal): the kernel kept the swap area in use"
+            }
+            (FsOp::Swapoff, Errno::EINVAL) => "not an active swap area",
+            (FsOp::Swapon, Errno::EBUSY) => "the swap area is already in use",
+            (FsOp::Swapon, Errno::EINVAL) => {
+                "the kernel does not take it as a swap area (no swap signature? run mkswap only \
+                 if you know the area held swap)"
+            }
             (_, Errno::ENOENT) => "it does not exist",
             (_, Errno::EPERM) | (_, Errno::EACCES) => "permission denied: run cgleak as root",
             (_, Errno::EROFS) => "the filesystem is read-only",

@@ -111,9 +111,40 @@ pub struct Stats {
     pub tasks_exited: usize,
     /// The kernel refused move_charge_at_immigrate (>= 6.13): charges stayed behind.
     pub move_charge_unsupported: bool,
+    /// force_empty steps left out because the cgroup had no page cache to reclaim.
+    pub force_empty_skipped: usize,
     pub mutations: u64,
     pub seconds: f64,
     pub phase_seconds: Vec<(String, f64)>,
+}
+
+/// Whether force_empty has page cache to reclaim in `cg` (its subtree's `total_cache` in
+/// memory.stat; `cache` where there is no total line). Unknown (unreadable) counts as yes.
+///
+/// force_empty exists to uncharge page cache before rmdir, so the deleted memcg is not kept
+/// dying by it. Without page cache it has nothing to do, and it is not free: the kernel loops
+/// while memory.usage_in_bytes is above 0, and kernel memory (slab) is charged there too and
+/// cannot be reclaimed, so it gives up only after its retries, sleeping 100 ms after each
+/// (congestion_wait(HZ/10)): 5 retries on 3.10 (MEM_CGROUP_RECLAIM_RETRIES), 16 on 5.x
+/// (MAX_RECLAIM_RETRIES) -- the lab's 5.10 repair spent 1.6 s per cgroup there, 50 s for 31
+/// cgroups. rmdir works either way (KERNEL-FACTS: force_empty succeeds with kmem left, and rmdir
+/// does not need usage 0). Anonymous memory is not a reason either: after a move with
+/// move_charge_at_immigrate it went along; without (>= 6.13) it belongs to tasks that now live
+/// elsewhere, and reclaiming it would push their memory to swap.
+pub fn has_page_cache(fs: &dyn Cgroupfs, cg: &str) -> bool {
+    let Ok(stat) = fs.read(cg, knob::STAT) else {
+        return true;
+    };
+    let value = |key: &str| {
+        stat.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    match value("total_cache").or_else(|| value("cache")) {
+        Some(bytes) => bytes > 0,
+        None => true,
+    }
 }
 
 /// Runs phases of a plan.
@@ -346,6 +377,10 @@ impl<'a, 'c> Runner<'a, 'c> {
             }
             Step::ForceEmpty { cg } => {
                 if rec && !self.fs.exists(cg) {
+                    return Ok(());
+                }
+                if !has_page_cache(self.fs, cg) {
+                    self.stats.force_empty_skipped += 1;
                     return Ok(());
                 }
                 self.write(cg, knob::FORCE_EMPTY, "0").map_err(fail)?;

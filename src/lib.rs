@@ -25,6 +25,7 @@ pub mod reclaim;
 pub mod repair;
 pub mod report;
 pub mod scan;
+pub mod swap;
 pub mod tree;
 pub mod verify;
 

@@ -181,6 +181,12 @@ pub fn render_outcome(o: &Outcome) -> String {
         for (name, secs) in &o.stats.phase_seconds {
             s.push_str(&format!("  {name:<16} {secs:.3} s\n"));
         }
+        if o.stats.force_empty_skipped > 0 {
+            s.push_str(&format!(
+                "  force_empty left out on {} cgroups without page cache (nothing to reclaim; the kernel would retry on their kernel memory)\n",
+                o.stats.force_empty_skipped
+            ));
+        }
         if o.stats.move_charge_unsupported {
             s.push_str("  note: this kernel cannot move charges; memory charged before the move stays with the old cgroups until freed, so usage of the new cgroups starts low\n");
         }

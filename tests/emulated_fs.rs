@@ -119,11 +119,12 @@ fn mkdir_creates_control_files_with_inherited_values() {
 fn id_exhaustion_gives_enospc() {
     for p in KernelProfile::ALL {
         let (_t, fs) = node(p);
+        let limit = p.id_limit();
         fs.mkdir("kubepods").unwrap();
-        fs.add_dying(MEM_CGROUP_ID_MAX - 3).unwrap();
-        assert_eq!(fs.ids_used(), MEM_CGROUP_ID_MAX - 1);
+        fs.add_dying(limit - 3).unwrap();
+        assert_eq!(fs.ids_used(), limit - 1);
         fs.mkdir("kubepods/last").unwrap();
-        assert_eq!(fs.ids_used(), MEM_CGROUP_ID_MAX);
+        assert_eq!(fs.ids_used(), limit);
         let e = fs.mkdir("kubepods/one-too-many").unwrap_err();
         match &e {
             Error::Sys(s) => {
@@ -139,13 +140,85 @@ fn id_exhaustion_gives_enospc() {
         fs.mkdir("kubepods/again").unwrap();
         let split = fs.dying_split();
         if p == V3_10 {
-            assert_eq!(split, (MEM_CGROUP_ID_MAX - 3, 0));
+            assert_eq!(split, (limit - 3, 0, 0));
             assert_eq!(memory_row(&fs), 3, "3.10 counts live only");
         } else {
-            assert_eq!(split, (0, MEM_CGROUP_ID_MAX - 3));
-            assert_eq!(memory_row(&fs), MEM_CGROUP_ID_MAX);
+            assert_eq!(split, (0, 0, limit - 3), "{p}: swap-pinned");
+            assert_eq!(memory_row(&fs), limit, "{p}: live + dying");
         }
     }
+    // 6.1 hands out 65535 ids, 5.10 one fewer (idr_alloc's end is exclusive there)
+    assert_eq!(V6_1.id_limit(), MEM_CGROUP_ID_MAX);
+    assert_eq!(V3_10.id_limit(), MEM_CGROUP_ID_MAX);
+    assert_eq!(V5_10.id_limit(), MEM_CGROUP_ID_MAX - 1);
+}
+
+fn sys_errno<T: std::fmt::Debug>(r: cgleak::Result<T>) -> (FsOp, Errno) {
+    match r {
+        Err(Error::Sys(e)) => (e.op, e.errno),
+        other => panic!("expected a system error, got {other:?}"),
+    }
+}
+
+/// From 4.8 a deleted memcg releases its id at offline unless swap entries reference it
+/// (73f576c04b94), as the lab saw on 5.10 and 6.1: page-cache-pinned dying memcgs beyond the
+/// id limit leave mkdir working, swap-pinned ones exhaust the ids, drop_caches frees only the
+/// former, swapoff the latter.
+#[test]
+fn ids_from_4_8_are_held_by_swapped_out_pages_only() {
+    for p in [V5_10, V6_1, V6_13] {
+        let (_t, fs) = node(p);
+        let limit = p.id_limit();
+        fs.add_dying_cache(70_000).unwrap();
+        assert_eq!(memory_row(&fs), 70_001, "{p}: counted, live + dying");
+        assert_eq!(fs.ids_used(), 1, "{p}: page cache holds no id");
+        fs.mkdir("a").unwrap();
+        fs.add_dying(limit - 2).unwrap();
+        assert_eq!(errno(fs.mkdir("b")), Errno::ENOSPC, "{p}");
+        let swaps = fs.proc_swaps().unwrap();
+        assert!(swaps.contains("/dev/vdb"), "{swaps}");
+        assert_eq!(
+            std::fs::read_to_string(fs.base().join("proc/swaps")).unwrap(),
+            swaps
+        );
+        fs.drop_caches(1).unwrap();
+        assert_eq!(fs.dying_split(), (0, 0, limit - 2), "{p}");
+        assert_eq!(
+            errno(fs.mkdir("b")),
+            Errno::ENOSPC,
+            "{p}: drop_caches frees no id"
+        );
+        // swapoff needs room for the pages it reads back
+        fs.set_mem_available(1024).unwrap();
+        let dev = std::path::Path::new("/dev/vdb");
+        assert_eq!(sys_errno(fs.swapoff(dev)), (FsOp::Swapoff, Errno::ENOMEM));
+        assert!(
+            fs.proc_swaps().unwrap().contains("/dev/vdb"),
+            "still in use"
+        );
+        fs.set_mem_available(4 << 20).unwrap();
+        assert_eq!(
+            sys_errno(fs.swapon(dev, None)),
+            (FsOp::Swapon, Errno::EBUSY)
+        );
+        fs.swapoff(dev).unwrap();
+        assert_eq!(fs.dying(), 0, "{p}");
+        assert!(!fs.proc_swaps().unwrap().contains("/dev/vdb"));
+        assert_eq!(sys_errno(fs.swapoff(dev)), (FsOp::Swapoff, Errno::EINVAL));
+        fs.mkdir("b").unwrap();
+        fs.swapon(dev, Some(5)).unwrap();
+        let swaps = fs.proc_swaps().unwrap();
+        assert!(swaps.lines().nth(1).unwrap().ends_with("\t5"), "{swaps}");
+        assert_eq!(
+            sys_errno(fs.swapon(std::path::Path::new("/dev/nope"), None)),
+            (FsOp::Swapon, Errno::EINVAL)
+        );
+        let mi = fs.meminfo().unwrap();
+        assert!(mi.contains("MemAvailable:"), "{mi}");
+    }
+    // 3.10 has no page-cache-pinned dying memcgs (reparented at rmdir)
+    let (_t, fs) = node(V3_10);
+    assert!(fs.add_dying_cache(1).is_err());
 }
 
 #[test]
@@ -499,7 +572,7 @@ fn kmem_on_3_10_activates_inherits_pins_and_hides() {
     // rmdir: dying, id kept, /proc/cgroups counts live only
     fs.charge_cache("kubepods/pod1", 4096).unwrap();
     fs.rmdir("kubepods/pod1").unwrap();
-    assert_eq!(fs.dying_split(), (1, 0));
+    assert_eq!(fs.dying_split(), (1, 0, 0));
     assert_eq!(fs.ids_used(), 3);
     assert_eq!(fs.hierarchy_live().unwrap(), 2);
     assert_eq!(memory_row(&fs), 2);
@@ -561,20 +634,25 @@ fn dying_on_newer_kernels_counted_and_freed_by_drop_caches() {
         fs.charge_cache("c", 1 << 20).unwrap();
         fs.rmdir("a").unwrap();
         fs.rmdir("b").unwrap();
-        assert_eq!(fs.dying_split(), (0, 1));
+        assert_eq!(fs.dying_split(), (0, 1, 0));
         assert_eq!(fs.hierarchy_live().unwrap(), 2);
         assert_eq!(memory_row(&fs), 3, "{p}: live + dying");
+        assert_eq!(
+            fs.ids_used(),
+            2,
+            "{p}: the page-cache-pinned one holds no id"
+        );
         fs.add_dying(5).unwrap();
         assert_eq!(memory_row(&fs), 8);
         assert_eq!(errno(fs.drop_caches(0)), Errno::EINVAL);
         fs.drop_caches(2).unwrap();
         assert_eq!(fs.dying(), 6, "slab only: page cache stays");
         fs.drop_caches(1).unwrap();
-        assert_eq!(fs.dying(), 0);
-        assert_eq!(memory_row(&fs), 2);
+        assert_eq!(fs.dying(), 5, "swap-pinned ones stay");
+        assert_eq!(memory_row(&fs), 7);
         assert_eq!(num(&fs, "c", knob::USAGE), 0, "live cache dropped too");
         let disk = std::fs::read_to_string(fs.base().join("proc/cgroups")).unwrap();
-        assert!(disk.contains("memory\t4\t2\t1"), "{disk}");
+        assert!(disk.contains("memory\t4\t7\t1"), "{disk}");
     }
 }
 
@@ -799,7 +877,8 @@ fn reopen_gives_the_same_state() {
         let fs = EmulatedFs::open(&base).unwrap();
         assert_eq!(fs.profile(), p);
         assert_eq!(fs.dying(), 1);
-        assert_eq!(fs.ids_used(), 4);
+        // from 4.8 the page-cache-pinned dying memcg holds no id
+        assert_eq!(fs.ids_used(), if p == V3_10 { 4 } else { 3 });
         assert_eq!(fs.proc_cgroups().unwrap(), rc);
         assert_eq!(fs.kernel_cmdline().unwrap(), "quiet\n");
         assert_eq!(

@@ -59,7 +59,7 @@ pub const ANON_FILE: &str = "emulated.anon_bytes";
 /// Hidden per-process file in proc/<pid>/: anon bytes of the process charged to its cgroup.
 pub const PROC_ANON_FILE: &str = "emulated.anon_bytes";
 
-const STAT: &str = "memory.stat";
+const STAT: &str = knob::STAT;
 /// 3.10's RESOURCE_MAX (LLONG_MAX), shown for "unlimited" (include/linux/res_counter.h).
 const UNLIMITED_3_10: u64 = 9223372036854775807;
 /// PAGE_COUNTER_MAX * PAGE_SIZE (LONG_MAX / PAGE_SIZE pages), "unlimited" on newer kernels.
@@ -124,6 +124,22 @@ impl KernelProfile {
 
     fn is_3_10(&self) -> bool {
         *self == KernelProfile::V3_10
+    }
+
+    /// Memcg ids this kernel hands out. 5.10 allocates from [1, MEM_CGROUP_ID_MAX)
+    /// (idr_alloc's end is exclusive): 65534, as the lab's 5.10 guest ran out at 65532 dying
+    /// + 2 live; 6.1 handed out 65535 (65533 + 2), and so does 3.10's css_id (1..=65535).
+    pub fn id_limit(&self) -> u64 {
+        match self {
+            KernelProfile::V5_10 => MEM_CGROUP_ID_MAX - 1,
+            _ => MEM_CGROUP_ID_MAX,
+        }
+    }
+
+    /// From 4.8 a deleted memcg gives its id back at offline unless swap entries reference it
+    /// (73f576c04b94); before, every dying memcg keeps its id.
+    fn ids_released_at_offline(&self) -> bool {
+        !self.is_3_10()
     }
 
     /// memory.use_hierarchy is deprecated and fixed at 1 from ~5.11.
@@ -192,8 +208,19 @@ struct State {
     cgroup_mode: CgroupMode,
     /// Dying memcgs pinned by kmem (slab) charges: drop_caches never frees them.
     dying_kmem: u64,
-    /// Dying memcgs pinned by reclaimable charges: freed by drop_caches (page cache).
+    /// Dying memcgs pinned by reclaimable charges: freed by drop_caches (page cache). From 4.8
+    /// they hold no id (released at offline, 73f576c04b94); on 3.10 page cache is reparented
+    /// at rmdir, so there are none.
     dying_cache: u64,
+    /// Swap areas. Profiles >= 4.8 start with one; each area holds the dying memcgs whose
+    /// swapped-out pages it keeps (swap entries hold a reference on the memcg id).
+    #[serde(default)]
+    swaps: Vec<SwapState>,
+    /// /proc/meminfo's MemTotal and MemAvailable, in KiB.
+    #[serde(default = "default_mem_total")]
+    mem_total_kib: u64,
+    #[serde(default = "default_mem_available")]
+    mem_available_kib: u64,
     next_pid: u32,
     #[serde(default)]
     faults: Vec<Fault>,
@@ -203,6 +230,28 @@ struct State {
     /// One-shot rules: the pid exits when someone moves it (the move fails ESRCH).
     #[serde(default)]
     exit_on_move: Vec<u32>,
+}
+
+/// One swap area of the node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SwapState {
+    path: String,
+    size_kib: u64,
+    /// Swap in use by live workloads (what swapoff reads back besides the dying memcgs' pages).
+    used_kib: u64,
+    priority: i32,
+    active: bool,
+    /// Dying memcgs kept (with their ids, >= 4.8) by swapped-out pages on this area: one page
+    /// each.
+    dying: u64,
+}
+
+fn default_mem_total() -> u64 {
+    8 * 1024 * 1024
+}
+
+fn default_mem_available() -> u64 {
+    6 * 1024 * 1024
 }
 
 /// One live cgroup in the index.
@@ -679,6 +728,22 @@ impl EmulatedFs {
             cgroup_mode: CgroupMode::V1,
             dying_kmem: 0,
             dying_cache: 0,
+            // The cloud images the lab boots swap to a partition; 3.10 nodes are modelled
+            // without swap (kubelet refuses to run with swap on by default).
+            swaps: if profile.is_3_10() {
+                Vec::new()
+            } else {
+                vec![SwapState {
+                    path: "/dev/vdb".into(),
+                    size_kib: 2 * 1024 * 1024,
+                    used_kib: 64 * 1024,
+                    priority: -2,
+                    active: true,
+                    dying: 0,
+                }]
+            },
+            mem_total_kib: default_mem_total(),
+            mem_available_kib: default_mem_available(),
             next_pid: FIRST_PID,
             faults: Vec::new(),
             fork_on_move: Vec::new(),
@@ -691,7 +756,9 @@ impl EmulatedFs {
         let json = serde_json::to_vec_pretty(&state).expect("state serializes");
         let sp = base.join(STATE_FILE);
         std::fs::write(&sp, &json).map_err(|e| Error::io("write", &sp, e))?;
-        EmulatedFs::open(base)
+        let fs = EmulatedFs::open(base)?;
+        fs.flush_swaps(&fs.lock())?;
+        Ok(fs)
     }
 
     /// Open the node at `base` with the hierarchy mount (base/memory) as root.
@@ -999,8 +1066,78 @@ impl EmulatedFs {
         proc_cgroups_content(
             self.profile.is_3_10(),
             inner.nodes.len() as u64,
-            inner.state.dying_kmem + inner.state.dying_cache,
+            Self::dying_all(inner),
         )
+    }
+
+    /// Every dying memcg, whatever pins it (what /proc/cgroups counts from 3.16).
+    fn dying_all(inner: &Inner) -> u64 {
+        inner.state.dying_kmem + inner.state.dying_cache + Self::dying_swap(inner)
+    }
+
+    fn dying_swap(inner: &Inner) -> u64 {
+        inner.state.swaps.iter().map(|a| a.dying).sum()
+    }
+
+    /// Memcg ids taken: the live memcgs and the dying ones that keep theirs (all of them on
+    /// 3.10; from 4.8 only those referenced by swap entries).
+    fn ids_in_use(&self, inner: &Inner) -> u64 {
+        let dying = if self.profile.ids_released_at_offline() {
+            Self::dying_swap(inner)
+        } else {
+            inner.state.dying_kmem + inner.state.dying_cache
+        };
+        inner.nodes.len() as u64 + dying
+    }
+
+    fn swaps_string(inner: &Inner) -> String {
+        let mut s = String::from("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
+        for a in inner.state.swaps.iter().filter(|a| a.active) {
+            // one 4 KiB page per dying memcg it keeps
+            let used = a.used_kib + a.dying * 4;
+            s.push_str(&format!(
+                "{:<40}partition\t{}\t\t{}\t\t{}\n",
+                a.path.replace(' ', "\\040"),
+                a.size_kib,
+                used,
+                a.priority
+            ));
+        }
+        s
+    }
+
+    fn meminfo_string(inner: &Inner) -> String {
+        let swap_total: u64 = inner
+            .state
+            .swaps
+            .iter()
+            .filter(|a| a.active)
+            .map(|a| a.size_kib)
+            .sum();
+        let swap_used: u64 = inner
+            .state
+            .swaps
+            .iter()
+            .filter(|a| a.active)
+            .map(|a| a.used_kib + a.dying * 4)
+            .sum();
+        let st = &inner.state;
+        format!(
+            "MemTotal:       {:>8} kB\nMemFree:        {:>8} kB\nMemAvailable:   {:>8} kB\n\
+             SwapTotal:      {:>8} kB\nSwapFree:       {:>8} kB\n",
+            st.mem_total_kib,
+            st.mem_available_kib / 2,
+            st.mem_available_kib,
+            swap_total,
+            swap_total.saturating_sub(swap_used)
+        )
+    }
+
+    /// Rewrite proc/swaps and proc/meminfo from the state (for anyone who looks at the files).
+    fn flush_swaps(&self, inner: &Inner) -> Result<()> {
+        let dir = self.base.join(PROC_DIR);
+        write_file(&dir.join("swaps"), &Self::swaps_string(inner))?;
+        write_file(&dir.join("meminfo"), &Self::meminfo_string(inner))
     }
 
     fn read_cg_file(&self, inner: &mut Inner, full: &str, file: &str) -> Result<String> {
@@ -1226,39 +1363,72 @@ impl EmulatedFs {
         self.rel_to_root(&t.cg)
     }
 
-    /// Add `n` dying memcgs holding ids: kmem-pinned on 3.10 (only slab pins there), pinned
-    /// by reclaimable page cache on the others. ENOSPC if the ids would run out.
+    /// Add `n` dying memcgs that hold their ids, the way each kernel leaks them: on 3.10
+    /// pinned by kmem (slab) charges, which only a migration stops; from 4.8 pinned by
+    /// swapped-out pages on the first active swap area (the only references that keep an id
+    /// then; the lab's leak). ENOSPC if the ids would run out.
     pub fn add_dying(&self, n: u64) -> Result<()> {
         let mut inner = self.lock();
-        let used = inner.nodes.len() as u64 + inner.state.dying_kmem + inner.state.dying_cache;
-        if used + n > MEM_CGROUP_ID_MAX {
+        if self.ids_in_use(&inner) + n > self.profile.id_limit() {
             return Err(sys(FsOp::Mkdir, &self.mount, Errno::ENOSPC));
         }
-        if self.profile.is_3_10() {
-            inner.state.dying_kmem += n;
+        if self.profile.ids_released_at_offline() {
+            let Some(area) = inner.state.swaps.iter_mut().find(|a| a.active) else {
+                return Err(Error::Usage(format!(
+                    "{}: no active swap area, so no dying memcg can keep its id on {}",
+                    self.base.display(),
+                    self.profile
+                )));
+            };
+            area.dying += n;
+            self.flush_swaps(&inner)?;
         } else {
-            inner.state.dying_cache += n;
+            inner.state.dying_kmem += n;
         }
         self.persist(&mut inner)?;
         self.flush_proc_cgroups(&mut inner)
     }
 
-    /// Dying memcgs (deleted, still holding an id).
+    /// Add `n` dying memcgs pinned by page cache only (>= 4.8: they hold no id; drop_caches
+    /// frees them). 3.10 has none: rmdir reparents page cache there.
+    pub fn add_dying_cache(&self, n: u64) -> Result<()> {
+        if !self.profile.ids_released_at_offline() {
+            return Err(Error::Usage(
+                "3.10 reparents page cache at rmdir: no memcg stays dying because of it".into(),
+            ));
+        }
+        let mut inner = self.lock();
+        inner.state.dying_cache += n;
+        self.persist(&mut inner)?;
+        self.flush_proc_cgroups(&mut inner)
+    }
+
+    /// Dying memcgs, whatever pins them (/proc/cgroups counts them all from 3.16).
     pub fn dying(&self) -> u64 {
-        let inner = self.lock();
-        inner.state.dying_kmem + inner.state.dying_cache
+        Self::dying_all(&self.lock())
     }
 
-    /// Dying memcgs split: (pinned by kmem, pinned by reclaimable cache).
-    pub fn dying_split(&self) -> (u64, u64) {
+    /// Dying memcgs split: (pinned by kmem, by reclaimable page cache, by swapped-out pages).
+    pub fn dying_split(&self) -> (u64, u64, u64) {
         let inner = self.lock();
-        (inner.state.dying_kmem, inner.state.dying_cache)
+        (
+            inner.state.dying_kmem,
+            inner.state.dying_cache,
+            Self::dying_swap(&inner),
+        )
     }
 
-    /// Memcg ids in use: live (root included) plus dying.
+    /// Memcg ids in use: the live memcgs (root included) and the dying ones keeping an id.
     pub fn ids_used(&self) -> u64 {
-        let inner = self.lock();
-        inner.nodes.len() as u64 + inner.state.dying_kmem + inner.state.dying_cache
+        self.ids_in_use(&self.lock())
+    }
+
+    /// Set /proc/meminfo's MemAvailable (KiB), e.g. to make a swapoff not fit.
+    pub fn set_mem_available(&self, kib: u64) -> Result<()> {
+        let mut inner = self.lock();
+        inner.state.mem_available_kib = kib;
+        self.persist(&mut inner)?;
+        self.flush_swaps(&inner)
     }
 
     /// Charge `bytes` of page cache to `cg` (raises its memory.usage_in_bytes).
@@ -1694,10 +1864,9 @@ impl EmulatedFs {
         if !inner.nodes.contains_key(&par) {
             return Err(Errno::ENOENT.into());
         }
-        // Every live and dying memcg holds one of MEM_CGROUP_ID_MAX ids (mem_cgroup_alloc:
-        // idr_alloc fails, mkdir returns ENOSPC).
-        let used = inner.nodes.len() as u64 + inner.state.dying_kmem + inner.state.dying_cache;
-        if used >= MEM_CGROUP_ID_MAX {
+        // mem_cgroup_alloc: idr_alloc fails when every id is taken (by live memcgs and the
+        // dying ones that keep theirs), and mkdir returns ENOSPC.
+        if self.ids_in_use(inner) >= self.profile.id_limit() {
             return Err(Errno::ENOSPC.into());
         }
         // mem_cgroup_css_alloc: swappiness, oom_kill_disable and use_hierarchy inherited.
@@ -2305,6 +2474,69 @@ impl Cgroupfs for EmulatedFs {
 
     fn may_write(&self) -> bool {
         true
+    }
+
+    fn proc_swaps(&self) -> Result<String> {
+        let mut inner = self.lock();
+        let path = self.base.join(PROC_DIR).join("swaps");
+        self.match_fault(&mut inner, FsOp::Read, &path)
+            .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
+        Ok(Self::swaps_string(&inner))
+    }
+
+    fn meminfo(&self) -> Result<String> {
+        Ok(Self::meminfo_string(&self.lock()))
+    }
+
+    fn swapoff(&self, area: &Path) -> Result<()> {
+        let mut inner = self.lock();
+        self.match_fault(&mut inner, FsOp::Swapoff, area)
+            .map_err(|f| fail_to_error(f, FsOp::Swapoff, area, None))?;
+        let name = area.to_string_lossy();
+        let Some(i) = inner
+            .state
+            .swaps
+            .iter()
+            .position(|a| a.active && a.path == name)
+        else {
+            return Err(sys(FsOp::Swapoff, area, Errno::EINVAL));
+        };
+        let a = &inner.state.swaps[i];
+        let used = a.used_kib + a.dying * 4;
+        // try_to_unuse reads every page back; without room (security_vm_enough_memory_mm)
+        // swapoff fails with ENOMEM and the area stays in use.
+        if used > inner.state.mem_available_kib {
+            return Err(sys(FsOp::Swapoff, area, Errno::ENOMEM));
+        }
+        let a = &mut inner.state.swaps[i];
+        a.active = false;
+        // The pages of dying memcgs come back and are freed with the memcgs (their last
+        // references): the ids are released. Live workloads' pages come back into memory.
+        a.dying = 0;
+        let used_live = std::mem::take(&mut a.used_kib);
+        inner.state.mem_available_kib = inner.state.mem_available_kib.saturating_sub(used_live);
+        self.persist(&mut inner)?;
+        self.flush_swaps(&inner)?;
+        self.flush_proc_cgroups(&mut inner)
+    }
+
+    fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
+        let mut inner = self.lock();
+        self.match_fault(&mut inner, FsOp::Swapon, area)
+            .map_err(|f| fail_to_error(f, FsOp::Swapon, area, None))?;
+        let name = area.to_string_lossy();
+        let Some(a) = inner.state.swaps.iter_mut().find(|a| a.path == name) else {
+            // not a swap area of this node (no swap signature)
+            return Err(sys(FsOp::Swapon, area, Errno::EINVAL));
+        };
+        if a.active {
+            return Err(sys(FsOp::Swapon, area, Errno::EBUSY));
+        }
+        a.active = true;
+        // Without SWAP_FLAG_PREFER the kernel assigns the next negative priority.
+        a.priority = priority.unwrap_or(-2);
+        self.persist(&mut inner)?;
+        self.flush_swaps(&inner)
     }
 }
 

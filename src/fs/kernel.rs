@@ -38,6 +38,11 @@ const PROC_CMDLINE: &str = "/proc/cmdline";
 const PROC_OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 const PROC_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 const PROC_DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
+const PROC_SWAPS: &str = "/proc/swaps";
+const PROC_MEMINFO: &str = "/proc/meminfo";
+/// swapon(2) flags (linux/swap.h): use the priority in the low 15 bits.
+const SWAP_FLAG_PREFER: nix::libc::c_int = 0x8000;
+const SWAP_FLAG_PRIO_MASK: nix::libc::c_int = 0x7fff;
 /// The usual place of the unified hierarchy; cgroup2 mounted here means a pure v2 host.
 const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
 /// /proc/PID/comm holds at most TASK_COMM_LEN - 1 = 15 bytes of the command name.
@@ -621,6 +626,51 @@ impl Cgroupfs for KernelFs {
     fn may_write(&self) -> bool {
         nix::unistd::geteuid().is_root()
     }
+
+    fn proc_swaps(&self) -> Result<String> {
+        read_text(Path::new(PROC_SWAPS))
+    }
+
+    fn meminfo(&self) -> Result<String> {
+        read_text(Path::new(PROC_MEMINFO))
+    }
+
+    fn swapoff(&self, area: &Path) -> Result<()> {
+        let c = c_path(area, FsOp::Swapoff)?;
+        // SAFETY: a valid NUL-terminated path; swapoff(2) only reads it.
+        let rc = unsafe { nix::libc::swapoff(c.as_ptr()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Error::Sys(SysError::new(
+                FsOp::Swapoff,
+                area,
+                Errno::last(),
+            )))
+        }
+    }
+
+    fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
+        let c = c_path(area, FsOp::Swapon)?;
+        let flags = match priority {
+            Some(p) => SWAP_FLAG_PREFER | (p & SWAP_FLAG_PRIO_MASK),
+            None => 0,
+        };
+        // SAFETY: a valid NUL-terminated path; swapon(2) only reads it.
+        let rc = unsafe { nix::libc::swapon(c.as_ptr(), flags) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Error::Sys(SysError::new(FsOp::Swapon, area, Errno::last())))
+        }
+    }
+}
+
+/// A path as a C string for a system call (a NUL byte inside is EINVAL, as the kernel would say).
+fn c_path(path: &Path, op: FsOp) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::Sys(SysError::new(op, path, Errno::EINVAL)))
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod knob {
     pub const KMEM_LIMIT: &str = "memory.kmem.limit_in_bytes";
     pub const KMEM_SLABINFO: &str = "memory.kmem.slabinfo";
     pub const USAGE: &str = "memory.usage_in_bytes";
+    pub const STAT: &str = "memory.stat";
 }
 
 /// How the machine mounts cgroups.
@@ -125,6 +126,19 @@ pub trait Cgroupfs: Send + Sync {
 
     /// Whether this process may change the hierarchy (root, or the emulation).
     fn may_write(&self) -> bool;
+
+    /// Contents of /proc/swaps (the active swap areas).
+    fn proc_swaps(&self) -> Result<String>;
+
+    /// Contents of /proc/meminfo.
+    fn meminfo(&self) -> Result<String>;
+
+    /// swapoff(2): read every page of the area back into memory and stop using it. On failure
+    /// (ENOMEM, EINTR) the kernel puts the area back in use (try_to_unuse failed).
+    fn swapoff(&self, area: &Path) -> Result<()>;
+
+    /// swapon(2) with a priority set by hand, or None for the kernel's own choice.
+    fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()>;
 }
 
 /// Join a cgroup path relative to the root with a child name.
