@@ -187,6 +187,13 @@ pub fn render_outcome(o: &Outcome) -> String {
                 o.stats.force_empty_skipped
             ));
         }
+        if o.stats.force_empty_cut > 0 {
+            s.push_str(&format!(
+                "  force_empty cut short after {} ms on {} cgroups (the kernel was retrying on memory it cannot reclaim; rmdir does not need it)\n",
+                crate::execute::FORCE_EMPTY_BUDGET.as_millis(),
+                o.stats.force_empty_cut
+            ));
+        }
         if o.stats.move_charge_unsupported {
             s.push_str("  note: this kernel cannot move charges; memory charged before the move stays with the old cgroups until freed, so usage of the new cgroups starts low\n");
         }

@@ -265,6 +265,49 @@ fn rmdir_is_ebusy_with_a_task_or_a_child() {
     assert!(eventually(|| fs.rmdir("busy").is_ok()));
 }
 
+/// force_empty reclaims the page cache charged to a cgroup; the executor skips it where
+/// memory.stat shows none; the budget's timer signal (SIGALRM at this thread) cuts the write
+/// short at worst and never kills the process.
+#[test]
+fn force_empty_reclaims_page_cache_within_its_budget() {
+    let sb = sandbox!("force_empty_reclaims_page_cache_within_its_budget");
+    let fs = open(&sb);
+    fs.mkdir("cache-writer").unwrap();
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let pid = sb.spawn_page_cache_writer("cache-writer", &dir.path().join("data"), 8);
+    let cache = |fs: &KernelFs| -> u64 {
+        let stat = fs.read("cache-writer", knob::STAT).unwrap();
+        stat.lines()
+            .find_map(|l| l.strip_prefix("total_cache "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(cache(&fs) >= 4 << 20, "{}", cache(&fs));
+    assert!(cgleak::execute::has_page_cache(&fs, "cache-writer"));
+    // move the writer out, so only its page cache is left in the cgroup
+    fs.write("", knob::PROCS, &pid.to_string()).unwrap();
+    let done = fs
+        .force_empty("cache-writer", Duration::from_secs(5))
+        .unwrap();
+    assert!(done, "6.x finishes at once");
+    // what stays is the mapped text of the shell and sleep binaries (in use, not reclaimable)
+    assert!(cache(&fs) < 1 << 20, "{}", cache(&fs));
+    // a budget that expires at once: cut or finished, never an error or a dead process
+    for _ in 0..20 {
+        fs.force_empty("cache-writer", Duration::from_nanos(1))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    fs.rmdir("cache-writer").unwrap();
+    // not on the root
+    assert_eq!(
+        sys_err(fs.force_empty("missing", Duration::from_secs(1))).errno,
+        Errno::ENOENT
+    );
+}
+
 #[test]
 fn cgroup_procs_moves_a_process_and_dead_pids_are_esrch() {
     let sb = sandbox!("cgroup_procs_moves_a_process_and_dead_pids_are_esrch");

@@ -94,6 +94,60 @@ fn write_once(path: &Path, value: &str) -> Result<()> {
     }
 }
 
+extern "C" fn on_alarm(_: nix::libc::c_int) {
+    // Nothing to do: the signal exists to make the kernel's force_empty loop return EINTR.
+}
+
+/// Write "0" to a memory.force_empty file with one write(2), interrupted after `budget` by a
+/// SIGALRM aimed at this thread (a POSIX timer with SIGEV_THREAD_ID, so no other thread and
+/// no other write is touched). The handler is installed without SA_RESTART: the write returns
+/// EINTR instead of starting over. Ok(true): the kernel finished; Ok(false): cut short.
+fn force_empty_within(path: &Path, budget: std::time::Duration) -> Result<bool> {
+    use nix::sys::signal::{
+        sigaction, SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, Signal,
+    };
+    use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
+    use nix::time::ClockId;
+    let value = "0";
+    let err = |op, e: Errno| Error::Sys(SysError::new(op, path, e).with_value(value));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| err(FsOp::Open, errno_of(&e)))?;
+    let act = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing (async-signal-safe).
+    unsafe { sigaction(Signal::SIGALRM, &act) }.map_err(|e| err(FsOp::Write, e))?;
+    let mut timer = Timer::new(
+        ClockId::CLOCK_MONOTONIC,
+        SigEvent::new(SigevNotify::SigevThreadId {
+            signal: Signal::SIGALRM,
+            thread_id: nix::unistd::gettid().as_raw(),
+            si_value: 0,
+        }),
+    )
+    .map_err(|e| err(FsOp::Write, e))?;
+    timer
+        .set(
+            Expiration::OneShot(budget.into()),
+            TimerSetTimeFlags::empty(),
+        )
+        .map_err(|e| err(FsOp::Write, e))?;
+    let r = f.write(value.as_bytes());
+    // Dropping the timer deletes it (timer_delete): a late expiry only runs the empty handler.
+    drop(timer);
+    match r {
+        Ok(1) => Ok(true),
+        Ok(_) => Err(err(FsOp::Write, Errno::EIO)),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(err(FsOp::Write, errno_of(&e))),
+    }
+}
+
 /// One line of /proc/self/mountinfo (proc(5)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
@@ -537,6 +591,11 @@ impl Cgroupfs for KernelFs {
             e => e,
         })?;
         write_once(&path, value)
+    }
+
+    fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
+        let path = self.file(cg, crate::fs::knob::FORCE_EMPTY, FsOp::Write)?;
+        force_empty_within(&path, budget)
     }
 
     fn mkdir(&self, cg: &str) -> Result<()> {

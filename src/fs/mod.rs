@@ -127,6 +127,19 @@ pub trait Cgroupfs: Send + Sync {
     /// Whether this process may change the hierarchy (root, or the emulation).
     fn may_write(&self) -> bool;
 
+    /// Write 0 to memory.force_empty, giving the kernel at most `budget`: Ok(true) when it
+    /// finished, Ok(false) when it was cut short (what it reclaimed so far stays reclaimed).
+    ///
+    /// Why a budget: the kernel loops while the cgroup's usage is above 0, and kernel memory
+    /// charged there cannot be reclaimed, so it ends only after its retries, each followed by a
+    /// 100 ms sleep (5 on 3.10, 16 on 4.x-5.x); its loop checks signal_pending() and returns
+    /// EINTR, which is how the kernel implementation cuts it. Nothing depends on it finishing:
+    /// rmdir works with charges left (KERNEL-FACTS: force_empty succeeds with kmem left).
+    fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
+        let _ = budget;
+        self.write(cg, knob::FORCE_EMPTY, "0").map(|()| true)
+    }
+
     /// Contents of /proc/swaps (the active swap areas).
     fn proc_swaps(&self) -> Result<String>;
 

@@ -294,6 +294,32 @@ impl Sandbox {
         self.spawn_into(rel_cg, Command::new("sh").arg("-c").arg(script))
     }
 
+    /// Start a shell that, once moved into `rel_cg`, writes `mib` MiB of zeros to `file`
+    /// (page cache charged to that cgroup) and then sleeps; returns its pid once the file is
+    /// complete.
+    pub fn spawn_page_cache_writer(&self, rel_cg: &str, file: &Path, mib: u32) -> u32 {
+        let done = file.with_extension("done");
+        let script = format!(
+            "while ! grep -q '{}' /proc/$$/cgroup; do sleep 0.01; done; \
+             head -c {}M /dev/zero > '{}' && touch '{}'; exec sleep 3600",
+            self.cg(rel_cg).file_name().unwrap().to_string_lossy(),
+            mib,
+            file.display(),
+            done.display()
+        );
+        let pid = self.spawn_into(rel_cg, Command::new("sh").arg("-c").arg(script));
+        let start = std::time::Instant::now();
+        while !done.exists() {
+            assert!(
+                start.elapsed().as_secs() < 30,
+                "{} never written",
+                file.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        pid
+    }
+
     fn spawn_into(&self, rel_cg: &str, cmd: &mut Command) -> u32 {
         let procs = self.cg(rel_cg).join("cgroup.procs");
         let child = cmd
