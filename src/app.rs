@@ -1,7 +1,7 @@
 //! Running the parsed command line: each command calls the library and returns its exit code.
 //! Errors go back to main, which prints them and maps them to exit codes.
 
-use crate::cli::{Cli, Command, Format};
+use crate::cli::{Cli, Command, DiagnoseArgs, DiagnoseFormat, Format, Global};
 use crate::error::{Error, Result};
 use crate::execute::{self, Confirm};
 use crate::fs::{self, Cgroupfs};
@@ -60,31 +60,7 @@ fn open_fs(root: &Path) -> Result<Box<dyn Cgroupfs>> {
 pub fn run(cli: Cli) -> Result<u8> {
     let g = &cli.global;
     match cli.command {
-        Command::Diagnose(a) => {
-            let fs = match open_fs(&g.root) {
-                Ok(fs) => fs,
-                Err(Error::BadRoot {
-                    reason: crate::error::BadRoot::CgroupV2,
-                    ..
-                }) => {
-                    return diagnose_v2(&g.root, a.format);
-                }
-                Err(e) => return Err(e),
-            };
-            let facts = crate::diagnose::gather(
-                fs.as_ref(),
-                &crate::diagnose::DiagnoseOptions {
-                    kubepods: g.kubepods.clone(),
-                    ids_used: a.ids_used,
-                    check_kubelet: true,
-                },
-            )?;
-            match a.format {
-                Format::Text => out(&crate::diagnose::render_text(&facts)),
-                Format::Json => out(&crate::diagnose::render_json(&facts)),
-            }
-            Ok(facts.verdict.exit_code())
-        }
+        Command::Diagnose(a) => diagnose(g, &a),
         Command::Plan(a) => {
             let fs = open_fs(&g.root)?;
             let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
@@ -264,9 +240,77 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// `cgleak diagnose` in every format. The machine formats (npd, prometheus) turn any error into
+/// exit 2 ("could not tell"): their readers take exit 1 for "problem found", which some errors
+/// (a failed system call) would otherwise give.
+fn diagnose(g: &Global, a: &DiagnoseArgs) -> Result<u8> {
+    if a.textfile.is_some() && a.format != DiagnoseFormat::Prometheus {
+        return Err(Error::Usage(
+            "--textfile goes with --format prometheus".to_string(),
+        ));
+    }
+    if let Some(p) = &a.textfile {
+        // Refuse before diagnosing: nothing would ever read the result.
+        crate::export::check_textfile(p)?;
+    }
+    let machine = matches!(a.format, DiagnoseFormat::Npd | DiagnoseFormat::Prometheus);
+    let facts = match diagnose_facts(g, a) {
+        Ok(f) => f,
+        Err(e) if machine => {
+            eprintln!("cgleak: {e}");
+            if a.format == DiagnoseFormat::Npd {
+                out(&crate::export::render_npd_error(&e));
+            }
+            return Ok(2);
+        }
+        Err(e) => return Err(e),
+    };
+    match a.format {
+        DiagnoseFormat::Text => out(&crate::diagnose::render_text(&facts)),
+        DiagnoseFormat::Json => out(&crate::diagnose::render_json(&facts)),
+        DiagnoseFormat::Npd => out(&crate::export::render_npd(&facts)),
+        DiagnoseFormat::Prometheus => {
+            let text = crate::export::render_prometheus(&facts, std::time::SystemTime::now());
+            match &a.textfile {
+                // node_exporter reads only the file: stdout stays empty, -v logs the write.
+                Some(p) => {
+                    if let Err(e) = crate::export::write_textfile(p, text.as_bytes()) {
+                        eprintln!("cgleak: {e}");
+                        return Ok(2);
+                    }
+                    log::info!("wrote {} ({})", p.display(), facts.verdict.status);
+                }
+                None => out(&text),
+            }
+        }
+    }
+    Ok(facts.verdict.exit_code())
+}
+
+/// Everything diagnose found: from the v1 memory hierarchy at --root, or, when --root is on the
+/// unified hierarchy, the cgroup v2 report.
+fn diagnose_facts(g: &Global, a: &DiagnoseArgs) -> Result<crate::diagnose::Facts> {
+    let fs = match open_fs(&g.root) {
+        Ok(fs) => fs,
+        Err(Error::BadRoot {
+            reason: crate::error::BadRoot::CgroupV2,
+            ..
+        }) => return Ok(diagnose_v2(&g.root)),
+        Err(e) => return Err(e),
+    };
+    crate::diagnose::gather(
+        fs.as_ref(),
+        &crate::diagnose::DiagnoseOptions {
+            kubepods: g.kubepods.clone(),
+            ids_used: a.ids_used,
+            check_kubelet: true,
+        },
+    )
+}
+
 /// diagnose on a cgroup v2 host: there is no v1 memory hierarchy; report the unified
 /// hierarchy's dying descendants (cgroup.stat nr_dying_descendants).
-fn diagnose_v2(root: &Path, format: Format) -> Result<u8> {
+fn diagnose_v2(root: &Path) -> crate::diagnose::Facts {
     use crate::fs::kernel;
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let kubelets = kernel::find_processes_in_proc("kubelet");
@@ -280,12 +324,7 @@ fn diagnose_v2(root: &Path, format: Format) -> Result<u8> {
         nr_dying_descendants: kernel::v2_dying_descendants(root).ok().flatten(),
         kubelet_pids: kubelets.ok(),
     };
-    let facts = crate::diagnose::gather_v2(&inputs);
-    match format {
-        Format::Text => out(&crate::diagnose::render_text(&facts)),
-        Format::Json => out(&crate::diagnose::render_json(&facts)),
-    }
-    Ok(facts.verdict.exit_code())
+    crate::diagnose::gather_v2(&inputs)
 }
 
 fn phase_asker() -> impl FnMut(usize, &Phase, usize) -> bool {

@@ -51,6 +51,18 @@ pub enum Format {
     Json,
 }
 
+/// Output formats of `diagnose`: the two of every command plus the two a fleet's monitoring reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiagnoseFormat {
+    Text,
+    Json,
+    /// node-problem-detector custom plugin: one line of at most 80 bytes; exit 0 healthy,
+    /// 1 at-risk or leaking, 2 unknown.
+    Npd,
+    /// Prometheus text format (node_exporter textfile collector); see --textfile.
+    Prometheus,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read-only health check: kernel, memcg ids, dying memcgs, kmem accounting, verdict and advice.
@@ -78,10 +90,14 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: DiagnoseFormat,
     /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
     #[arg(long, value_name = "N")]
     pub ids_used: Option<u64>,
+    /// With --format prometheus: replace PATH (a *.prom file in node_exporter's textfile
+    /// directory) atomically instead of writing to standard output.
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

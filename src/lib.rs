@@ -6,7 +6,8 @@
 //! builds kubelet-shaped trees on them for tests and the demo), [`scan`]
 //! (the pods tree as a snapshot), [`tree`] (its left-child-right-sibling form), [`kernel`]
 //! (what this kernel can do), [`diagnose`], [`plan`] (pure: snapshot in, operations out),
-//! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON).
+//! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON),
+//! [`export`] (diagnose for node-problem-detector and Prometheus).
 
 pub mod app;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod error;
 pub mod execute;
+pub mod export;
 pub mod fixture;
 pub mod fs;
 pub mod ids;
