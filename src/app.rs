@@ -1,7 +1,7 @@
 //! Running the parsed command line: each command calls the library and returns its exit code.
 //! Errors go back to main, which prints them and maps them to exit codes.
 
-use crate::cli::{Cli, Command, Format};
+use crate::cli::{Cli, Command, Format, IdsUsed};
 use crate::error::{Error, Result};
 use crate::execute::{self, Confirm};
 use crate::fs::{self, Cgroupfs};
@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 fs.as_ref(),
                 &crate::diagnose::DiagnoseOptions {
                     kubepods: g.kubepods.clone(),
-                    ids_used: a.ids_used,
+                    ids_used: resolve_ids_used(a.ids_used, "diagnose")?,
                     check_kubelet: true,
                 },
             )?;
@@ -89,7 +89,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let fs = open_fs(&g.root)?;
             let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
             let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-            let idc = ids::count(fs.as_ref(), &kernel, a.ids_used)?;
+            let idc = ids::count(fs.as_ref(), &kernel, resolve_ids_used(a.ids_used, "plan")?)?;
             let p = plan::plan(
                 &snap,
                 &PlanInput {
@@ -130,7 +130,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let fs = open_fs(&g.root)?;
             let guided = require_consent(a.yes, "repair")?;
             let mut opts = RepairOptions::new(&g.kubepods, &g.staging, a.strategy, &a.state_dir);
-            opts.ids_used = a.ids_used;
+            opts.ids_used = resolve_ids_used(a.ids_used, "repair")?;
             opts.allow_kubelet_running = a.allow_kubelet_running;
             opts.crash_after = a.crash_after;
             opts.progress = a.format == Format::Text && std::io::stderr().is_terminal();
@@ -235,6 +235,20 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo(a) => crate::demo::run(&a),
         Command::Emulate(a) => crate::demo::emulate(&a),
+    }
+}
+
+/// `--ids-used N|-`: the count, read from standard input for `-` (scripts/memcg-ids.stp piped
+/// in). A terminal on stdin means nothing was piped: refuse rather than wait for typing.
+fn resolve_ids_used(arg: Option<IdsUsed>, command: &str) -> Result<Option<u64>> {
+    match arg {
+        None => Ok(None),
+        Some(IdsUsed::Count(n)) => Ok(Some(n)),
+        Some(IdsUsed::Stdin) if std::io::stdin().is_terminal() => Err(Error::Usage(format!(
+            "--ids-used -: standard input is a terminal, not the output of scripts/memcg-ids.stp; {}",
+            ids::stap_howto(command)
+        ))),
+        Some(IdsUsed::Stdin) => ids::read_ids_used(std::io::stdin().lock(), command).map(Some),
     }
 }
 

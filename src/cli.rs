@@ -75,13 +75,33 @@ pub enum Command {
     Emulate(EmulateArgs),
 }
 
+/// `--ids-used N|-`: a count, or `-` for the count on standard input (the output of
+/// scripts/memcg-ids.stp). [`crate::app`] reads standard input; parsing stays here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdsUsed {
+    Count(u64),
+    Stdin,
+}
+
+impl std::str::FromStr for IdsUsed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IdsUsed, String> {
+        if s == "-" {
+            return Ok(IdsUsed::Stdin);
+        }
+        crate::ids::parse_ids_used(s).map(IdsUsed::Count)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
-    #[arg(long, value_name = "N")]
-    pub ids_used: Option<u64>,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
+    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    #[arg(long, value_name = "N|-")]
+    pub ids_used: Option<IdsUsed>,
 }
 
 #[derive(Debug, Args)]
@@ -90,9 +110,10 @@ pub struct PlanArgs {
     pub format: Format,
     #[arg(long, value_enum, default_value = "migrate-back")]
     pub strategy: Strategy,
-    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
-    #[arg(long, value_name = "N")]
-    pub ids_used: Option<u64>,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
+    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    #[arg(long, value_name = "N|-")]
+    pub ids_used: Option<IdsUsed>,
     /// Only the summary per phase, not every operation.
     #[arg(long)]
     pub summary: bool,
@@ -117,9 +138,10 @@ pub struct RepairArgs {
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
-    #[arg(long, value_name = "N")]
-    pub ids_used: Option<u64>,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
+    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    #[arg(long, value_name = "N|-")]
+    pub ids_used: Option<IdsUsed>,
     /// For tests only: go on although a kubelet process runs.
     #[arg(long, hide = true)]
     pub allow_kubelet_running: bool,
