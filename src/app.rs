@@ -235,6 +235,15 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo(a) => crate::demo::run(&a),
         Command::Emulate(a) => crate::demo::emulate(&a),
+        Command::ProbeHeadroom(a) => {
+            let fs = open_fs(&g.root)?;
+            // Ctrl-C stops the probe between two mkdirs; the probe cgroups are removed either way.
+            execute::install_interrupt_handler();
+            let interrupted = || execute::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+            let r = crate::probe::probe(fs.as_ref(), a.count, &g.kubepods, &interrupted)?;
+            out(&r.render_text());
+            Ok(r.exit_code())
+        }
     }
 }
 

@@ -73,6 +73,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Make an emulated node in a directory, to rehearse a repair (optionally from a snapshot).
     Emulate(EmulateArgs),
+    /// Prove N memcg ids are free: make N empty memcgs below --root and remove them at once.
+    ProbeHeadroom(ProbeArgs),
 }
 
 /// `--ids-used N|-`: a count, or `-` for the count on standard input (the output of
@@ -92,6 +94,13 @@ impl std::str::FromStr for IdsUsed {
         }
         crate::ids::parse_ids_used(s).map(IdsUsed::Count)
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Memcg ids to prove free; at most what a repair of the pods tree needs plus its margin.
+    #[arg(long, value_name = "N")]
+    pub count: u64,
 }
 
 #[derive(Debug, Args)]
