@@ -1,7 +1,7 @@
 //! Running the parsed command line: each command calls the library and returns its exit code.
 //! Errors go back to main, which prints them and maps them to exit codes.
 
-use crate::cli::{Cli, Command, Format, IdsUsed};
+use crate::cli::{Cli, Command, Format, Generate, IdsUsed};
 use crate::error::{Error, Result};
 use crate::execute::{self, Confirm};
 use crate::fs::{self, Cgroupfs};
@@ -244,6 +244,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             out(&r.render_text());
             Ok(r.exit_code())
         }
+        Command::Generate(a) => generate(a.what),
     }
 }
 
@@ -259,6 +260,31 @@ fn resolve_ids_used(arg: Option<IdsUsed>, command: &str) -> Result<Option<u64>> 
         ))),
         Some(IdsUsed::Stdin) => ids::read_ids_used(std::io::stdin().lock(), command).map(Some),
     }
+}
+
+/// The hidden `generate` command: completions and man pages from the clap definition, so
+/// packaged files always match the binary that made them (scripts/release.sh).
+fn generate(what: Generate) -> Result<u8> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut buf = Vec::new();
+    match what {
+        Generate::Completions { shell } => {
+            // clap_complete offers hidden commands too: complete a copy without them.
+            let mut visible = clap::Command::new("cgleak")
+                .version(crate::VERSION)
+                .args(cmd.get_arguments().cloned())
+                .subcommands(cmd.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+            clap_complete::generate(shell, &mut visible, "cgleak", &mut buf)
+        }
+        Generate::Man { dir: None } => clap_mangen::Man::new(cmd)
+            .render(&mut buf)
+            .map_err(|e| Error::io("render", "the man page", e))?,
+        Generate::Man { dir: Some(dir) } => clap_mangen::generate_to(cmd, &dir)
+            .map_err(|e| Error::io("write man pages to", &dir, e))?,
+    }
+    out(&String::from_utf8_lossy(&buf));
+    Ok(0)
 }
 
 /// diagnose on a cgroup v2 host: there is no v1 memory hierarchy; report the unified

@@ -75,6 +75,9 @@ pub enum Command {
     Emulate(EmulateArgs),
     /// Prove N memcg ids are free: make N empty memcgs below --root and remove them at once.
     ProbeHeadroom(ProbeArgs),
+    /// Shell completions and man pages from this binary's own arguments (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 /// `--ids-used N|-`: a count, or `-` for the count on standard input (the output of
@@ -101,6 +104,26 @@ pub struct ProbeArgs {
     /// Memcg ids to prove free; at most what a repair of the pods tree needs plus its margin.
     #[arg(long, value_name = "N")]
     pub count: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Completions for SHELL on standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page on standard output, or with DIR one page per command in DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
