@@ -22,6 +22,17 @@ fn main() {
         commit
     };
     println!("cargo:rustc-env=CGLEAK_GIT_COMMIT={v}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    // In a git worktree .git is a file: ask git where HEAD and the index live. A path that
+    // does not exist would make cargo rerun this script, and rebuild cgleak, on every build.
+    for file in ["HEAD", "index"] {
+        let path = Command::new("git")
+            .args(["rev-parse", "--git-path", file])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| format!(".git/{file}"));
+        println!("cargo:rerun-if-changed={path}");
+    }
 }

@@ -219,12 +219,12 @@ build_cgleak() {
         log "WARNING: cargo not found: no cgleak in the guest; its scenarios will be NOT-RUN"
         return
     fi
-    log "building static cgleak (cargo build --release --target x86_64-unknown-linux-gnu)"
-    if (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
-        cargo build --release --target x86_64-unknown-linux-gnu --bin cgleak >&2); then
-        cgleak_bin="$repo/target/x86_64-unknown-linux-gnu/release/cgleak"
+    # The release build: the same static binary as dist/, checked static by release.sh.
+    log "building static cgleak (scripts/release.sh)"
+    if "$repo/scripts/release.sh" >&2; then
+        cgleak_bin="$repo/dist/cgleak"
     else
-        log "WARNING: cargo build failed: no cgleak in the guest; its scenarios will be NOT-RUN"
+        log "WARNING: scripts/release.sh failed: no cgleak in the guest; its scenarios will be NOT-RUN"
     fi
 }
 

@@ -1,7 +1,7 @@
 //! Running the parsed command line: each command calls the library and returns its exit code.
 //! Errors go back to main, which prints them and maps them to exit codes.
 
-use crate::cli::{Cli, Command, DiagnoseArgs, DiagnoseFormat, Format, Global};
+use crate::cli::{Cli, Command, DiagnoseArgs, DiagnoseFormat, Format, Generate, Global, IdsUsed};
 use crate::error::{Error, Result};
 use crate::execute::{self, Confirm};
 use crate::fs::{self, Cgroupfs};
@@ -65,7 +65,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let fs = open_fs(&g.root)?;
             let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
             let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-            let idc = ids::count(fs.as_ref(), &kernel, a.ids_used)?;
+            let idc = ids::count(fs.as_ref(), &kernel, resolve_ids_used(a.ids_used, "plan")?)?;
             let p = plan::plan(
                 &snap,
                 &PlanInput {
@@ -106,7 +106,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let fs = open_fs(&g.root)?;
             let guided = require_consent(a.yes, "repair")?;
             let mut opts = RepairOptions::new(&g.kubepods, &g.staging, a.strategy, &a.state_dir);
-            opts.ids_used = a.ids_used;
+            opts.ids_used = resolve_ids_used(a.ids_used, "repair")?;
             opts.allow_kubelet_running = a.allow_kubelet_running;
             opts.crash_after = a.crash_after;
             opts.progress = a.format == Format::Text && std::io::stderr().is_terminal();
@@ -237,6 +237,16 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Demo(a) => crate::demo::run(&a),
         Command::Emulate(a) => crate::demo::emulate(&a),
+        Command::ProbeHeadroom(a) => {
+            let fs = open_fs(&g.root)?;
+            // Ctrl-C stops the probe between two mkdirs; the probe cgroups are removed either way.
+            execute::install_interrupt_handler();
+            let interrupted = || execute::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+            let r = crate::probe::probe(fs.as_ref(), a.count, &g.kubepods, &interrupted)?;
+            out(&r.render_text());
+            Ok(r.exit_code())
+        }
+        Command::Generate(a) => generate(a.what),
     }
 }
 
@@ -302,10 +312,49 @@ fn diagnose_facts(g: &Global, a: &DiagnoseArgs) -> Result<crate::diagnose::Facts
         fs.as_ref(),
         &crate::diagnose::DiagnoseOptions {
             kubepods: g.kubepods.clone(),
-            ids_used: a.ids_used,
+            ids_used: resolve_ids_used(a.ids_used, "diagnose")?,
             check_kubelet: true,
         },
     )
+}
+
+/// `--ids-used N|-`: the count, read from standard input for `-` (scripts/memcg-ids.stp piped
+/// in). A terminal on stdin means nothing was piped: refuse rather than wait for typing.
+fn resolve_ids_used(arg: Option<IdsUsed>, command: &str) -> Result<Option<u64>> {
+    match arg {
+        None => Ok(None),
+        Some(IdsUsed::Count(n)) => Ok(Some(n)),
+        Some(IdsUsed::Stdin) if std::io::stdin().is_terminal() => Err(Error::Usage(format!(
+            "--ids-used -: standard input is a terminal, not the output of scripts/memcg-ids.stp; {}",
+            ids::stap_howto(command)
+        ))),
+        Some(IdsUsed::Stdin) => ids::read_ids_used(std::io::stdin().lock(), command).map(Some),
+    }
+}
+
+/// The hidden `generate` command: completions and man pages from the clap definition, so
+/// packaged files always match the binary that made them (scripts/release.sh).
+fn generate(what: Generate) -> Result<u8> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut buf = Vec::new();
+    match what {
+        Generate::Completions { shell } => {
+            // clap_complete offers hidden commands too: complete a copy without them.
+            let mut visible = clap::Command::new("cgleak")
+                .version(crate::VERSION)
+                .args(cmd.get_arguments().cloned())
+                .subcommands(cmd.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+            clap_complete::generate(shell, &mut visible, "cgleak", &mut buf)
+        }
+        Generate::Man { dir: None } => clap_mangen::Man::new(cmd)
+            .render(&mut buf)
+            .map_err(|e| Error::io("render", "the man page", e))?,
+        Generate::Man { dir: Some(dir) } => clap_mangen::generate_to(cmd, &dir)
+            .map_err(|e| Error::io("write man pages to", &dir, e))?,
+    }
+    out(&String::from_utf8_lossy(&buf));
+    Ok(0)
 }
 
 /// diagnose on a cgroup v2 host: there is no v1 memory hierarchy; report the unified

@@ -85,15 +85,67 @@ pub enum Command {
     Demo(DemoArgs),
     /// Make an emulated node in a directory, to rehearse a repair (optionally from a snapshot).
     Emulate(EmulateArgs),
+    /// Prove N memcg ids are free: make N empty memcgs below --root and remove them at once.
+    ProbeHeadroom(ProbeArgs),
+    /// Shell completions and man pages from this binary's own arguments (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// `--ids-used N|-`: a count, or `-` for the count on standard input (the output of
+/// scripts/memcg-ids.stp). [`crate::app`] reads standard input; parsing stays here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdsUsed {
+    Count(u64),
+    Stdin,
+}
+
+impl std::str::FromStr for IdsUsed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IdsUsed, String> {
+        if s == "-" {
+            return Ok(IdsUsed::Stdin);
+        }
+        crate::ids::parse_ids_used(s).map(IdsUsed::Count)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Memcg ids to prove free; at most what a repair of the pods tree needs plus its margin.
+    #[arg(long, value_name = "N")]
+    pub count: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Completions for SHELL on standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The man page on standard output, or with DIR one page per command in DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: DiagnoseFormat,
-    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
-    #[arg(long, value_name = "N")]
-    pub ids_used: Option<u64>,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
+    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    #[arg(long, value_name = "N|-")]
+    pub ids_used: Option<IdsUsed>,
     /// With --format prometheus: replace PATH (a *.prom file in node_exporter's textfile
     /// directory) atomically instead of writing to standard output.
     #[arg(long, value_name = "PATH")]
@@ -106,9 +158,10 @@ pub struct PlanArgs {
     pub format: Format,
     #[arg(long, value_enum, default_value = "migrate-back")]
     pub strategy: Strategy,
-    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
-    #[arg(long, value_name = "N")]
-    pub ids_used: Option<u64>,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
+    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    #[arg(long, value_name = "N|-")]
+    pub ids_used: Option<IdsUsed>,
     /// Only the summary per phase, not every operation.
     #[arg(long)]
     pub summary: bool,
@@ -133,9 +186,10 @@ pub struct RepairArgs {
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels.
-    #[arg(long, value_name = "N")]
-    pub ids_used: Option<u64>,
+    /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
+    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    #[arg(long, value_name = "N|-")]
+    pub ids_used: Option<IdsUsed>,
     /// For tests only: go on although a kubelet process runs.
     #[arg(long, hide = true)]
     pub allow_kubelet_running: bool,

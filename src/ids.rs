@@ -1,13 +1,81 @@
 //! Counting memcg ids: live memcgs have a directory; the kernel's /proc/cgroups count includes
 //! dying ones from 3.16 on, so dying = counted - live there. On 3.10 dying memcgs are invisible
 //! from userspace: the count of ids in use must come from the systemtap probe
-//! (scripts/memcg-ids.stp) as `--ids-used`.
+//! (scripts/memcg-ids.stp) as `--ids-used N`, or piped in with `--ids-used -`.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fs::{parse_proc_cgroups_memory, Cgroupfs};
 use crate::kernel::KernelInfo;
 use crate::plan::ID_LIMIT;
 use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+/// How to feed `command` the count on 3.10, for messages.
+pub fn stap_howto(command: &str) -> String {
+    format!(
+        "run as root: stap -g scripts/memcg-ids.stp | cgleak {command} --ids-used - \
+         (systemtap, with the kernel-debuginfo and kernel-devel packages matching `uname -r`)"
+    )
+}
+
+/// Parse a count of memcg ids in use (`--ids-used N`, or the systemtap script's output). Strict:
+/// decimal digits only, surrounding whitespace allowed. At least 1, because the root memcg always
+/// holds an id (the script counts it); at most the id space, [`ID_LIMIT`], because no kernel can
+/// have more ids in use than it has ids: a larger number is a wrong count, not a full node.
+pub fn parse_ids_used(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty: expected one number".into());
+    }
+    if !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{t:?} is not a number (expected one decimal count of memcg ids)"
+        ));
+    }
+    match t.parse::<u64>() {
+        Ok(0) => Err("0 ids in use cannot be: the root memcg always holds one".into()),
+        Ok(n) if n <= ID_LIMIT => Ok(n),
+        _ => Err(format!(
+            "{t} is more than the {ID_LIMIT} memcg ids a kernel has (MEM_CGROUP_ID_MAX): \
+             not a count of ids in use"
+        )),
+    }
+}
+
+/// Longest input read from `--ids-used -`: the script prints one short line; more is not its
+/// output.
+const STDIN_LIMIT: u64 = 4096;
+
+/// Read `--ids-used -` from `input` (standard input): exactly the systemtap script's output, one
+/// count on a line. `command` names the cgleak command, for the hint.
+pub fn read_ids_used(input: impl Read, command: &str) -> Result<u64> {
+    let howto = || stap_howto(command);
+    let mut buf = Vec::new();
+    input
+        .take(STDIN_LIMIT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::Usage(format!("--ids-used -: reading standard input: {e}")))?;
+    if buf.len() as u64 > STDIN_LIMIT {
+        return Err(Error::Usage(format!(
+            "--ids-used -: standard input holds more than {STDIN_LIMIT} bytes, not the one \
+             number scripts/memcg-ids.stp prints; {}",
+            howto()
+        )));
+    }
+    let text = String::from_utf8_lossy(&buf);
+    if text.trim().is_empty() {
+        return Err(Error::Usage(format!(
+            "--ids-used -: standard input is empty (did stap fail? its errors are on its stderr); {}",
+            howto()
+        )));
+    }
+    parse_ids_used(&text).map_err(|why| {
+        Error::Usage(format!(
+            "--ids-used -: standard input is not the count scripts/memcg-ids.stp prints: {why}; {}",
+            howto()
+        ))
+    })
+}
 
 /// Where the count of ids in use came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +182,52 @@ mod tests {
         assert_eq!(c.dying, Some(64900));
         assert_eq!(c.ids_free, Some(535));
         assert_eq!(c.ids_source, IdsSource::Systemtap);
+    }
+
+    #[test]
+    fn ids_used_parse_is_strict() {
+        assert_eq!(parse_ids_used("65000"), Ok(65000));
+        assert_eq!(parse_ids_used(" 12\n"), Ok(12));
+        assert_eq!(parse_ids_used("65535"), Ok(65535));
+        for bad in [
+            "",
+            "0",
+            "65536",
+            "-1",
+            "+5",
+            "1 2",
+            "12abc",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_ids_used(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn ids_used_from_stdin() {
+        assert_eq!(
+            read_ids_used("3012\n".as_bytes(), "diagnose").unwrap(),
+            3012
+        );
+        assert_eq!(read_ids_used("\n  7 \n\n".as_bytes(), "plan").unwrap(), 7);
+        let e = read_ids_used("".as_bytes(), "plan")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("standard input is empty") && e.contains("cgleak plan --ids-used -"),
+            "{e}"
+        );
+        let e = read_ids_used("semantic error: no match\n".as_bytes(), "diagnose")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("standard input") && e.contains("kernel-debuginfo"),
+            "{e}"
+        );
+        let big = "1\n".repeat(3000);
+        let e = read_ids_used(big.as_bytes(), "diagnose").unwrap_err();
+        assert!(e.to_string().contains("more than 4096 bytes"), "{e}");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

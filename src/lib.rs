@@ -23,6 +23,7 @@ pub mod journal;
 pub mod kernel;
 pub mod model;
 pub mod plan;
+pub mod probe;
 pub mod reclaim;
 pub mod repair;
 pub mod report;

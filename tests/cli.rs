@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 /// A small builder for cgleak invocations (after `just`'s Test builder).
 struct Run {
     args: Vec<String>,
+    stdin: Option<String>,
 }
 
 impl Run {
     fn new(args: &[&str]) -> Run {
         Run {
             args: args.iter().map(|s| s.to_string()).collect(),
+            stdin: None,
         }
     }
     fn root(mut self, root: &Path) -> Run {
@@ -25,13 +27,18 @@ impl Run {
         self.args.insert(0, "--root".into());
         self
     }
+    /// Feed `text` on standard input (a pipe); without it stdin is closed.
+    fn stdin(mut self, text: &str) -> Run {
+        self.stdin = Some(text.to_string());
+        self
+    }
     fn go(self) -> (i32, String, String) {
-        let out = Command::cargo_bin("cgleak")
-            .unwrap()
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
+        let mut cmd = Command::cargo_bin("cgleak").unwrap();
+        cmd.args(&self.args).env("RUST_LOG", "warn");
+        if let Some(text) = self.stdin {
+            cmd.write_stdin(text);
+        }
+        let out = cmd.output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).to_string(),
@@ -538,4 +545,113 @@ fn diagnose_on_the_emulated_leaking_node_exits_1() {
     assert_eq!(v["verdict"]["status"], "leaking");
     assert_eq!(v["hierarchy"]["ids_free"], 200);
     assert_eq!(v["hierarchy"]["dying"].as_u64(), Some(free - 200));
+}
+
+/// A 3.10 node leaking ids (kmem active, many dying memcgs): only a systemtap count tells.
+fn leaking_310_node() -> Node {
+    let n = Node::new(KernelProfile::V3_10, 3);
+    n.emu.add_dying(60_000).unwrap();
+    n
+}
+
+#[test]
+fn ids_used_from_stdin_equals_the_number_given() {
+    let n = leaking_310_node();
+    let ids = n.emu.ids_used().to_string();
+    let diag = |run: Run| {
+        let (code, out, err) = run.root(&n.root()).go();
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        (code, v["hierarchy"].clone())
+    };
+    let (code_arg, arg) = diag(Run::new(&[
+        "diagnose",
+        "--format",
+        "json",
+        "--ids-used",
+        &ids,
+    ]));
+    // What `stap -g scripts/memcg-ids.stp` prints: the number and a newline.
+    let (code_pipe, pipe) = diag(
+        Run::new(&["diagnose", "--format", "json", "--ids-used", "-"]).stdin(&format!("{ids}\n")),
+    );
+    assert_eq!((code_arg, code_pipe), (1, 1));
+    assert_eq!(arg, pipe);
+    assert_eq!(pipe["ids_source"], "systemtap");
+    assert_eq!(pipe["ids_used"].to_string(), ids);
+    let (code, out, err) = Run::new(&["plan", "--summary", "--ids-used", "-"])
+        .stdin(&format!("  {ids}  \n"))
+        .root(&n.root())
+        .go();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Memcg ids"), "{out}");
+}
+
+#[test]
+fn repair_takes_ids_used_from_stdin() {
+    let n = Node::new(KernelProfile::V3_10, 3);
+    let st = n.state();
+    let (code, out, err) = Run::new(&["repair", "--yes", "--state-dir", &st, "--ids-used", "-"])
+        .stdin(&format!("{}\n", n.emu.ids_used()))
+        .root(&n.root())
+        .go();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verify: OK"), "{out}");
+}
+
+#[test]
+fn ids_used_bad_stdin_exits_2_naming_stdin_and_stap() {
+    let n = leaking_310_node();
+    let before = n.dump();
+    let st = n.state();
+    for (input, what) in [
+        ("", "standard input is empty"),
+        ("\n \n", "standard input is empty"),
+        (
+            "semantic error: unresolved function css_lookup\n",
+            "is not a number",
+        ),
+        ("1200 1300\n", "is not a number"),
+        ("-5\n", "is not a number"),
+        ("70000\n", "more than the 65535"),
+        ("0\n", "root memcg"),
+    ] {
+        for cmd in [
+            vec!["diagnose", "--ids-used", "-"],
+            vec!["plan", "--ids-used", "-"],
+            vec!["repair", "--yes", "--state-dir", &st, "--ids-used", "-"],
+        ] {
+            let (code, out, err) = Run::new(&cmd).stdin(input).root(&n.root()).go();
+            assert_eq!(code, 2, "{cmd:?} with stdin {input:?}: {out}{err}");
+            assert!(
+                err.contains("--ids-used -: standard input")
+                    && err.contains(what)
+                    && err.contains(&format!(
+                        "stap -g scripts/memcg-ids.stp | cgleak {}",
+                        cmd[0]
+                    )),
+                "{cmd:?} with stdin {input:?}:\n{err}"
+            );
+            assert!(out.is_empty(), "{cmd:?} printed a report: {out}");
+        }
+    }
+    assert_eq!(n.dump(), before, "a bad --ids-used - changed the node");
+}
+
+#[test]
+fn ids_used_argument_is_checked_too() {
+    let n = leaking_310_node();
+    for (arg, what) in [
+        ("70000", "more than the 65535"),
+        ("many", "is not a number"),
+    ] {
+        let (code, _, err) = Run::new(&["diagnose", "--ids-used", arg])
+            .root(&n.root())
+            .go();
+        assert_eq!(code, 2, "{arg}: {err}");
+        assert!(
+            err.contains("--ids-used") && err.contains(what),
+            "{arg}: {err}"
+        );
+    }
 }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds cgleak's release files in dist/ (gitignored):
+#   dist/cgleak                 static Linux x86-64 binary (no dynamic loader: runs on any
+#                               x86-64 node, RHEL/CentOS 7's glibc 2.17 included)
+#   dist/completions/           cgleak.bash, _cgleak (zsh), cgleak.fish
+#   dist/man/                   cgleak.1 and one page per command (cgleak-diagnose.1, ...)
+#   dist/SHA256SUMS             sha256sum of every file above (check: cd dist && sha256sum -c SHA256SUMS)
+# Completions and man pages come from the built binary itself (its hidden `generate` command),
+# so they always match its arguments.
+#
+# The build is cargo's, in the repository's target/ directory, so a second run only rebuilds
+# what changed. Target: x86_64-unknown-linux-musl when that rustup target is installed,
+# otherwise x86_64-unknown-linux-gnu with static glibc (crt-static); glibc may warn that
+# getpwnam and friends need the runtime's NSS libraries: cgleak does not call them.
+#
+# Exit: 0 dist/ is complete; non-zero with a message on stderr otherwise (dist/ is then not
+# trustworthy).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dist="$repo/dist"
+
+die() {
+    echo "release.sh: $*" >&2
+    exit 1
+}
+
+command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) to build cgleak"
+command -v readelf >/dev/null || die "readelf not found (binutils): needed to check the binary is static"
+command -v sha256sum >/dev/null || die "sha256sum not found (coreutils)"
+
+target=x86_64-unknown-linux-gnu
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+    target=x86_64-unknown-linux-musl
+fi
+# musl links statically by default, glibc only with crt-static. A caller's encoded flags would
+# override RUSTFLAGS and could drop it.
+unset CARGO_ENCODED_RUSTFLAGS
+export RUSTFLAGS="-C target-feature=+crt-static"
+
+echo "release.sh: cargo build --release --target $target (RUSTFLAGS=$RUSTFLAGS)" >&2
+(cd "$repo" && cargo build --release --locked --target "$target" --bin cgleak >&2) ||
+    die "cargo build failed (see above)"
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
+bin="$target_dir/$target/release/cgleak"
+[ -x "$bin" ] || die "cargo build succeeded but $bin is missing"
+
+# Static: no PT_INTERP program header (no dynamic loader asked for) and no shared library needed.
+headers=$(readelf -lW "$bin") || die "readelf -l $bin failed"
+if grep -q 'INTERP' <<<"$headers"; then
+    die "$bin is dynamically linked (it has a PT_INTERP program header): $(grep -A1 INTERP <<<"$headers" | tr -s ' ')"
+fi
+if readelf -dW "$bin" | grep -q '(NEEDED)'; then
+    die "$bin needs shared libraries: $(readelf -dW "$bin" | grep '(NEEDED)' | tr -s ' ')"
+fi
+readelf -hW "$bin" | grep -q 'Machine:.*X86-64' || die "$bin is not an x86-64 ELF binary"
+
+rm -rf "$dist"
+mkdir -p "$dist/completions" "$dist/man"
+# Debug info (profile.release has debug = 1, for backtraces in development) is not shipped.
+if command -v strip >/dev/null; then
+    strip --strip-debug -o "$dist/cgleak" "$bin"
+else
+    cp "$bin" "$dist/cgleak"
+fi
+chmod 755 "$dist/cgleak"
+
+"$dist/cgleak" --version >/dev/null || die "the built binary does not run: $dist/cgleak --version failed"
+"$dist/cgleak" generate completions bash >"$dist/completions/cgleak.bash"
+"$dist/cgleak" generate completions zsh >"$dist/completions/_cgleak"
+"$dist/cgleak" generate completions fish >"$dist/completions/cgleak.fish"
+"$dist/cgleak" generate man "$dist/man"
+for f in "$dist"/completions/* "$dist/man/cgleak.1"; do
+    [ -s "$f" ] || die "generated file $f is empty"
+done
+
+(cd "$dist" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum >SHA256SUMS)
+
+echo "release.sh: $("$dist/cgleak" --version) in $dist:" >&2
+(cd "$dist" && find . -type f | LC_ALL=C sort | sed 's|^\./|  |') >&2
