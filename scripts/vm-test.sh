@@ -291,7 +291,7 @@ run_kernel() {
     local suite=$1 kdir=$2 initrd=$3
     local b=nokmem
     case "$(basename "$kdir")" in 5.10.*) b=nokmem,use_hierarchy ;; esac
-    boot "$suite-A" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_A:-leak,remedy,repair}" "lab.root_use_hierarchy=1" 600
+    boot "$suite-A" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_A:-leak,remedy,repair}" "lab.root_use_hierarchy=1" 900
     [ "${CGLEAK_LAB_GROUP_B:-}" = none ] && return
     boot "$suite-B" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_B:-$b}" "cgroup.memory=nokmem" 300
 }
