@@ -771,7 +771,7 @@ fn worst(a: Status, b: Status) -> Status {
 }
 
 const STAP_HINT: &str = "count the memcg ids in use with the systemtap probe (css_lookup over \
-     ids 1..65535, see the seed article) and pass it as --ids-used N";
+     ids 1..65535, see the seed article) and pass it as --ids-used N, or pipe it in: stap -g scripts/memcg-ids.stp | cgleak diagnose --ids-used -";
 
 fn advise(f: &Facts, status: Status) -> Vec<String> {
     let mut a = Vec::new();

@@ -190,7 +190,7 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
             "{free} free but the repair creates {needed} cgroups (+{} margin): {}free ids first (cgleak reclaim on kernels >= 3.16) or reboot the node",
             plan::ID_SAFETY_MARGIN, if opts.strategy == Strategy::MigrateBack { "try --strategy rename (needs half as many), or " } else { "" })),
         None => check(&mut checks, "memcg ids", CheckStatus::Fail, format!(
-            "unknown: this kernel ({}) does not show dying memcgs; count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (the repair creates {needed} cgroups +{} margin)",
+            "unknown: this kernel ({}) does not show dying memcgs; count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (or pipe its output to --ids-used -) (the repair creates {needed} cgroups +{} margin)",
             kernel.release, plan::ID_SAFETY_MARGIN)),
     }
     match kernel.move_charge_supported() {
