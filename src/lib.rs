@@ -7,7 +7,8 @@
 //! (the pods tree as a snapshot), [`tree`] (its left-child-right-sibling form), [`kernel`]
 //! (what this kernel can do), [`diagnose`], [`plan`] (pure: snapshot in, operations out),
 //! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON),
-//! [`export`] (diagnose for node-problem-detector and Prometheus).
+//! [`export`] (diagnose for node-problem-detector and Prometheus), [`reclaim`] and [`swap`]
+//! (freeing dying memcgs without a reboot), [`probe`] (proving ids free on 3.10).
 
 pub mod app;
 pub mod cli;
