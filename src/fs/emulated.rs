@@ -56,7 +56,7 @@ pub const KMEM_ACTIVE_FILE: &str = "emulated.kmem_active";
 pub const CACHE_FILE: &str = "emulated.cache_bytes";
 /// Hidden per-cgroup file: process (anon) bytes charged to the cgroup (absent = 0).
 pub const ANON_FILE: &str = "emulated.anon_bytes";
-/// Hidden per-process file in proc/<pid>/: anon bytes of the process charged to its cgroup.
+/// Hidden per-process file in `proc/<pid>/`: anon bytes of the process charged to its cgroup.
 pub const PROC_ANON_FILE: &str = "emulated.anon_bytes";
 
 const STAT: &str = knob::STAT;
