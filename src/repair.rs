@@ -182,7 +182,13 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
         check(&mut checks, "kubelet", CheckStatus::Fail, format!(
             "running (pids {kubelets:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit; stop it first (systemctl stop kubelet)"));
     }
-    let ids = ids::count(fs, &kernel, opts.ids_used)?;
+    let ids = ids::count_after_scan(
+        fs,
+        &kernel,
+        opts.ids_used,
+        &snapshot.kubepods,
+        snapshot.cgroups.len() as u64,
+    )?;
     let needed = plan::ids_needed(snapshot.cgroups.len(), opts.strategy);
     match ids.ids_free {
         Some(free) if free >= needed + plan::ID_SAFETY_MARGIN => check(&mut checks, "memcg ids", CheckStatus::Pass, format!("{free} free, repair creates {needed} (+{} margin)", plan::ID_SAFETY_MARGIN)),
@@ -261,8 +267,9 @@ pub fn execute(
         kubepods: prepared.snapshot.kubepods.clone(),
         staging: opts.staging.clone(),
         strategy: opts.strategy,
-        snapshot: prepared.snapshot.clone(),
-        plan: prepared.plan.clone(),
+        // Moved, not copied: the lock (in `prepared`) stays held until the end of this function.
+        snapshot: prepared.snapshot,
+        plan: prepared.plan,
     };
     let mut j = Journal::create(&opts.state_dir, &header)?;
     let stats = {
