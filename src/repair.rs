@@ -143,7 +143,17 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     } else {
         check(&mut checks, "permission", CheckStatus::Fail, "not root: moving tasks and creating cgroups needs root (EPERM otherwise); run with sudo");
     }
-    let snapshot = scan::scan(fs, &opts.kubepods)?;
+    // The kubelet look-up walks /proc (thousands of processes on a big node) and does not
+    // depend on the scan: it runs alongside it. Errors come in the same order as before.
+    let (snapshot, kubelets) = std::thread::scope(|s| {
+        let kubelets = s.spawn(|| fs.find_processes("kubelet"));
+        let snapshot = scan::scan(fs, &opts.kubepods);
+        (
+            snapshot,
+            kubelets.join().expect("the kubelet look-up panicked"),
+        )
+    });
+    let snapshot = snapshot?;
     match snapshot.layout {
         Layout::Missing => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} not found below {}; check --root and --kubepods", opts.kubepods, fs.root().display())),
         Layout::Systemd => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} is the systemd cgroup driver's; systemd owns those cgroups and would undo a migration: repair by draining and rebooting the node instead", snapshot.kubepods)),
@@ -168,7 +178,7 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
             format!("{} is free", opts.staging),
         );
     }
-    let kubelets = fs.find_processes("kubelet")?;
+    let kubelets = kubelets?;
     if kubelets.is_empty() {
         check(&mut checks, "kubelet", CheckStatus::Pass, "not running");
     } else if opts.allow_kubelet_running {

@@ -10,6 +10,7 @@ use crate::kernel::KernelInfo;
 use crate::model::{classify, CgroupRecord, Kind, Layout, Settings, Snapshot, SNAPSHOT_FORMAT};
 use crate::tree::Tree;
 use nix::errno::Errno;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The cgroup the systemd cgroup driver makes for pods; systemd owns it.
@@ -147,10 +148,14 @@ const MAX_SCAN_THREADS: usize = 4;
 /// Below this many cgroups (in one step of a scan) the calling thread does the work alone.
 const PARALLEL_MIN: usize = 64;
 
-/// `f` of every item, in order. On the kernel's cgroupfs the items are split between threads:
-/// a scan is a dozen system calls per cgroup, and a repair scans the whole tree before it
-/// starts and again to verify. The emulated cgroupfs serializes every call on one lock and
-/// counts injected faults in call order: there, the calling thread does it all, in order.
+/// Items a scan thread takes at a time: small enough to keep the threads evenly busy.
+const PARALLEL_BLOCK: usize = 16;
+
+/// `f` of every item, in order. On the kernel's cgroupfs the items are shared out between
+/// threads in small blocks (the calling thread works too): a scan is a dozen system calls per
+/// cgroup, and a repair scans the whole tree before it starts and again to verify. The emulated
+/// cgroupfs serializes every call on one lock and counts injected faults in call order: there,
+/// the calling thread does it all, in order.
 fn par_map<T: Sync, R: Send>(
     fs: &dyn Cgroupfs,
     items: &[T],
@@ -162,16 +167,33 @@ fn par_map<T: Sync, R: Send>(
     if fs.is_emulated() || threads < 2 || items.len() < PARALLEL_MIN {
         return items.iter().map(f).collect();
     }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let start = next.fetch_add(PARALLEL_BLOCK, Ordering::Relaxed);
+            if start >= items.len() {
+                return done;
+            }
+            let end = (start + PARALLEL_BLOCK).min(items.len());
+            done.extend((start..end).map(|i| (i, f(&items[i]))));
+        }
+    };
+    let mut slots: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
     std::thread::scope(|s| {
-        let workers: Vec<_> = items
-            .chunks(items.len().div_ceil(threads))
-            .map(|chunk| s.spawn(move || chunk.iter().map(f).collect::<Vec<_>>()))
-            .collect();
-        workers
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mine = work();
+        let theirs = helpers
             .into_iter()
-            .flat_map(|w| w.join().expect("a scan thread panicked"))
-            .collect()
-    })
+            .flat_map(|h| h.join().expect("a scan thread panicked"));
+        for (i, r) in mine.into_iter().chain(theirs) {
+            slots[i] = Some(r);
+        }
+    });
+    slots
+        .into_iter()
+        .map(|r| r.expect("every item done"))
+        .collect()
 }
 
 /// A cgroup found by [`walk`]: path, depth below the pods cgroup, kind.
