@@ -155,8 +155,31 @@ pub fn compute(
 /// Read the id accounting of `fs`'s hierarchy.
 pub fn count(fs: &dyn Cgroupfs, kernel: &KernelInfo, ids_used_arg: Option<u64>) -> Result<IdCount> {
     let live = fs.hierarchy_live()?;
+    count_with_live(fs, kernel, live, ids_used_arg)
+}
+
+/// The id accounting given the live count: the kernel's count comes from /proc/cgroups.
+fn count_with_live(
+    fs: &dyn Cgroupfs,
+    kernel: &KernelInfo,
+    live: u64,
+    ids_used_arg: Option<u64>,
+) -> Result<IdCount> {
     let counted = parse_proc_cgroups_memory(&fs.proc_cgroups()?).map(|(_, n, _)| n);
     Ok(compute(kernel, live, counted, ids_used_arg))
+}
+
+/// [`count`] right after a scan counted `scanned` cgroups in the subtree `cg` (its top
+/// included): the hierarchy walk skips that subtree instead of listing it again.
+pub fn count_after_scan(
+    fs: &dyn Cgroupfs,
+    kernel: &KernelInfo,
+    ids_used_arg: Option<u64>,
+    cg: &str,
+    scanned: u64,
+) -> Result<IdCount> {
+    let live = fs.hierarchy_live_except(cg)? + scanned;
+    count_with_live(fs, kernel, live, ids_used_arg)
 }
 
 #[cfg(test)]
@@ -228,6 +251,34 @@ mod tests {
         let e = read_ids_used(big.as_bytes(), "diagnose").unwrap_err();
         assert!(e.to_string().contains("more than 4096 bytes"), "{e}");
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn count_after_scan_equals_count() {
+        use crate::fixture::{build, kubelet_tree, FixtureSpec};
+        use crate::fs::emulated::{self, EmulatedFs, KernelProfile};
+        let dir = emulated::tempdir().unwrap();
+        let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
+        let tree = kubelet_tree(&FixtureSpec::new("kubepods", 5));
+        build(&emu, &tree, &mut |cg| emu.spawn(cg, "pause")).unwrap();
+        emu.mkdir("system.slice").unwrap();
+        emu.add_dying(7).unwrap();
+        let k = KernelInfo::from_release(&emu.kernel_release().unwrap());
+        let n = tree.len() as u64;
+        let full = count(&emu, &k, None).unwrap();
+        assert_eq!(
+            count_after_scan(&emu, &k, None, "kubepods", n).unwrap(),
+            full
+        );
+        assert_eq!(
+            emu.hierarchy_live_except("kubepods").unwrap(),
+            full.live - n
+        );
+        // A pods cgroup that does not exist: nothing is left out.
+        assert_eq!(
+            count_after_scan(&emu, &k, None, "nothere", 0).unwrap(),
+            full
+        );
     }
 
     #[test]

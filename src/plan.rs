@@ -17,6 +17,7 @@ use crate::fs::{knob, parent, rebase};
 use crate::model::{is_unlimited, Kind, Layout, Settings, Snapshot, UNLIMITED_MIN};
 use crate::scan::tree_of;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Memcg ids reserved on top of the cgroups the repair creates: other cgroups may be created
 /// on the node meanwhile (systemd units, the container runtime), and a repair that runs out of
@@ -298,6 +299,13 @@ pub fn settings_steps(cg: &str, parent: &Settings, target: &Settings) -> Vec<Ste
 
 /// Pre-order creation of `snapshot`'s tree under the name `top` (the staging or the pods name).
 fn create_phase(snap: &Snapshot, top: &str, name: PhaseName, move_charge: bool) -> Phase {
+    // Settings by path, for each cgroup's parent: a search of the list per cgroup would be
+    // quadratic in the thousands of cgroups of a big node.
+    let settings: HashMap<&str, &Settings> = snap
+        .cgroups
+        .iter()
+        .map(|c| (c.path.as_str(), &c.settings))
+        .collect();
     let mut steps = Vec::new();
     for rec in &snap.cgroups {
         let dst = rebase(&rec.path, &snap.kubepods, top);
@@ -305,10 +313,9 @@ fn create_phase(snap: &Snapshot, top: &str, name: PhaseName, move_charge: bool) 
             &snap.root_settings
         } else {
             // Pre-order: the parent's record came earlier (scan guarantees it).
-            &snap
-                .find(parent(&rec.path))
+            *settings
+                .get(parent(&rec.path))
                 .expect("snapshot in pre-order with parents present")
-                .settings
         };
         steps.push(Step::Mkdir { cg: dst.clone() });
         steps.extend(settings_steps(&dst, parent_settings, &rec.settings));

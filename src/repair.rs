@@ -143,7 +143,17 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     } else {
         check(&mut checks, "permission", CheckStatus::Fail, "not root: moving tasks and creating cgroups needs root (EPERM otherwise); run with sudo");
     }
-    let snapshot = scan::scan(fs, &opts.kubepods)?;
+    // The kubelet look-up walks /proc (thousands of processes on a big node) and does not
+    // depend on the scan: it runs alongside it. Errors come in the same order as before.
+    let (snapshot, kubelets) = std::thread::scope(|s| {
+        let kubelets = s.spawn(|| fs.find_processes("kubelet"));
+        let snapshot = scan::scan(fs, &opts.kubepods);
+        (
+            snapshot,
+            kubelets.join().expect("the kubelet look-up panicked"),
+        )
+    });
+    let snapshot = snapshot?;
     match snapshot.layout {
         Layout::Missing => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} not found below {}; check --root and --kubepods", opts.kubepods, fs.root().display())),
         Layout::Systemd => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} is the systemd cgroup driver's; systemd owns those cgroups and would undo a migration: repair by draining and rebooting the node instead", snapshot.kubepods)),
@@ -168,7 +178,7 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
             format!("{} is free", opts.staging),
         );
     }
-    let kubelets = fs.find_processes("kubelet")?;
+    let kubelets = kubelets?;
     if kubelets.is_empty() {
         check(&mut checks, "kubelet", CheckStatus::Pass, "not running");
     } else if opts.allow_kubelet_running {
@@ -182,7 +192,13 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
         check(&mut checks, "kubelet", CheckStatus::Fail, format!(
             "running (pids {kubelets:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit; stop it first (systemctl stop kubelet)"));
     }
-    let ids = ids::count(fs, &kernel, opts.ids_used)?;
+    let ids = ids::count_after_scan(
+        fs,
+        &kernel,
+        opts.ids_used,
+        &snapshot.kubepods,
+        snapshot.cgroups.len() as u64,
+    )?;
     let needed = plan::ids_needed(snapshot.cgroups.len(), opts.strategy);
     match ids.ids_free {
         Some(free) if free >= needed + plan::ID_SAFETY_MARGIN => check(&mut checks, "memcg ids", CheckStatus::Pass, format!("{free} free, repair creates {needed} (+{} margin)", plan::ID_SAFETY_MARGIN)),
@@ -261,8 +277,9 @@ pub fn execute(
         kubepods: prepared.snapshot.kubepods.clone(),
         staging: opts.staging.clone(),
         strategy: opts.strategy,
-        snapshot: prepared.snapshot.clone(),
-        plan: prepared.plan.clone(),
+        // Moved, not copied: the lock (in `prepared`) stays held until the end of this function.
+        snapshot: prepared.snapshot,
+        plan: prepared.plan,
     };
     let mut j = Journal::create(&opts.state_dir, &header)?;
     let stats = {

@@ -4,12 +4,12 @@
 //! reported, not counted as lost.
 
 use crate::error::Result;
-use crate::fs::{self, Cgroupfs};
+use crate::fs::Cgroupfs;
 use crate::kernel::KernelInfo;
-use crate::model::{normalize_limit, Settings, Snapshot};
+use crate::model::{normalize_limit, CgroupRecord, Settings, Snapshot};
 use crate::scan;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One way the live tree differs from the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,6 +182,15 @@ pub fn verify(
 ) -> Result<VerifyReport> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
     let mut differences = Vec::new();
+    // One scan of the live tree gives every cgroup's settings and tasks (and, on 3.10, whether
+    // kmem accounting is active): each file is read once, not once for the snapshot's cgroups
+    // and again for the cgroups the snapshot lacks.
+    let live_snap = scan::scan_live(fs, &snap.kubepods)?;
+    let live: HashMap<&str, &CgroupRecord> = live_snap
+        .cgroups
+        .iter()
+        .map(|r| (r.path.as_str(), r))
+        .collect();
     // Where every task of the live tree is. A pid can be listed in several cgroups: in v1,
     // cgroup.procs shows the thread-group id of every thread in the cgroup, so a process with a
     // thread elsewhere is listed in both.
@@ -190,20 +199,19 @@ pub fn verify(
     let mut kmem_checked = false;
     for rec in &snap.cgroups {
         cgroups_checked += 1;
-        if !fs.exists(&rec.path) {
+        let Some(got) = live.get(rec.path.as_str()) else {
             differences.push(Difference::MissingCgroup {
                 cgroup: rec.path.clone(),
             });
             continue;
-        }
-        let got = scan::read_settings(fs, &rec.path)?;
-        compare(&rec.path, &rec.settings, &got, &mut differences);
-        for pid in fs::read_procs(fs, &rec.path)? {
+        };
+        compare(&rec.path, &rec.settings, &got.settings, &mut differences);
+        for &pid in &got.tasks {
             live_pids.entry(pid).or_default().push(rec.path.clone());
         }
         if check_kmem && kernel.kmem_per_cgroup() == Some(true) {
             kmem_checked = true;
-            if scan::kmem_active(fs, &kernel, &rec.path) == Some(true) {
+            if got.kmem_active == Some(true) {
                 differences.push(Difference::KmemActive {
                     cgroup: rec.path.clone(),
                 });
@@ -211,9 +219,9 @@ pub fn verify(
         }
     }
     // Cgroups in the live tree that the snapshot lacks may hold tasks too.
-    let live_snap = scan::scan(fs, &snap.kubepods)?;
+    let snap_paths: HashSet<&str> = snap.cgroups.iter().map(|c| c.path.as_str()).collect();
     for rec in &live_snap.cgroups {
-        if snap.find(&rec.path).is_none() {
+        if !snap_paths.contains(rec.path.as_str()) {
             for &pid in &rec.tasks {
                 live_pids.entry(pid).or_default().push(rec.path.clone());
             }
@@ -222,7 +230,7 @@ pub fn verify(
     let mut tasks_checked = 0;
     let mut in_place = 0;
     let mut exited = Vec::new();
-    let mut expected_pids = std::collections::HashSet::new();
+    let mut expected_pids = HashSet::new();
     for rec in &snap.cgroups {
         for &pid in &rec.tasks {
             tasks_checked += 1;

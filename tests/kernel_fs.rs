@@ -576,3 +576,94 @@ fn sandbox_cleanup_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn read_many_gives_what_read_gives() {
+    let sb = sandbox!("read_many_gives_what_read_gives");
+    let fs = open(&sb);
+    fs.mkdir("r").unwrap();
+    fs.write("r", knob::LIMIT, "8388608").unwrap();
+    let pid = sb.spawn_sleeper("r");
+    let files = [
+        knob::LIMIT,
+        knob::PROCS,
+        "memory.bogus_knob",
+        "../r/memory.limit_in_bytes",
+        knob::OOM_CONTROL,
+    ];
+    let same = |cg: &str| {
+        for (f, many) in files.iter().zip(fs.read_many(cg, &files)) {
+            match (fs.read(cg, f), many) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{cg} {f}"),
+                (Err(a), Err(b)) => assert_eq!(sys_err::<()>(Err(a)), sys_err::<()>(Err(b))),
+                (a, b) => panic!("{cg} {f}: read {a:?}, read_many {b:?}"),
+            }
+        }
+    };
+    same("r");
+    same("gone");
+    same("../escape");
+    let r = fs.read_many("r", &[knob::PROCS, "memory.bogus_knob"]);
+    assert_eq!(r[0].as_ref().unwrap().trim(), pid.to_string());
+    let e = sys_err(r.into_iter().nth(1).unwrap());
+    assert_eq!((e.op, e.errno), (FsOp::Read, Errno::ENOENT));
+    assert_eq!(e.path, sb.cg("r").join("memory.bogus_knob"));
+    assert!(sb.kill(pid));
+}
+
+#[test]
+fn hierarchy_live_except_leaves_out_a_subtree() {
+    let sb = sandbox!("hierarchy_live_except_leaves_out_a_subtree");
+    let fs = open(&sb);
+    for cg in ["l1", "l1/l2", "l1/l2/l3", "l4"] {
+        fs.mkdir(cg).unwrap();
+    }
+    // Other processes make cgroups meanwhile: look for one quiet moment.
+    let mut seen = Vec::new();
+    let ok = (0..10).any(|_| {
+        let all = fs.hierarchy_live().unwrap();
+        let except = fs.hierarchy_live_except("l1").unwrap();
+        let missing = fs.hierarchy_live_except("no-such").unwrap();
+        let again = fs.hierarchy_live().unwrap();
+        seen.push((all, except, missing, again));
+        all == again && except + 3 == all && missing == all
+    });
+    assert!(ok, "{seen:?}");
+}
+
+/// On the kernel's cgroupfs a big scan lists and reads in parallel: it must give exactly what
+/// reading each cgroup as it is listed, depth first, gives.
+#[test]
+fn a_parallel_scan_gives_the_depth_first_records() {
+    use cgleak::fixture::{build, kubelet_tree, FixtureSpec};
+    use cgleak::kernel::KernelInfo;
+    use cgleak::model::classify;
+    use cgleak::scan;
+    let sb = sandbox!("a_parallel_scan_gives_the_depth_first_records");
+    let fs = open(&sb);
+    // 30 pods: over a hundred cgroups, enough for the parallel path.
+    let tree = kubelet_tree(&FixtureSpec::new("kubepods", 30));
+    build(&fs, &tree, &mut |cg| Ok(sb.spawn_sleeper(cg))).unwrap();
+    let snap = scan::scan(&fs, "kubepods").unwrap();
+    let kernel = KernelInfo::from_release(&fs.kernel_release().unwrap());
+    let mut want = Vec::new();
+    let mut stack = vec![("kubepods".to_string(), 0, None)];
+    while let Some((cg, depth, parent_kind)) = stack.pop() {
+        let kind = classify(cgleak::fs::base_name(&cg), depth, parent_kind);
+        let children = fs.children(&cg).unwrap();
+        want.push(scan::read_record(&fs, &kernel, &cg, kind).unwrap());
+        for name in children.iter().rev() {
+            stack.push((cgleak::fs::join(&cg, name), depth + 1, Some(kind)));
+        }
+    }
+    assert_eq!(snap.cgroups.len(), tree.len());
+    // Usage moves on its own (the sleepers' pages): compare everything else.
+    let strip = |c: &cgleak::model::CgroupRecord| {
+        let mut c = c.clone();
+        c.usage_in_bytes = c.usage_in_bytes.map(|_| 0);
+        c
+    };
+    let got: Vec<_> = snap.cgroups.iter().map(strip).collect();
+    let want: Vec<_> = want.iter().map(strip).collect();
+    assert_eq!(got, want);
+}

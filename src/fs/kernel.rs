@@ -22,9 +22,12 @@
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
 use crate::fs::{CgroupMode, Cgroupfs};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -57,10 +60,58 @@ fn sys(op: FsOp, path: &Path, e: &std::io::Error) -> Error {
     Error::Sys(SysError::new(op, path, errno_of(e)))
 }
 
-/// Read a whole file as text (lossy: cgroup and proc files are ASCII).
+/// Read an open file to its end. Not `std::fs::read` or `File::read_to_end`: they fstat the
+/// file first to size the buffer, a wasted system call per read on cgroupfs and procfs, whose
+/// files report a size unrelated to what a read returns (a scan reads ten files per cgroup).
+fn read_to_end(f: &mut std::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Text of a file's bytes (lossy: cgroup and proc files are ASCII).
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Read a whole file as text.
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| sys(FsOp::Read, path, &e))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    let bytes = std::fs::File::open(path)
+        .and_then(|mut f| read_to_end(&mut f))
+        .map_err(|e| sys(FsOp::Read, path, &e))?;
+    Ok(text(bytes))
+}
+
+/// Open `name` relative to the directory `dir` (read-only, close-on-exec): the directory's
+/// path is resolved once, not once per file.
+fn open_at(dir: &OwnedFd, name: &str) -> std::io::Result<std::fs::File> {
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: openat returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Open a directory as a handle for [`open_at`] (O_PATH: no read permission needed).
+fn open_dir(path: &Path) -> std::result::Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Write `value` to an existing file with exactly one write(2).
@@ -384,7 +435,10 @@ pub fn find_processes_in_proc(comm: &str) -> Result<Vec<u32>> {
     let want = &want[..want.len().min(COMM_MAX)];
     let proc = Path::new("/proc");
     let rd = std::fs::read_dir(proc).map_err(|e| sys(FsOp::List, proc, &e))?;
+    // Every process's comm relative to one handle on /proc: a node has thousands of processes.
+    let proc_dir = open_dir(proc).map_err(|e| Error::Sys(SysError::new(FsOp::Open, proc, e)))?;
     let mut pids = Vec::new();
+    let mut name = String::new();
     for entry in rd.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -393,8 +447,10 @@ pub fn find_processes_in_proc(comm: &str) -> Result<Vec<u32>> {
         else {
             continue;
         };
+        name.clear();
+        let _ = std::fmt::Write::write_fmt(&mut name, format_args!("{pid}/comm"));
         // A process may exit between the listing and the read: skip it.
-        let Ok(c) = std::fs::read(entry.path().join("comm")) else {
+        let Ok(c) = open_at(&proc_dir, &name).and_then(|mut f| read_to_end(&mut f)) else {
             continue;
         };
         let c = c.strip_suffix(b"\n").unwrap_or(&c);
@@ -410,10 +466,17 @@ pub fn find_processes_in_proc(comm: &str) -> Result<Vec<u32>> {
 /// In a cgroup hierarchy every directory is a live cgroup (a dying one has lost its directory).
 /// Directories that vanish during the walk (containers being deleted) are not errors.
 pub fn count_cgroup_dirs(dir: &Path) -> Result<u64> {
+    count_cgroup_dirs_except(dir, None)
+}
+
+/// [`count_cgroup_dirs`] without the directory `skip` and everything below it (not walked).
+pub fn count_cgroup_dirs_except(dir: &Path, skip: Option<&Path>) -> Result<u64> {
     let mut n = 0u64;
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .same_file_system(true)
+        .into_iter()
+        .filter_entry(|e| Some(e.path()) != skip)
     {
         match entry {
             Ok(e) if e.file_type().is_dir() => n += 1,
@@ -429,6 +492,11 @@ pub fn count_cgroup_dirs(dir: &Path) -> Result<u64> {
         }
     }
     Ok(n)
+}
+
+/// Whether `file` names a file directly in a cgroup directory (no path, no `.`/`..`).
+fn file_name_ok(file: &str) -> bool {
+    !(file.is_empty() || file.contains('/') || file == "." || file == "..")
 }
 
 /// The memory cgroup v1 hierarchy of the running kernel, seen from a `--root` directory.
@@ -521,7 +589,7 @@ impl KernelFs {
             ))
         };
         let d = self.dir(cg).map_err(|_| bad())?;
-        if file.is_empty() || file.contains('/') || file == "." || file == ".." {
+        if !file_name_ok(file) {
             return Err(bad());
         }
         Ok(d.join(file))
@@ -583,6 +651,30 @@ impl Cgroupfs for KernelFs {
 
     fn read(&self, cg: &str, file: &str) -> Result<String> {
         read_text(&self.file(cg, file, FsOp::Read)?)
+    }
+
+    fn read_many(&self, cg: &str, files: &[&str]) -> Vec<Result<String>> {
+        // The same results as `read` file by file (errors name the file's absolute path), with
+        // the cgroup's path resolved once: that path walk is a good part of each read's cost.
+        let Ok(dir) = self.dir(cg) else {
+            return files.iter().map(|f| self.read(cg, f)).collect();
+        };
+        let handle = open_dir(&dir);
+        files
+            .iter()
+            .map(|&f| {
+                if !file_name_ok(f) {
+                    return self.read(cg, f);
+                }
+                let fd = handle
+                    .as_ref()
+                    .map_err(|&e| Error::Sys(SysError::new(FsOp::Read, dir.join(f), e)))?;
+                let bytes = open_at(fd, f)
+                    .and_then(|mut file| read_to_end(&mut file))
+                    .map_err(|e| sys(FsOp::Read, &dir.join(f), &e))?;
+                Ok(text(bytes))
+            })
+            .collect()
     }
 
     fn write(&self, cg: &str, file: &str, value: &str) -> Result<()> {
@@ -656,6 +748,11 @@ impl Cgroupfs for KernelFs {
 
     fn hierarchy_live(&self) -> Result<u64> {
         count_cgroup_dirs(&self.mount)
+    }
+
+    fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
+        let skip = self.dir_for(cg, FsOp::List)?;
+        count_cgroup_dirs_except(&self.mount, Some(&skip))
     }
 
     fn cgroup_mode(&self) -> Result<CgroupMode> {

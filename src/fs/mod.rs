@@ -81,6 +81,13 @@ pub trait Cgroupfs: Send + Sync {
     /// Read a whole control file.
     fn read(&self, cg: &str, file: &str) -> Result<String>;
 
+    /// Read several control files of one cgroup: for each name, in order, what [`Cgroupfs::read`]
+    /// gives. The kernel's implementation resolves the cgroup's path once for all of them (a
+    /// scan reads ten files in every cgroup).
+    fn read_many(&self, cg: &str, files: &[&str]) -> Vec<Result<String>> {
+        files.iter().map(|f| self.read(cg, f)).collect()
+    }
+
     /// Write `value` to a control file with a single write(2). Never creates the file.
     fn write(&self, cg: &str, file: &str, value: &str) -> Result<()>;
 
@@ -111,6 +118,23 @@ pub trait Cgroupfs: Send + Sync {
     /// Number of cgroup directories in the whole memory hierarchy, its root included (the live
     /// memcgs; dying ones have no directory).
     fn hierarchy_live(&self) -> Result<u64>;
+
+    /// [`Cgroupfs::hierarchy_live`] without the cgroup `cg` and the cgroups below it: for a
+    /// caller that has just counted those in a scan, so they are not listed twice. The kernel's
+    /// implementation does not walk that subtree; this default counts it and subtracts.
+    fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
+        let mut below = 0u64;
+        let mut stack = if self.exists(cg) {
+            vec![cg.to_string()]
+        } else {
+            Vec::new()
+        };
+        while let Some(c) = stack.pop() {
+            below += 1;
+            stack.extend(self.children(&c)?.iter().map(|n| join(&c, n)));
+        }
+        Ok(self.hierarchy_live()?.saturating_sub(below))
+    }
 
     /// How the machine mounts cgroups.
     fn cgroup_mode(&self) -> Result<CgroupMode>;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 5's benchmark (benches/roundtrip.rs): below this shell's own memory cgroup on the real
+# kernel, build kubelet-shaped trees with real sleeping processes and time, on the same tree,
+# `cgleak repair --yes` (each strategy, the release binary), the fewest-syscalls floor of the
+# same round trip and a shell-out baseline (one `sh -c 'echo V > FILE'` per file write). Prints
+# medians and the ratios against the targets (PASS/MISS).
+#
+#   scripts/bench.sh [PODS[,PODS...]] [RUNS] [more bench options]
+#   scripts/bench.sh                  # 110 and 1000 pods, 5 and 3 runs
+#   scripts/bench.sh 110 9            # 110 pods, 9 runs
+#   scripts/bench.sh 1000 3 --shell-runs 0 --settle-ms 1000
+#
+# Needs root and a writable memory cgroup v1 (it creates cgroups only below its own one and
+# removes them); exits 1 saying why otherwise. Run it on a quiet machine: the figures are wall
+# times, and other work on the cores shows up in them (the min and max columns show the spread).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cannot() {
+  echo "scripts/bench.sh: cannot run: $*" >&2
+  exit 1
+}
+
+[ "$(id -u)" = 0 ] ||
+  cannot "not root (uid $(id -u)): the benchmark creates memory cgroups and moves processes into them; run it as root"
+grep -Eq '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' /proc/self/cgroup ||
+  cannot "no memory cgroup v1 hierarchy (/proc/self/cgroup has no memory controller line; a cgroup v2-only host cannot run the memcg v1 repair)"
+command -v cargo >/dev/null || cannot "cargo not found (install Rust: https://rustup.rs)"
+command -v sleep >/dev/null && command -v sh >/dev/null || cannot "sleep and sh are needed"
+
+pods=${1:-110,1000}
+runs=${2:-}
+shift $(($# > 2 ? 2 : $#))
+
+# cargo bench builds the benchmark and the cgleak binary with the release profile; the bench
+# itself checks the cgroup side (v1 filesystem, own cgroup writable) and exits 1 with the reason.
+exec cargo bench --bench roundtrip -- --pods "$pods" ${runs:+--runs "$runs"} "$@"
