@@ -285,8 +285,11 @@ fn real_forking_process_keeps_all_children_in_its_container() {
                 continue;
             }
             if let Some(cg) = memcg_of(*k) {
+                // "/" is an exiting task: cgroup_exit moves it to the root css_set before it
+                // turns zombie (and the forker may reap it before we look again). cgleak never
+                // moves anything to the hierarchy's root, so this cannot hide a misplaced child.
                 assert!(
-                    cg == want || is_zombie(*k),
+                    cg == want || cg == "/" || is_zombie(*k),
                     "child {k} of the forker is in {cg}, not {want}"
                 );
             }
