@@ -22,8 +22,9 @@
 //! before cgleak. Prints medians (with min and max) and the ratios against issue 5's targets.
 //!
 //!     cargo bench --bench roundtrip -- [--pods 110,1000] [--runs R] [--shell-runs S] [--settle-ms M]
+//!                                       [--samples]
 //!
-//! Defaults: 5 runs at sizes up to 200 pods and 3 above; the shell-out baselines run 3 times up
+//! Defaults: 6 runs at sizes up to 200 pods and 4 above; the shell-out baselines run 3 times up
 //! to 200 pods and once above (together they take well over a minute at 1000 pods). Under `cargo test` (no
 //! `--bench` argument) it is a smoke test at 10 pods that skips without root. Under `cargo bench`
 //! it needs root and a writable memory cgroup v1 and exits 1 with the reason otherwise.
@@ -62,6 +63,8 @@ struct Args {
     shell_runs: Option<usize>,
     /// Least pause before each timed item ([`settle`]).
     settle: Duration,
+    /// Print every run's time too (`--samples`).
+    samples: bool,
 }
 
 fn parse_args() -> Args {
@@ -98,6 +101,7 @@ fn parse_args() -> Args {
         runs: number("--runs").or((!full).then_some(1)),
         shell_runs: number("--shell-runs").or((!full).then_some(1)),
         settle: Duration::from_millis(settle_ms as u64),
+        samples: args.iter().any(|a| a == "--samples"),
     }
 }
 
@@ -323,7 +327,13 @@ fn assert_restored(fs: &KernelFs, snap: &Snapshot, what: &str) {
 fn stats(v: &[f64]) -> Option<(f64, f64, f64)> {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Some((*s.get(s.len() / 2)?, s[0], s[s.len() - 1]))
+    let n = s.len();
+    let median = match n {
+        0 => return None,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    };
+    Some((median, s[0], s[n - 1]))
 }
 
 /// Where the time of a repair goes besides executing the plan, measured in-process on the
@@ -423,7 +433,8 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
         )
     };
     let big = pods > 200;
-    let runs = args.runs.unwrap_or(if big { 3 } else { 5 }).max(1);
+    // Even, so that the floor and cgleak go first equally often.
+    let runs = args.runs.unwrap_or(if big { 4 } else { 6 }).max(1);
     let shell_runs = args.shell_runs.unwrap_or(if big { 1 } else { 3 }).min(runs);
     let names = [
         MB_CMD,
@@ -499,6 +510,10 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
                 v.len()
             ),
             None => println!("{name:<46} {:>9}", "not run"),
+        }
+        if args.samples && !v.is_empty() {
+            let each: Vec<String> = v.iter().map(|x| format!("{:.0}", x * 1e3)).collect();
+            println!("{:<46} run by run: {} ms", "", each.join(", "));
         }
     }
     let parts = breakdown(&fs, &|s| plan_for(s, Strategy::MigrateBack));

@@ -6,7 +6,7 @@
 # medians and the ratios against the targets (PASS/MISS).
 #
 #   scripts/bench.sh [PODS[,PODS...]] [RUNS] [more bench options]
-#   scripts/bench.sh                  # 110 and 1000 pods, 5 and 3 runs
+#   scripts/bench.sh                  # 110 and 1000 pods, 6 and 4 runs
 #   scripts/bench.sh 110 9            # 110 pods, 9 runs
 #   scripts/bench.sh 1000 3 --shell-runs 0 --settle-ms 1000
 #
