@@ -4,10 +4,10 @@
 //! settings kubelet and runc write, one real sleeping process per container), then times on that
 //! same tree, interleaved within each run:
 //!
-//! - `cgleak repair --yes` with each strategy, as the real binary (`CARGO_BIN_EXE_cgleak`,
-//!   `--format json`): the whole command's wall time, process start, preflight, journal, plan
-//!   execution and verify included. The JSON outcome gives the plan-execution share and must
-//!   say verify OK;
+//! - `cgleak repair --yes` with each strategy, as the real binary (`CARGO_BIN_EXE_cgleak`, or
+//!   another build given with `--cgleak PATH`; `--format json`): the whole command's wall time,
+//!   process start, preflight, journal, plan execution and verify included. The JSON outcome
+//!   gives the plan-execution share and must say verify OK;
 //! - the floor of each strategy: the plan's operations with the fewest system calls (direct
 //!   mkdir, write, rmdir, rename; one open of cgroup.procs per cgroup; no read, check or journal);
 //! - the shell-out baseline of migrate-back, as the original tool did it: every file write
@@ -22,7 +22,7 @@
 //! before cgleak. Prints medians (with min and max) and the ratios against issue 5's targets.
 //!
 //!     cargo bench --bench roundtrip -- [--pods 110,1000] [--runs R] [--shell-runs S] [--settle-ms M]
-//!                                       [--samples]
+//!                                       [--samples] [--cgleak PATH]
 //!
 //! Defaults: 6 runs at sizes up to 200 pods and 4 above; the shell-out baselines run 3 times up
 //! to 200 pods and once above (together they take well over a minute at 1000 pods). Under `cargo test` (no
@@ -48,7 +48,7 @@ use sandbox::Sandbox;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,9 @@ struct Args {
     settle: Duration,
     /// Print every run's time too (`--samples`).
     samples: bool,
+    /// The cgleak binary to time: this build's, or `--cgleak PATH` (another build of the same
+    /// command line, for a before/after comparison).
+    cgleak: PathBuf,
 }
 
 fn parse_args() -> Args {
@@ -102,6 +105,9 @@ fn parse_args() -> Args {
         shell_runs: number("--shell-runs").or((!full).then_some(1)),
         settle: Duration::from_millis(settle_ms as u64),
         samples: args.iter().any(|a| a == "--samples"),
+        cgleak: value("--cgleak")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cgleak"))),
     }
 }
 
@@ -257,11 +263,11 @@ fn state_dir() -> tempfile::TempDir {
         .expect("a temporary state directory")
 }
 
-/// `cgleak repair --yes` as the real binary: (wall seconds, plan-execution seconds).
-fn repair_command(root: &Path, strategy: Strategy) -> (f64, f64) {
+/// `cgleak repair --yes` as the real binary `bin`: (wall seconds, plan-execution seconds).
+fn repair_command(bin: &Path, root: &Path, strategy: Strategy) -> (f64, f64) {
     let state = state_dir();
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_cgleak"))
+    let out = Command::new(bin)
         .arg("--root")
         .arg(root)
         .args(["repair", "--yes", "--format", "json", "--strategy"])
@@ -476,7 +482,7 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
                 } else {
                     let mut exec = 0.0;
                     let wall = timed(&format!("cgleak repair {strategy}"), &mut || {
-                        exec = repair_command(sb.path(), strategy).1;
+                        exec = repair_command(&args.cgleak, sb.path(), strategy).1;
                     });
                     samples[3 * i].push(wall);
                     samples[3 * i + 1].push(exec);

@@ -243,7 +243,8 @@ impl Plan {
 }
 
 /// Rough per-operation costs for the estimate (seconds); the roundtrip benchmark measured
-/// 0.51 s of execution for a 393-cgroup migrate-back on 6.18 (README, Performance).
+/// 0.36 s of execution for a 393-cgroup migrate-back on 6.18 (README, Performance), about half
+/// of it the force_empty writes, which these costs leave out.
 const COST_MKDIR: f64 = 60e-6;
 const COST_WRITE: f64 = 8e-6;
 const COST_MOVE: f64 = 40e-6;
