@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
             let text = json(&snap);
             match a.output {
-                Some(p) => write_file_atomic(&p, text.as_bytes())?,
+                Some(p) => crate::export::write_file_atomic(&p, text.as_bytes(), ".tmp", 0o600)?,
                 None => out(&text),
             }
             Ok(0)
@@ -395,22 +395,4 @@ fn finish(o: &Outcome, format: Format) -> Result<u8> {
         Format::Text => out(&report::render_outcome(o)),
     }
     Ok(if o.verify.ok { 0 } else { 1 })
-}
-
-/// Write a file through a temp file in the same directory and a rename.
-pub fn write_file_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cgleak-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create temp file in", dir, e))?;
-    tmp.write_all(data)
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("rename to", path, e.error))?;
-    Ok(())
 }

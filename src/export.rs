@@ -364,27 +364,34 @@ fn textfile_dir(path: &Path) -> &Path {
 }
 
 /// Replace `path` with `data` atomically: a temp file `.cgleak-XXXXXX.prom.tmp` in the same
-/// directory (same filesystem, so the rename is atomic; not ending in `.prom`, so the collector
-/// never reads it half-written), mode 0644 (node_exporter usually runs as nobody), fsync, rename.
-/// On any error the temp file is removed and the old file is left as it was.
+/// directory (not ending in `.prom`, so the collector never reads it half-written), mode 0644
+/// (node_exporter usually runs as nobody).
 pub fn write_textfile(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     check_textfile(path)?;
+    write_file_atomic(path, data, ".prom.tmp", 0o644)
+}
+
+/// Replace `path` with `data` atomically (textfile and `cgleak snapshot -o`): a temp file
+/// `.cgleak-XXXXXX<suffix>` in the same directory (same filesystem, so the rename is atomic),
+/// with `mode`, fsynced, then renamed over `path`. On any error the temp file is removed and
+/// the old file is left as it was.
+pub fn write_file_atomic(path: &Path, data: &[u8], suffix: &str, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = textfile_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".cgleak-")
-        .suffix(".prom.tmp")
+        .suffix(suffix)
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temp file in", dir, e))?;
-    // tempfile makes it 0600; the collector must be able to read the renamed file.
+    // tempfile makes it 0600.
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io("chmod", tmp.path(), e))?;
     tmp.write_all(data)
         .map_err(|e| Error::io("write", tmp.path(), e))?;
     // Data on disk before the rename makes it visible: after a crash the file is the old one or
     // the complete new one. The directory is not fsynced: a rename lost in a power cut leaves
-    // the previous complete file, and the next run (a minute later) writes it again.
+    // the previous complete file.
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("fsync", tmp.path(), e))?;

@@ -53,9 +53,8 @@ pub struct SwapReport {
     pub requested: bool,
     /// The areas cycled, in order (empty for a dry run or when not asked).
     pub cycled: Vec<AreaCycle>,
-    /// Dying memcgs after the cycle (None when it did not run or the kernel does not count).
-    pub dying_after: Option<u64>,
-    /// How long the counted value kept falling after the cycle.
+    /// How long the counted value kept falling after the cycle (the count it settled at is the
+    /// report's `dying_after`).
     pub seconds_to_settle: f64,
     /// Stopped by Ctrl-C/SIGTERM before every area was cycled.
     pub interrupted: bool,
@@ -189,7 +188,6 @@ pub fn reclaim(
             plan,
             requested: opts.swap_cycle,
             cycled: Vec::new(),
-            dying_after: None,
             seconds_to_settle: 0.0,
             interrupted: false,
         },
@@ -247,7 +245,6 @@ pub fn reclaim(
     report.counted_after = after;
     report.live = live_after;
     report.dying_after = dying(counts_dying, after, live_after);
-    report.swap.dying_after = report.dying_after;
     report.swap.seconds_to_settle = secs;
     Ok(report)
 }
@@ -354,7 +351,7 @@ impl ReclaimReport {
             }
             s.push_str(&format!(
                 "dying memcgs after the swap cycle: {} (settled in {:.1} s)\n",
-                n(self.swap.dying_after),
+                n(self.dying_after),
                 self.swap.seconds_to_settle
             ));
         }
