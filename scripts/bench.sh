@@ -2,8 +2,9 @@
 # Issue 5's benchmark (benches/roundtrip.rs): below this shell's own memory cgroup on the real
 # kernel, build kubelet-shaped trees with real sleeping processes and time, on the same tree,
 # `cgleak repair --yes` (each strategy, the release binary), the fewest-syscalls floor of the
-# same round trip and a shell-out baseline (one `sh -c 'echo V > FILE'` per file write). Prints
-# medians and the ratios against the targets (PASS/MISS).
+# same round trip and the shell-out baseline (the original tool's way: a spawned bash per
+# setting and pid, a spawned sh per other write and rmdir). Prints medians and the ratios
+# against the targets (PASS/MISS).
 #
 #   scripts/bench.sh [PODS[,PODS...]] [RUNS] [more bench options]
 #   scripts/bench.sh                  # 110 and 1000 pods, 6 and 4 runs

@@ -1,6 +1,9 @@
 //! Running plan phases against a cgroupfs, journaled.
 //!
-//! Two modes. `Fresh` (a new repair) does each step blindly, with the fewest system calls.
+//! Two modes. `Fresh` (a new repair) does each step blindly, with the fewest system calls: a
+//! cgroup's tasks are read once (what to move must be read, not taken from the snapshot, whose
+//! pids may have been reused) and not again until empty, because the rmdir that follows is the
+//! kernel's own check that none is left (EBUSY), and only then is it drained until empty.
 //! `Reconcile` (resume, rollback) first looks at the live tree and skips what is already done,
 //! so every step is safe to repeat after an interruption at any instruction: a cgroup that
 //! exists, a setting already equal, a task already moved or gone, a cgroup already removed.
@@ -377,11 +380,22 @@ impl<'a, 'c> Runner<'a, 'c> {
                     Err(e) => return Err(fail(e)),
                 }
             }
-            Step::MoveTasks { from, to, .. } => {
+            Step::MoveTasks { from, to, pids } => {
                 if rec && !self.fs.exists(from) {
                     return Ok(());
                 }
-                self.drain(from, to).map_err(fail)?;
+                self.last_move = Some(to.clone());
+                if rec {
+                    // Resuming: the journal cannot tell how far the move got; read until empty.
+                    self.drain(from, to).map_err(fail)?;
+                } else if !pids.is_empty() {
+                    // One round, not read again until empty: the rmdir of `from` two steps on
+                    // is that check (the kernel refuses to remove a cgroup that still has a
+                    // task, EBUSY), and a task forked during the move is drained there.
+                    self.move_round(from, to).map_err(fail)?;
+                }
+                // A fresh repair of a cgroup that had no task in the snapshot reads nothing: a
+                // task that came in since is found the same way, by the rmdir's EBUSY.
             }
             Step::ForceEmpty { cg } => {
                 if rec && !self.fs.exists(cg) {
@@ -410,10 +424,18 @@ impl<'a, 'c> Runner<'a, 'c> {
                         }
                         Err(e) if rec && e.errno() == Some(Errno::ENOENT) => break,
                         Err(e) if e.errno() == Some(Errno::EBUSY) && tries < RMDIR_RETRIES => {
-                            // A task raced in after the move (a fork in flight): move again.
+                            // A task is still here: forked while its parent moved (the child
+                            // is made in the old cgroup), or come in since the snapshot. Move
+                            // until empty, reclaim what it charged meanwhile, and try again.
                             tries += 1;
                             if let Some(to) = self.last_destination(cg) {
                                 self.drain(cg, &to).map_err(fail)?;
+                            }
+                            if has_page_cache(self.fs, cg) {
+                                self.mutation().map_err(fail)?;
+                                if !self.fs.force_empty(cg, FORCE_EMPTY_BUDGET).map_err(fail)? {
+                                    self.stats.force_empty_cut += 1;
+                                }
                             }
                             std::thread::sleep(Duration::from_millis(2 * tries as u64));
                         }
@@ -454,50 +476,12 @@ impl<'a, 'c> Runner<'a, 'c> {
         Ok(c == v)
     }
 
-    /// Move every task of `from` into `to`: one pid per write to cgroup.procs, re-reading until
-    /// `from` stays empty (children forked during the move land in the old cgroup and show up
-    /// in the next read), then threads whose leader lives elsewhere one by one through `tasks`.
+    /// Move every task of `from` into `to`, re-reading cgroup.procs until `from` stays empty
+    /// (children forked during the move land in the old cgroup and show up in the next read).
     fn drain(&mut self, from: &str, to: &str) -> Result<()> {
-        self.last_move = Some(to.to_string());
-        let procs_path = self.fs.root().join(from).join(knob::PROCS);
         for round in 0..DRAIN_ROUNDS {
-            let pids = match fs::read_procs(self.fs, from) {
-                Ok(p) => p,
-                Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            if pids.is_empty() {
-                // cgroup.procs lists the thread group of every task in the cgroup: empty
-                // means no task at all is left.
+            if !self.move_round(from, to)? {
                 return Ok(());
-            }
-            // Writing a pid to cgroup.procs moves its whole thread group, wherever its threads
-            // are. Do that only for groups whose leader is here and whose threads all live
-            // together; otherwise move this cgroup's threads one by one through `tasks`, so a
-            // thread whose leader lives elsewhere (or a leader whose threads do) stays apart.
-            let tids: HashSet<u32> = fs::read_tasks(self.fs, from)?.into_iter().collect();
-            let by_thread = pids
-                .iter()
-                .any(|p| !tids.contains(p) || self.split.contains(p));
-            if by_thread {
-                let mut tids: Vec<u32> = tids.into_iter().collect();
-                tids.sort_unstable();
-                for tid in tids {
-                    match self.write(to, knob::TASKS, &tid.to_string()) {
-                        Ok(()) => self.stats.threads_moved += 1,
-                        Err(e) if e.errno() == Some(Errno::ESRCH) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            } else {
-                for pid in pids {
-                    match self.write(to, knob::PROCS, &pid.to_string()) {
-                        Ok(()) => self.stats.tasks_moved += 1,
-                        // The process exited between the read and the write: nothing to move.
-                        Err(e) if e.errno() == Some(Errno::ESRCH) => self.stats.tasks_exited += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
             }
             if round >= 2 {
                 // Forks in flight finish before the next read.
@@ -506,8 +490,55 @@ impl<'a, 'c> Runner<'a, 'c> {
         }
         Err(Error::Sys(SysError::new(
             FsOp::Write,
-            procs_path,
+            self.fs.root().join(from).join(knob::PROCS),
             Errno::EBUSY,
         )))
+    }
+
+    /// One round of a move: read which tasks `from` has and move them to `to`, one pid per
+    /// write to cgroup.procs, or thread by thread through `tasks` where a thread group is split
+    /// across cgroups. Whether there was any task to move (a missing `from` has none).
+    fn move_round(&mut self, from: &str, to: &str) -> Result<bool> {
+        // What to move is read now, not taken from the snapshot: a pid the snapshot listed may
+        // have exited and been reused by a process elsewhere, which a write would drag in.
+        let pids = match fs::read_procs(self.fs, from) {
+            Ok(p) => p,
+            Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if pids.is_empty() {
+            // cgroup.procs lists the thread group of every task in the cgroup: empty means no
+            // task at all is left.
+            return Ok(false);
+        }
+        // Writing a pid to cgroup.procs moves its whole thread group, wherever its threads
+        // are. Do that only for groups whose leader is here and whose threads all live
+        // together; otherwise move this cgroup's threads one by one through `tasks`, so a
+        // thread whose leader lives elsewhere (or a leader whose threads do) stays apart.
+        let tids: HashSet<u32> = fs::read_tasks(self.fs, from)?.into_iter().collect();
+        let by_thread = pids
+            .iter()
+            .any(|p| !tids.contains(p) || self.split.contains(p));
+        if by_thread {
+            let mut tids: Vec<u32> = tids.into_iter().collect();
+            tids.sort_unstable();
+            for tid in tids {
+                match self.write(to, knob::TASKS, &tid.to_string()) {
+                    Ok(()) => self.stats.threads_moved += 1,
+                    Err(e) if e.errno() == Some(Errno::ESRCH) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            for pid in pids {
+                match self.write(to, knob::PROCS, &pid.to_string()) {
+                    Ok(()) => self.stats.tasks_moved += 1,
+                    // The process exited between the read and the write: nothing to move.
+                    Err(e) if e.errno() == Some(Errno::ESRCH) => self.stats.tasks_exited += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(true)
     }
 }

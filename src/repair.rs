@@ -16,7 +16,7 @@ use crate::scan;
 use crate::verify::{self, VerifyReport};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What repair, resume and rollback are given.
 #[derive(Debug, Clone)]
@@ -98,6 +98,11 @@ pub struct Outcome {
     pub already_done: bool,
 }
 
+/// Milliseconds since `t`, for the timing lines of `-vv`.
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -120,6 +125,7 @@ fn check(
 
 /// Preflight: take the lock, scan, plan, and check everything. Changes nothing on the node.
 pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
+    let started = Instant::now();
     if !fs.may_write() {
         return Err(Error::refused(
             format!(
@@ -145,6 +151,7 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     }
     // The kubelet look-up walks /proc (thousands of processes on a big node) and does not
     // depend on the scan: it runs alongside it. Errors come in the same order as before.
+    let t = Instant::now();
     let (snapshot, kubelets) = std::thread::scope(|s| {
         let kubelets = s.spawn(|| fs.find_processes("kubelet"));
         let snapshot = scan::scan(fs, &opts.kubepods);
@@ -154,6 +161,11 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
         )
     });
     let snapshot = snapshot?;
+    log::debug!(
+        "scanned {} cgroups and looked for kubelet in {:.1} ms",
+        snapshot.cgroups.len(),
+        ms(t)
+    );
     match snapshot.layout {
         Layout::Missing => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} not found below {}; check --root and --kubepods", opts.kubepods, fs.root().display())),
         Layout::Systemd => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} is the systemd cgroup driver's; systemd owns those cgroups and would undo a migration: repair by draining and rebooting the node instead", snapshot.kubepods)),
@@ -231,6 +243,10 @@ pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
             staging_exists,
         },
     );
+    log::debug!(
+        "preflight (scan, checks, id count, plan) done in {:.1} ms",
+        ms(started)
+    );
     Ok(Prepared {
         checks,
         kernel,
@@ -281,7 +297,9 @@ pub fn execute(
         snapshot: prepared.snapshot,
         plan: prepared.plan,
     };
+    let t = Instant::now();
     let mut j = Journal::create(&opts.state_dir, &header)?;
+    log::debug!("journal written in {:.1} ms", ms(t));
     let stats = {
         let mut runner = Runner::new(
             fs,
@@ -297,7 +315,10 @@ pub fn execute(
         runner.stats
     };
     j.mark("complete")?;
+    log::debug!("plan executed in {:.1} ms", stats.seconds * 1e3);
+    let t = Instant::now();
     let verify = verify::verify(fs, &header.snapshot, &opts.staging, true)?;
+    log::debug!("verified in {:.1} ms", ms(t));
     Ok(Outcome {
         command: "repair",
         strategy: opts.strategy,

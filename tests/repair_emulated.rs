@@ -322,6 +322,36 @@ fn processes_that_fork_during_the_move_end_in_their_container() {
 }
 
 #[test]
+fn a_task_that_came_after_the_snapshot_into_an_empty_cgroup_moves_too() {
+    // A fresh repair reads nothing before moving a cgroup that had no task in the snapshot:
+    // the rmdir after it finds a newcomer (EBUSY), drains it and retries.
+    for strategy in [Strategy::MigrateBack, Strategy::Rename] {
+        let n = node(KernelProfile::V6_1, 6, false);
+        let emu = EmulatedFs::open(&n.base).unwrap();
+        let o = opts(&emu, strategy, &n.state);
+        let prepared = repair::prepare(&emu, &o).unwrap();
+        let pod = prepared
+            .snapshot
+            .cgroups
+            .iter()
+            .find(|c| c.tasks.is_empty() && c.kind == cgleak::model::Kind::Pod)
+            .expect("a pod cgroup without tasks of its own")
+            .path
+            .clone();
+        let late = emu.spawn(&pod, "late").unwrap();
+        let out = repair::execute(&emu, &o, prepared, None).unwrap();
+        assert!(out.verify.ok, "{strategy}: {:?}", out.verify.differences);
+        assert_eq!(
+            emu.cgroup_of(late).as_deref(),
+            Some(pod.as_str()),
+            "{strategy}"
+        );
+        assert_eq!(out.verify.new_tasks, 1, "{strategy}");
+        assert!(!emu.exists("kubepods2"), "{strategy}");
+    }
+}
+
+#[test]
 fn tasks_that_exit_during_the_move_are_reported_not_lost() {
     let n = node(KernelProfile::V6_1, 6, false);
     let emu = EmulatedFs::open(&n.base).unwrap();
