@@ -302,6 +302,7 @@ impl Facts {
 /// Returns (dying, ids_used, ids_free, source, notes).
 pub fn compute_ids(
     counts_dying: Option<bool>,
+    id_limit: u64,
     live: Option<u64>,
     counted: Option<u64>,
     ids_used_opt: Option<u64>,
@@ -312,7 +313,7 @@ pub fn compute_ids(
     IdsSource,
     Vec<String>,
 ) {
-    let (c, notes) = crate::ids::compute_with(counts_dying, live, counted, ids_used_opt);
+    let (c, notes) = crate::ids::compute_with(counts_dying, id_limit, live, counted, ids_used_opt);
     (c.dying, c.ids_used, c.ids_free, c.ids_source, notes)
 }
 
@@ -435,8 +436,9 @@ pub fn gather(fs: &dyn Cgroupfs, opts: &DiagnoseOptions) -> Result<Facts> {
         }
     };
 
+    let id_limit = KernelInfo::from_release(&kernel.release).memcg_id_limit();
     let (dying, ids_used, ids_free, ids_source, notes) =
-        compute_ids(kernel.counts_dying, live, counted, opts.ids_used);
+        compute_ids(kernel.counts_dying, id_limit, live, counted, opts.ids_used);
     errors.extend(notes);
     let hierarchy = HierarchyFacts {
         mount: fs.hierarchy_mount().display().to_string(),
@@ -444,7 +446,7 @@ pub fn gather(fs: &dyn Cgroupfs, opts: &DiagnoseOptions) -> Result<Facts> {
         live,
         counted,
         dying,
-        id_limit: ID_LIMIT,
+        id_limit,
         ids_used,
         ids_free,
         ids_source,
@@ -607,11 +609,11 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
         && KernelInfo::from_release(&f.kernel.release).ids_released_at_offline() == Some(true)
         && h.dying.unwrap_or(0) > 0
     {
-        reasons.push(
+        reasons.push(format!(
             "from 4.8 on a dying memcg keeps its id only while swapped-out pages reference it: \
-             ids free is a lower bound (65535 - counted)"
-                .to_string(),
-        );
+             ids free is a lower bound ({} - counted)",
+            h.id_limit
+        ));
     }
     if let (Some(d), Some(l)) = (h.dying, h.live) {
         reasons.push(format!(
@@ -946,7 +948,7 @@ pub fn sep(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1507,10 +1509,17 @@ mod tests {
 
     #[test]
     fn dying_on_310_needs_ids_used() {
-        let (d, u, free, src, notes) = compute_ids(Some(false), Some(2_000), Some(2_000), None);
+        let (d, u, free, src, notes) =
+            compute_ids(Some(false), ID_LIMIT, Some(2_000), Some(2_000), None);
         assert_eq!((d, u, free, src), (None, None, None, IdsSource::Unknown));
         assert!(notes.is_empty());
-        let (d, u, free, src, _) = compute_ids(Some(false), Some(2_000), Some(2_000), Some(50_000));
+        let (d, u, free, src, _) = compute_ids(
+            Some(false),
+            ID_LIMIT,
+            Some(2_000),
+            Some(2_000),
+            Some(50_000),
+        );
         assert_eq!(d, Some(48_000));
         assert_eq!(u, Some(50_000));
         assert_eq!(free, Some(15_535));
@@ -1519,24 +1528,24 @@ mod tests {
 
     #[test]
     fn counted_below_live_saturates() {
-        let (d, u, free, src, _) = compute_ids(Some(true), Some(50), Some(48), None);
+        let (d, u, free, src, _) = compute_ids(Some(true), ID_LIMIT, Some(50), Some(48), None);
         assert_eq!(d, Some(0));
         assert_eq!(u, Some(48));
         assert_eq!(free, Some(65_487));
         assert_eq!(src, IdsSource::ProcCgroups);
         // --ids-used above the limit: free saturates at 0.
-        let (_, _, free, _, _) = compute_ids(Some(false), Some(10), None, Some(70_000));
+        let (_, _, free, _, _) = compute_ids(Some(false), ID_LIMIT, Some(10), None, Some(70_000));
         assert_eq!(free, Some(0));
     }
 
     #[test]
     fn modern_kernel_count_wins_over_ids_used() {
-        let (d, u, _, src, notes) = compute_ids(Some(true), Some(7), Some(45), Some(50));
+        let (d, u, _, src, notes) = compute_ids(Some(true), ID_LIMIT, Some(7), Some(45), Some(50));
         assert_eq!((d, u, src), (Some(38), Some(45), IdsSource::ProcCgroups));
         assert_eq!(notes.len(), 1);
         assert!(notes[0].contains("differs"), "{notes:?}");
         // Unknown kernel: only --ids-used counts.
-        let (d, u, _, src, _) = compute_ids(None, Some(7), Some(45), Some(50));
+        let (d, u, _, src, _) = compute_ids(None, ID_LIMIT, Some(7), Some(45), Some(50));
         assert_eq!((d, u, src), (Some(43), Some(50), IdsSource::Systemtap));
     }
 
@@ -1569,15 +1578,16 @@ mod tests {
         kubelet: Option<bool>,
     ) -> Facts {
         let kernel = KernelFacts::from_release(release, false);
+        let id_limit = KernelInfo::from_release(release).memcg_id_limit();
         let (dying, ids_used, ids_free, ids_source, notes) =
-            compute_ids(kernel.counts_dying, live, counted, ids_used);
+            compute_ids(kernel.counts_dying, id_limit, live, counted, ids_used);
         let hierarchy = HierarchyFacts {
             mount: "/sys/fs/cgroup/memory".into(),
             root: "/sys/fs/cgroup/memory".into(),
             live,
             counted,
             dying,
-            id_limit: ID_LIMIT,
+            id_limit,
             ids_used,
             ids_free,
             ids_source,
@@ -1750,9 +1760,12 @@ mod tests {
             .reasons
             .iter()
             .any(|r| r.contains("accumulate")));
-        assert_eq!(ids.hierarchy.ids_free, Some(5_535));
+        // 60,000 and 65,000 ids in use, of 65,535 (65,534 on 4.4-5.18).
+        let limit = KernelInfo::from_release(release).memcg_id_limit();
+        assert_eq!(ids.hierarchy.id_limit, limit);
+        assert_eq!(ids.hierarchy.ids_free, Some(limit - 60_000));
         assert_eq!(ids.verdict.status, Status::AtRisk);
-        assert_eq!(leaking.hierarchy.ids_free, Some(535));
+        assert_eq!(leaking.hierarchy.ids_free, Some(limit - 65_000));
         assert_eq!(leaking.verdict.status, Status::Leaking);
         assert_eq!(unknown.verdict.status, Status::Unknown);
         let a = advice(&leaking);
@@ -1996,7 +2009,8 @@ mod tests {
             assert!(v["hierarchy"][k].is_null(), "hierarchy.{k} must be null");
         }
         assert_eq!(v["hierarchy"]["ids_source"], "unknown");
-        assert_eq!(v["hierarchy"]["id_limit"], 65535);
+        // An unknown kernel gets the smaller id space, so ids free is never over-stated.
+        assert_eq!(v["hierarchy"]["id_limit"], 65534);
         assert_eq!(v["hierarchy"]["live"], 3000);
         assert!(v["kubepods"]["kmem_active"].is_null());
         assert_eq!(v["kubepods"]["found"], false);

@@ -77,8 +77,8 @@ impl SysError {
         let file = self.file_name();
         match (self.op, self.errno) {
             (FsOp::Mkdir, Errno::ENOSPC) | (FsOp::Mkdir, Errno::ENOMEM) => {
-                "no memory cgroup id is free: 65535 memcgs (live and dying) exist; \
-                 free ids first (cgleak diagnose tells how) or reboot the node"
+                "no memory cgroup id is free: 65535 memcgs (65534 on kernels 4.4-5.18), live \
+                 and dying, exist; free ids first (cgleak diagnose tells how) or reboot the node"
             }
             (FsOp::Mkdir, Errno::EEXIST) => "the cgroup already exists",
             (FsOp::Rmdir, Errno::EBUSY) => {

@@ -103,11 +103,13 @@ pub struct IdCount {
 }
 
 /// Compute the id accounting from what the kernel shows and an optional systemtap count.
-/// `counts_dying` is [`KernelInfo::counts_dying`]; `live` may be unknown (unreadable hierarchy).
+/// `counts_dying` is [`KernelInfo::counts_dying`], `id_limit` [`KernelInfo::memcg_id_limit`];
+/// `live` may be unknown (unreadable hierarchy).
 /// On kernels that count dying memcgs the kernel's count wins over `--ids-used`; a difference is
 /// noted in `notes`.
 pub fn compute_with(
     counts_dying: Option<bool>,
+    id_limit: u64,
     live: Option<u64>,
     counted: Option<u64>,
     ids_used_arg: Option<u64>,
@@ -134,9 +136,9 @@ pub fn compute_with(
         live: live.unwrap_or(0),
         counted,
         dying,
-        id_limit: ID_LIMIT,
+        id_limit,
         ids_used,
-        ids_free: ids_used.map(|u| ID_LIMIT.saturating_sub(u)),
+        ids_free: ids_used.map(|u| id_limit.saturating_sub(u)),
         ids_source: source,
     };
     (count, notes)
@@ -149,7 +151,14 @@ pub fn compute(
     counted: Option<u64>,
     ids_used_arg: Option<u64>,
 ) -> IdCount {
-    compute_with(kernel.counts_dying(), Some(live), counted, ids_used_arg).0
+    compute_with(
+        kernel.counts_dying(),
+        kernel.memcg_id_limit(),
+        Some(live),
+        counted,
+        ids_used_arg,
+    )
+    .0
 }
 
 /// Read the id accounting of `fs`'s hierarchy.
@@ -193,6 +202,27 @@ mod tests {
         assert_eq!(c.dying, Some(38));
         assert_eq!(c.ids_free, Some(65535 - 45));
         assert_eq!(c.ids_source, IdsSource::ProcCgroups);
+    }
+
+    #[test]
+    fn kernels_4_4_to_5_18_hand_out_one_id_fewer() {
+        // The lab: 5.10 ran out at 65534 memcgs, 6.1 at 65535; 3.10's css ids go to 65535.
+        for (release, limit) in [
+            ("5.10.0-32-cloud-amd64", 65534),
+            ("4.19.0-27-amd64", 65534),
+            ("4.4.0-210-generic", 65534),
+            ("5.18.0", 65534),
+            ("5.19.0", 65535),
+            ("6.1.0-50-cloud-amd64", 65535),
+            ("3.10.0-1160.el7.x86_64", 65535),
+            ("not a release", 65534),
+        ] {
+            let k = KernelInfo::from_release(release);
+            assert_eq!(k.memcg_id_limit(), limit, "{release}");
+            let c = compute(&k, 7, Some(45), Some(45));
+            assert_eq!(c.id_limit, limit, "{release}");
+            assert_eq!(c.ids_free, Some(limit - 45), "{release}");
+        }
     }
 
     #[test]

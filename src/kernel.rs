@@ -121,6 +121,21 @@ impl KernelInfo {
         self.version.map(|v| v >= Version::new(4, 8, 0))
     }
 
+    /// How many memcg ids this kernel hands out (MEM_CGROUP_ID_MAX is 65535). Before the
+    /// private memcg id, memcgs took css ids 1..=65535 (3.10). The private id (73f576c04b94,
+    /// 4.7, backported to 4.4-stable) was allocated with `idr_alloc(.., 1, MEM_CGROUP_ID_MAX,
+    /// ..)`, whose end is exclusive: 65534 ids, until "mm: memcontrol: fix cannot alloc the
+    /// maximum memcg ID" (posted February 2022, in mainline by 5.19) made the end one past
+    /// MEM_CGROUP_ID_MAX. The kernel lab saw both: 5.10 ran out at 65534 memcgs, 6.1 at 65535.
+    /// Where unsure (5.18, an unparsable release) the smaller number: ids free must never be
+    /// over-stated.
+    pub fn memcg_id_limit(&self) -> u64 {
+        match self.version {
+            Some(v) if v < Version::new(4, 4, 0) || v >= Version::new(5, 19, 0) => 65535,
+            _ => 65534,
+        }
+    }
+
     /// memory.use_hierarchy is deprecated and always 1 from about 5.11.
     pub fn use_hierarchy_fixed(&self) -> Option<bool> {
         self.version.map(|v| v >= Version::new(5, 11, 0))

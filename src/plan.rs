@@ -743,7 +743,7 @@ pub(crate) mod tests {
                             prop_assert!(!child_made.contains_key(cg), "setting of {} after a child exists", cg);
                             prop_assert!(!first_task_in.contains_key(cg), "setting of {} after tasks entered", cg);
                             if file == knob::LIMIT { limit_at.insert(cg, i); }
-                            if file == knob::MEMSW_LIMIT { prop_assert!(limit_at.get(cg).map_or(true, |&l| l < i)); }
+                            if file == knob::MEMSW_LIMIT { prop_assert!(limit_at.get(cg).is_none_or(|&l| l < i)); }
                         }
                         Step::MoveTasks { from, to, .. } => {
                             moved_out.insert(from, i);

@@ -208,7 +208,7 @@ mod prom {
         let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
         let digits = |t: &str| t.chars().all(|c| c.is_ascii_digit());
         let mant_ok = digits(int) && digits(frac) && !(int.is_empty() && frac.is_empty());
-        let exp_ok = exp.map_or(true, |e| {
+        let exp_ok = exp.is_none_or(|e| {
             let e = e.strip_prefix(['+', '-']).unwrap_or(e);
             !e.is_empty() && digits(e)
         });

@@ -364,7 +364,7 @@ fn overwrite(path: &Path, content: &str, old_len: Option<usize>) -> Result<()> {
         .open(path)
         .map_err(io)?;
     f.write_all(content.as_bytes()).map_err(io)?;
-    if old_len.map_or(true, |l| l > content.len()) {
+    if old_len.is_none_or(|l| l > content.len()) {
         f.set_len(content.len() as u64).map_err(io)?;
     }
     Ok(())
@@ -1229,7 +1229,7 @@ impl EmulatedFs {
             .full(cg)
             .filter(|f| inner.nodes.contains_key(f))
             .ok_or_else(|| sys(FsOp::Write, self.abs(cg).join(knob::TASKS), Errno::ENOENT))?;
-        if !inner.tasks.get(&tgid).is_some_and(|t| t.tgid == tgid) {
+        if inner.tasks.get(&tgid).is_none_or(|t| t.tgid != tgid) {
             return Err(sys(FsOp::Write, self.proc_path(tgid), Errno::ESRCH));
         }
         let comm = self.comm(&mut inner, tgid)?;

@@ -314,7 +314,7 @@ pub fn mount_of<'a>(mounts: &'a [MountInfo], path: &Path) -> Option<&'a MountInf
     let mut best: Option<&MountInfo> = None;
     for m in mounts {
         if path.starts_with(&m.mount_point)
-            && best.map_or(true, |b| {
+            && best.is_none_or(|b| {
                 m.mount_point.components().count() >= b.mount_point.components().count()
             })
         {
@@ -379,7 +379,7 @@ pub fn own_memory_cgroup_from(proc_self_cgroup: &str, mounts: &[MountInfo]) -> O
             continue;
         };
         let depth = m.root.components().count();
-        if best.as_ref().map_or(true, |(d, _)| depth > *d) {
+        if best.as_ref().is_none_or(|(d, _)| depth > *d) {
             best = Some((depth, m.mount_point.join(rest)));
         }
     }
