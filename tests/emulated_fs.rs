@@ -151,6 +151,11 @@ fn id_exhaustion_gives_enospc() {
     assert_eq!(V6_1.id_limit(), MEM_CGROUP_ID_MAX);
     assert_eq!(V3_10.id_limit(), MEM_CGROUP_ID_MAX);
     assert_eq!(V5_10.id_limit(), MEM_CGROUP_ID_MAX - 1);
+    // What diagnose believes of each kernel is what the emulated kernel does.
+    for p in KernelProfile::ALL {
+        let believed = cgleak::kernel::KernelInfo::from_release(p.release()).memcg_id_limit();
+        assert_eq!(believed, p.id_limit(), "{p}");
+    }
 }
 
 fn sys_errno<T: std::fmt::Debug>(r: cgleak::Result<T>) -> (FsOp, Errno) {
