@@ -3,7 +3,8 @@
 //! Two modes. `Fresh` (a new repair) does each step blindly, with the fewest system calls: a
 //! cgroup's tasks are read once (what to move must be read, not taken from the snapshot, whose
 //! pids may have been reused) and not again until empty, because the rmdir that follows is the
-//! kernel's own check that none is left (EBUSY), and only then is it drained until empty.
+//! kernel's own check that none is left (EBUSY; on 3.10 force_empty is one too), and only then
+//! is it drained until empty.
 //! `Reconcile` (resume, rollback) first looks at the live tree and skips what is already done,
 //! so every step is safe to repeat after an interruption at any instruction: a cgroup that
 //! exists, a setting already equal, a task already moved or gone, a cgroup already removed.
@@ -405,10 +406,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                     self.stats.force_empty_skipped += 1;
                     return Ok(());
                 }
-                self.mutation().map_err(fail)?;
-                if !self.fs.force_empty(cg, FORCE_EMPTY_BUDGET).map_err(fail)? {
-                    self.stats.force_empty_cut += 1;
-                }
+                self.force_empty(cg).map_err(fail)?;
             }
             Step::Rmdir { cg } => {
                 if rec && !self.fs.exists(cg) {
@@ -432,10 +430,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                                 self.drain(cg, &to).map_err(fail)?;
                             }
                             if has_page_cache(self.fs, cg) {
-                                self.mutation().map_err(fail)?;
-                                if !self.fs.force_empty(cg, FORCE_EMPTY_BUDGET).map_err(fail)? {
-                                    self.stats.force_empty_cut += 1;
-                                }
+                                self.force_empty(cg).map_err(fail)?;
                             }
                             std::thread::sleep(Duration::from_millis(2 * tries as u64));
                         }
@@ -450,6 +445,28 @@ impl<'a, 'c> Runner<'a, 'c> {
                 self.mutation().map_err(fail)?;
                 self.fs.rename(from, to).map_err(fail)?;
             }
+        }
+        Ok(())
+    }
+
+    /// force_empty `cg`, giving the kernel at most [`FORCE_EMPTY_BUDGET`]. 3.10 refuses it
+    /// while the cgroup has a task or a child (mem_cgroup_force_empty: EBUSY): in a fresh repair
+    /// that is a task forked during the move or come in since the snapshot, which was not read
+    /// for again (see [`Mode`]). Move it after the others, then reclaim.
+    fn force_empty(&mut self, cg: &str) -> Result<()> {
+        self.mutation()?;
+        let done = match self.fs.force_empty(cg, FORCE_EMPTY_BUDGET) {
+            Err(e) if e.errno() == Some(Errno::EBUSY) => {
+                if let Some(to) = self.last_destination(cg) {
+                    self.drain(cg, &to)?;
+                }
+                self.mutation()?;
+                self.fs.force_empty(cg, FORCE_EMPTY_BUDGET)?
+            }
+            r => r?,
+        };
+        if !done {
+            self.stats.force_empty_cut += 1;
         }
         Ok(())
     }

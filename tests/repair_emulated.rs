@@ -298,56 +298,70 @@ sweeps! {
 
 #[test]
 fn processes_that_fork_during_the_move_end_in_their_container() {
-    let n = node(KernelProfile::V3_10, 6, true);
-    let emu = EmulatedFs::open(&n.base).unwrap();
-    let snap = scan::scan(&emu, "kubepods").unwrap();
-    let ctr = snap
-        .cgroups
-        .iter()
-        .rev()
-        .find(|c| !c.tasks.is_empty())
-        .unwrap()
-        .clone();
-    let parent = ctr.tasks[0];
-    emu.fork_on_move(parent, 5).unwrap();
-    let out = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).unwrap();
-    assert!(out.verify.ok, "{:?}", out.verify.differences);
-    let procs = cgleak::fs::read_procs(&emu, &ctr.path).unwrap();
-    assert_eq!(
-        procs.len(),
-        ctr.tasks.len() + 5,
-        "children forked during the move are in the container: {procs:?}"
-    );
-    assert_eq!(out.verify.new_tasks, 5);
+    // The children stay behind in the old cgroup. Without page cache the rmdir finds them
+    // (EBUSY); with page cache 3.10's force_empty does first (EBUSY while tasks remain).
+    for cache in [0, 1 << 20] {
+        let n = node(KernelProfile::V3_10, 6, true);
+        let emu = EmulatedFs::open(&n.base).unwrap();
+        let snap = scan::scan(&emu, "kubepods").unwrap();
+        let ctr = snap
+            .cgroups
+            .iter()
+            .rev()
+            .find(|c| !c.tasks.is_empty())
+            .unwrap()
+            .clone();
+        let parent = ctr.tasks[0];
+        emu.fork_on_move(parent, 5).unwrap();
+        if cache > 0 {
+            emu.charge_cache(&ctr.path, cache).unwrap();
+        }
+        let out = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).unwrap();
+        assert!(out.verify.ok, "{:?}", out.verify.differences);
+        let procs = cgleak::fs::read_procs(&emu, &ctr.path).unwrap();
+        assert_eq!(
+            procs.len(),
+            ctr.tasks.len() + 5,
+            "children forked during the move are in the container: {procs:?}"
+        );
+        assert_eq!(out.verify.new_tasks, 5);
+    }
 }
 
 #[test]
 fn a_task_that_came_after_the_snapshot_into_an_empty_cgroup_moves_too() {
     // A fresh repair reads nothing before moving a cgroup that had no task in the snapshot:
-    // the rmdir after it finds a newcomer (EBUSY), drains it and retries.
-    for strategy in [Strategy::MigrateBack, Strategy::Rename] {
-        let n = node(KernelProfile::V6_1, 6, false);
-        let emu = EmulatedFs::open(&n.base).unwrap();
-        let o = opts(&emu, strategy, &n.state);
-        let prepared = repair::prepare(&emu, &o).unwrap();
-        let pod = prepared
-            .snapshot
-            .cgroups
-            .iter()
-            .find(|c| c.tasks.is_empty() && c.kind == cgleak::model::Kind::Pod)
-            .expect("a pod cgroup without tasks of its own")
-            .path
-            .clone();
-        let late = emu.spawn(&pod, "late").unwrap();
-        let out = repair::execute(&emu, &o, prepared, None).unwrap();
-        assert!(out.verify.ok, "{strategy}: {:?}", out.verify.differences);
-        assert_eq!(
-            emu.cgroup_of(late).as_deref(),
-            Some(pod.as_str()),
-            "{strategy}"
-        );
-        assert_eq!(out.verify.new_tasks, 1, "{strategy}");
-        assert!(!emu.exists("kubepods2"), "{strategy}");
+    // the rmdir after it finds a newcomer (EBUSY), drains it and retries. With page cache there
+    // too, the force_empty before that rmdir meets the newcomer first: 3.10 refuses force_empty
+    // while the cgroup has a task (EBUSY), newer kernels reclaim.
+    for (profile, kmem) in [(KernelProfile::V6_1, false), (KernelProfile::V3_10, true)] {
+        for strategy in [Strategy::MigrateBack, Strategy::Rename] {
+            for cache in [0, 1 << 20] {
+                let what = format!("{profile} {strategy} cache {cache}");
+                let n = node(profile, 6, kmem);
+                let emu = EmulatedFs::open(&n.base).unwrap();
+                let o = opts(&emu, strategy, &n.state);
+                let prepared = repair::prepare(&emu, &o).unwrap();
+                let pod = prepared
+                    .snapshot
+                    .cgroups
+                    .iter()
+                    .find(|c| c.tasks.is_empty() && c.kind == cgleak::model::Kind::Pod)
+                    .expect("a pod cgroup without tasks of its own")
+                    .path
+                    .clone();
+                let late = emu.spawn(&pod, "late").unwrap();
+                if cache > 0 {
+                    emu.charge_cache(&pod, cache).unwrap();
+                }
+                let out = repair::execute(&emu, &o, prepared, None)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(out.verify.ok, "{what}: {:?}", out.verify.differences);
+                assert_eq!(emu.cgroup_of(late).as_deref(), Some(pod.as_str()), "{what}");
+                assert_eq!(out.verify.new_tasks, 1, "{what}");
+                assert!(!emu.exists("kubepods2"), "{what}");
+            }
+        }
     }
 }
 
