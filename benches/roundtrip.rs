@@ -47,7 +47,7 @@ use cgleak::journal::{self, Header, Journal};
 use cgleak::kernel::KernelInfo;
 use cgleak::model::Snapshot;
 use cgleak::plan::{self, Plan, PlanInput, Step, Strategy};
-use cgleak::{ids, scan, verify};
+use cgleak::{execute, ids, scan, verify};
 use nix::libc;
 use sandbox::Sandbox;
 use std::fs::OpenOptions;
@@ -175,7 +175,7 @@ impl Drop for Sleepers {
 /// When the floor writes force_empty.
 #[derive(Clone, Copy, PartialEq)]
 enum FloorForceEmpty {
-    /// Where the cgroup has page cache, as cgleak does (`cgleak::execute::has_page_cache`): one read
+    /// Where the cgroup has page cache, as cgleak does ([`execute::has_page_cache`]): one read
     /// of memory.stat first. No program can know that without looking (page cache comes and
     /// goes while the tasks run), so this read belongs to the fewest system calls for the
     /// same round trip; the write does not, where there is nothing to reclaim.
@@ -185,16 +185,9 @@ enum FloorForceEmpty {
     Always,
 }
 
-/// Whether a memory.stat shows page cache (`total_cache`, or `cache` without hierarchy lines).
+/// Whether a cgroup's memory.stat shows page cache, by cgleak's rule: one read, no more.
 fn page_cache(stat: &Path) -> bool {
-    let text = std::fs::read_to_string(stat).unwrap_or_default();
-    let value = |key: &str| {
-        text.lines().find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
-        })
-    };
-    value("total_cache").or_else(|| value("cache")) != Some(0)
+    execute::stat_shows_page_cache(&std::fs::read_to_string(stat).unwrap_or_default())
 }
 
 /// The plan's operations with the fewest system calls: no check, no journal, no read but

@@ -144,9 +144,15 @@ pub const FORCE_EMPTY_BUDGET: Duration = Duration::from_millis(250);
 /// move_charge_at_immigrate it went along; without (>= 6.13) it belongs to tasks that now live
 /// elsewhere, and reclaiming it would push their memory to swap.
 pub fn has_page_cache(fs: &dyn Cgroupfs, cg: &str) -> bool {
-    let Ok(stat) = fs.read(cg, knob::STAT) else {
-        return true;
-    };
+    match fs.read(cg, knob::STAT) {
+        Ok(stat) => stat_shows_page_cache(&stat),
+        Err(_) => true,
+    }
+}
+
+/// Whether the text of a memory.stat shows page cache: `total_cache` (the subtree), or `cache`
+/// where there are no hierarchical lines; no such line (or a malformed one) counts as yes.
+pub fn stat_shows_page_cache(stat: &str) -> bool {
     let value = |key: &str| {
         stat.lines().find_map(|l| {
             let (k, v) = l.split_once(' ')?;
@@ -557,5 +563,25 @@ impl<'a, 'c> Runner<'a, 'c> {
             }
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stat_shows_page_cache;
+
+    #[test]
+    fn page_cache_from_memory_stat() {
+        // The subtree's total wins over the cgroup's own line (children's cache counts).
+        assert!(stat_shows_page_cache(
+            "cache 0\nrss 4096\ntotal_cache 8192\n"
+        ));
+        assert!(!stat_shows_page_cache("cache 0\nrss 4096\ntotal_cache 0\n"));
+        // No hierarchical lines: the cgroup's own.
+        assert!(stat_shows_page_cache("cache 4096\n"));
+        assert!(!stat_shows_page_cache("cache 0\nrss 0\n"));
+        // Nothing to go by: unknown counts as yes (force_empty then runs, as it always did).
+        assert!(stat_shows_page_cache(""));
+        assert!(stat_shows_page_cache("total_cache x\n"));
     }
 }
