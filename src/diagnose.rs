@@ -518,7 +518,8 @@ pub fn gather_v2(inp: &V2Inputs) -> Facts {
         live: inp.live,
         counted: None,
         dying: None,
-        id_limit: ID_LIMIT,
+        // cgroup v2 memcgs take their ids from the same allocator.
+        id_limit: KernelInfo::from_release(&inp.release).memcg_id_limit(),
         ids_used: None,
         ids_free: None,
         ids_source: IdsSource::Unknown,
@@ -665,12 +666,12 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
             let bound = h.live.map(|l| l + nd);
             status = Status::Healthy;
             if let Some(b) = bound {
-                let free_min = ID_LIMIT.saturating_sub(b);
+                let free_min = h.id_limit.saturating_sub(b);
                 if free_min <= t.at_risk_ids_free {
                     reasons.push(format!(
                         "live and dying cgroups together could hold {} of {} memcg ids",
                         sep(b),
-                        sep(ID_LIMIT)
+                        sep(h.id_limit)
                     ));
                     status = Status::AtRisk;
                 }
