@@ -9,9 +9,10 @@
 # so they always match its arguments.
 #
 # The build is cargo's, in the repository's target/ directory, so a second run only rebuilds
-# what changed. Target: x86_64-unknown-linux-musl when that rustup target is installed,
-# otherwise x86_64-unknown-linux-gnu with static glibc (crt-static); glibc may warn that
-# getpwnam and friends need the runtime's NSS libraries: cgleak does not call them.
+# what changed. Target: x86_64-unknown-linux-gnu with static glibc (crt-static); glibc may warn
+# that getpwnam and friends need the runtime's NSS libraries: cgleak does not call them. Not
+# musl: the force_empty time budget aims a POSIX timer at one thread (SIGEV_THREAD_ID), which
+# nix offers on glibc only.
 #
 # Exit: 0 dist/ is complete; non-zero with a message on stderr otherwise (dist/ is then not
 # trustworthy).
@@ -30,11 +31,8 @@ command -v readelf >/dev/null || die "readelf not found (binutils): needed to ch
 command -v sha256sum >/dev/null || die "sha256sum not found (coreutils)"
 
 target=x86_64-unknown-linux-gnu
-if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-    target=x86_64-unknown-linux-musl
-fi
-# musl links statically by default, glibc only with crt-static. A caller's encoded flags would
-# override RUSTFLAGS and could drop it.
+# glibc links statically only with crt-static. A caller's encoded flags would override
+# RUSTFLAGS and could drop it.
 unset CARGO_ENCODED_RUSTFLAGS
 export RUSTFLAGS="-C target-feature=+crt-static"
 

@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
             let text = json(&snap);
             match a.output {
-                Some(p) => crate::export::write_file_atomic(&p, text.as_bytes(), ".tmp", 0o600)?,
+                Some(p) => crate::atomic::write_file_atomic(&p, text.as_bytes(), ".tmp", 0o600)?,
                 None => out(&text),
             }
             Ok(0)

@@ -187,7 +187,8 @@ pub struct RepairArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
     /// Memcg ids in use (live and dying), e.g. from scripts/memcg-ids.stp on 3.10 kernels;
-    /// `-` reads it from standard input: `stap -g scripts/memcg-ids.stp | cgleak ... --ids-used -`.
+    /// `-` reads it from standard input, so only with --yes (the guided repair asks its
+    /// questions there): give the number for a guided repair.
     #[arg(long, value_name = "N|-")]
     pub ids_used: Option<IdsUsed>,
     /// For tests only: go on although a kubelet process runs.

@@ -237,6 +237,18 @@ impl Error {
         }
     }
 
+    /// The refusal of a command that changes cgroups below `root` when not run as root
+    /// (cgroupfs writes would fail with EPERM); `doing` says what needs it.
+    pub fn not_root(root: &std::path::Path, doing: &str, command: &str) -> Self {
+        Error::refused(
+            format!(
+                "not root: {doing} below {} needs root (EPERM otherwise)",
+                root.display()
+            ),
+            format!("run cgleak {command} as root (sudo); nothing was changed"),
+        )
+    }
+
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,

@@ -22,7 +22,6 @@
 use crate::diagnose::{Facts, Status};
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -193,7 +192,7 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
     let mut m = Families::default();
     m.gauge(
         "cgleak_memcg_ids_free",
-        "Memory cgroup ids free (65535 minus live and dying memcgs); mkdir fails with ENOSPC at 0. \
+        "Memory cgroup ids free (cgleak_memcg_id_limit minus live and dying memcgs); mkdir fails with ENOSPC at 0. \
          From kernel 4.8 on a lower bound. Absent when unknown (3.10 without --ids-used).",
         h.ids_free,
     );
@@ -204,7 +203,7 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
     );
     m.gauge(
         "cgleak_memcg_id_limit",
-        "Memory cgroup ids that can exist at once (MEM_CGROUP_ID_MAX).",
+        "Memory cgroup ids that can exist at once: 65535, or 65534 on kernels 4.4-5.18.",
         Some(h.id_limit),
     );
     m.gauge(
@@ -368,36 +367,7 @@ fn textfile_dir(path: &Path) -> &Path {
 /// (node_exporter usually runs as nobody).
 pub fn write_textfile(path: &Path, data: &[u8]) -> Result<()> {
     check_textfile(path)?;
-    write_file_atomic(path, data, ".prom.tmp", 0o644)
-}
-
-/// Replace `path` with `data` atomically (textfile and `cgleak snapshot -o`): a temp file
-/// `.cgleak-XXXXXX<suffix>` in the same directory (same filesystem, so the rename is atomic),
-/// with `mode`, fsynced, then renamed over `path`. On any error the temp file is removed and
-/// the old file is left as it was.
-pub fn write_file_atomic(path: &Path, data: &[u8], suffix: &str, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = textfile_dir(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cgleak-")
-        .suffix(suffix)
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("create a temp file in", dir, e))?;
-    // tempfile makes it 0600.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("chmod", tmp.path(), e))?;
-    tmp.write_all(data)
-        .map_err(|e| Error::io("write", tmp.path(), e))?;
-    // Data on disk before the rename makes it visible: after a crash the file is the old one or
-    // the complete new one. The directory is not fsynced: a rename lost in a power cut leaves
-    // the previous complete file.
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("fsync", tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("rename to", path, e.error))?;
-    Ok(())
+    crate::atomic::write_file_atomic(path, data, ".prom.tmp", 0o644)
 }
 
 #[cfg(test)]

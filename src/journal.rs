@@ -168,19 +168,12 @@ impl Journal {
     /// Write a new journal (replacing a finished one) before the first change.
     pub fn create(dir: &Path, header: &Header) -> Result<Journal> {
         ensure_dir(dir)?;
-        let jpath = dir.join(JOURNAL_FILE);
-        let tmp = dir.join(".journal.json.tmp");
         let data = serde_json::to_vec(header).expect("journal serializes");
-        {
-            let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-            f.write_all(&data)
-                .map_err(|e| Error::io("write", &tmp, e))?;
-            // Once per repair: the journal must be complete before anything changes.
-            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
-        }
+        // The progress file first: a journal.json is never without one.
         let ppath = dir.join(PROGRESS_FILE);
         File::create(&ppath).map_err(|e| Error::io("create", &ppath, e))?;
-        fs::rename(&tmp, &jpath).map_err(|e| Error::io("rename", &jpath, e))?;
+        // Once per repair, fsynced: the journal must be complete before anything changes.
+        crate::atomic::write_file_atomic(&dir.join(JOURNAL_FILE), &data, ".json.tmp", 0o600)?;
         Self::open(dir)
     }
 

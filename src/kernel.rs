@@ -116,7 +116,7 @@ impl KernelInfo {
     /// reference it (73f576c04b94, 4.8, backported to 4.4-stable: swap entries pin
     /// memcg->id.ref, page cache does not). Seen in the kernel lab on 5.10 and 6.1: 70000
     /// memcgs dying with page cache, and mkdir still worked. There /proc/cgroups over-counts
-    /// the ids in use, and `65535 - counted` is a lower bound of the ids free.
+    /// the ids in use, and `memcg_id_limit() - counted` is a lower bound of the ids free.
     pub fn ids_released_at_offline(&self) -> Option<bool> {
         self.version.map(|v| v >= Version::new(4, 8, 0))
     }

@@ -11,6 +11,7 @@
 //! (freeing dying memcgs without a reboot), [`probe`] (proving ids free on 3.10).
 
 pub mod app;
+pub mod atomic;
 pub mod cli;
 pub mod demo;
 pub mod diagnose;

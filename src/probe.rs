@@ -63,8 +63,6 @@ pub struct Leftover {
 pub struct Report {
     pub root: PathBuf,
     pub requested: u64,
-    /// The largest N allowed here.
-    pub bound: u64,
     /// Probe cgroups that existed at the same time.
     pub made: u64,
     pub end: End,
@@ -241,12 +239,10 @@ pub fn probe(
         ));
     }
     if !fs.may_write() {
-        return Err(Error::refused(
-            format!(
-                "not root: creating memcgs below {} needs root",
-                fs.root().display()
-            ),
-            "run cgleak probe-headroom as root (sudo); nothing was changed",
+        return Err(Error::not_root(
+            fs.root(),
+            "creating memcgs",
+            "probe-headroom",
         ));
     }
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
@@ -297,7 +293,6 @@ pub fn probe(
     Ok(Report {
         root: fs.root().to_path_buf(),
         requested: count,
-        bound,
         made: n_made,
         end,
         leftovers,

@@ -127,28 +127,23 @@ fn check(
 pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
     let started = Instant::now();
     if !fs.may_write() {
-        return Err(Error::refused(
-            format!(
-                "not root: moving tasks and creating cgroups below {} needs root (EPERM otherwise)",
-                fs.root().display()
-            ),
-            "run cgleak repair as root (sudo); nothing was changed",
+        return Err(Error::not_root(
+            fs.root(),
+            "moving tasks and creating cgroups",
+            "repair",
         ));
     }
     let lock = journal::lock(&opts.state_dir)?;
     let mut checks = Vec::new();
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
     check(&mut checks, "cgroupfs", CheckStatus::Pass, fs.describe());
-    if fs.may_write() {
-        check(
-            &mut checks,
-            "permission",
-            CheckStatus::Pass,
-            "running as root",
-        );
-    } else {
-        check(&mut checks, "permission", CheckStatus::Fail, "not root: moving tasks and creating cgroups needs root (EPERM otherwise); run with sudo");
-    }
+    // Not root was refused above.
+    check(
+        &mut checks,
+        "permission",
+        CheckStatus::Pass,
+        "running as root",
+    );
     // The kubelet look-up walks /proc (thousands of processes on a big node) and does not
     // depend on the scan: it runs alongside it. Errors come in the same order as before.
     let t = Instant::now();

@@ -13,7 +13,8 @@
 //! (try_to_unuse fails with ENOMEM otherwise and the area stays on), and it is disk IO for
 //! as long as it takes. So the cycle is planned here from /proc/swaps and /proc/meminfo and
 //! refused unless MemAvailable exceeds the swap in use by a margin; areas go off and on one at
-//! a time, each back with the priority /proc/swaps showed.
+//! a time, each back with the priority /proc/swaps showed where it was set (>= 0; negative
+//! ones are the kernel's own numbering, which it hands out anew).
 
 use crate::fs::kernel::unescape_mountinfo;
 use std::path::PathBuf;

@@ -2,7 +2,8 @@
 //! QEMU by scripts/vm-test.sh) on the emulated cgroupfs, through the real binary, so the same
 //! behaviour is tested on every machine without QEMU. Each test names the lab scenario it
 //! mirrors; the emulated profiles carry what the lab found (ids held by swap only from 4.8,
-//! 65534 ids on 5.10, force_empty's cost on cgroups without page cache).
+//! 65534 ids on 5.10), and the repair scenarios check that force_empty is left out where
+//! there is no page cache (its cost on such cgroups is not emulated).
 
 use assert_cmd::Command;
 use cgleak::demo::build_pods;

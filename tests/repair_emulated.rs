@@ -296,6 +296,15 @@ sweeps! {
     every_operation_crash_613_rename: V6_13, Rename, Crash;
 }
 
+/// The last cgroup of the snapshot (in pre-order) that has tasks: a container.
+fn last_with_tasks(snap: &Snapshot) -> &cgleak::model::CgroupRecord {
+    snap.cgroups
+        .iter()
+        .rev()
+        .find(|c| !c.tasks.is_empty())
+        .expect("a cgroup with tasks")
+}
+
 #[test]
 fn processes_that_fork_during_the_move_end_in_their_container() {
     // The children stay behind in the old cgroup. Without page cache the rmdir finds them
@@ -304,13 +313,7 @@ fn processes_that_fork_during_the_move_end_in_their_container() {
         let n = node(KernelProfile::V3_10, 6, true);
         let emu = EmulatedFs::open(&n.base).unwrap();
         let snap = scan::scan(&emu, "kubepods").unwrap();
-        let ctr = snap
-            .cgroups
-            .iter()
-            .rev()
-            .find(|c| !c.tasks.is_empty())
-            .unwrap()
-            .clone();
+        let ctr = last_with_tasks(&snap).clone();
         let parent = ctr.tasks[0];
         emu.fork_on_move(parent, 5).unwrap();
         if cache > 0 {
@@ -370,13 +373,7 @@ fn tasks_that_exit_during_the_move_are_reported_not_lost() {
     let n = node(KernelProfile::V6_1, 6, false);
     let emu = EmulatedFs::open(&n.base).unwrap();
     let snap = scan::scan(&emu, "kubepods").unwrap();
-    let pid = snap
-        .cgroups
-        .iter()
-        .rev()
-        .find(|c| !c.tasks.is_empty())
-        .unwrap()
-        .tasks[0];
+    let pid = last_with_tasks(&snap).tasks[0];
     emu.exit_on_move(pid).unwrap();
     let out = repair(&emu, &opts(&emu, Strategy::Rename, &n.state)).unwrap();
     assert!(out.verify.ok, "{:?}", out.verify.differences);
