@@ -506,6 +506,22 @@ fn pid_alive_and_find_processes() {
     assert!(fs.pid_alive(std::process::id()));
     assert!(!fs.pid_alive(NO_SUCH_PID));
     assert!(!fs.pid_alive(0));
+    // A zombie (exited, not reaped yet) is in no cgroup any more: not alive.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let zombie = child.id();
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{zombie}/stat"))
+        .unwrap()
+        .contains(") Z ")
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no zombie"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!fs.pid_alive(zombie));
+    child.wait().unwrap();
     // A thread id is not listed in /proc, but /proc/<tid> resolves.
     let (tx, rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();

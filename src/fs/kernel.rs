@@ -199,6 +199,26 @@ fn force_empty_within(path: &Path, budget: std::time::Duration) -> Result<bool> 
     }
 }
 
+/// Whether a /proc/PID/stat line (proc(5)) is of a task that has exited or is exiting: state
+/// Z (zombie) or X (dead), or the PF_EXITING flag (0x4) set. Such a task is in no cgroup.procs
+/// any more (cgroup_exit moves it to the root css_set before it turns zombie), so to verify it
+/// has exited, not left the tree.
+fn stat_says_exited(stat: &str) -> bool {
+    // The command name in parentheses may hold spaces and ')': fields start after the last ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let state = fields.next().unwrap_or("");
+    // After the state: ppid, pgrp, session, tty_nr, tpgid, then flags (field 9).
+    let flags = fields
+        .nth(5)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    const PF_EXITING: u64 = 0x4;
+    state == "Z" || state == "X" || flags & PF_EXITING != 0
+}
+
 /// One line of /proc/self/mountinfo (proc(5)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
@@ -766,7 +786,13 @@ impl Cgroupfs for KernelFs {
     fn pid_alive(&self, pid: u32) -> bool {
         // /proc/<tid> resolves for thread ids too, although only thread-group leaders are
         // listed in /proc.
-        pid != 0 && Path::new("/proc").join(pid.to_string()).exists()
+        if pid == 0 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        !stat_says_exited(&stat)
     }
 
     fn drop_caches(&self, what: u8) -> Result<()> {
@@ -832,6 +858,25 @@ fn c_path(path: &Path, op: FsOp) -> Result<std::ffi::CString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_lines_of_exited_and_exiting_tasks() {
+        let live = "123 (sleep) S 1 123 123 0 -1 4194304 90 0 0 0";
+        assert!(!stat_says_exited(live));
+        assert!(stat_says_exited(
+            "123 (sleep) Z 1 123 123 0 -1 4194308 90 0 0 0"
+        ));
+        assert!(stat_says_exited(
+            "123 (sleep) X 1 123 123 0 -1 4194304 90 0 0 0"
+        ));
+        // Still running, but in do_exit: PF_EXITING.
+        assert!(stat_says_exited(
+            "123 (sleep) R 1 123 123 0 -1 4194308 90 0 0 0"
+        ));
+        // A command name with spaces and a parenthesis.
+        assert!(!stat_says_exited("7 (a) b) S 1 7 7 0 -1 0 0 0"));
+        assert!(stat_says_exited("7 (a) b) Z 1 7 7 0 -1 0 0 0"));
+    }
 
     const HYBRID: &str = "\
 22 27 0:21 / /proc rw,relatime - proc proc rw

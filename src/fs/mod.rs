@@ -142,7 +142,8 @@ pub trait Cgroupfs: Send + Sync {
     /// Pids of processes whose command name (/proc/PID/comm) equals `comm`.
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>>;
 
-    /// Whether a process or thread with this id exists.
+    /// Whether a process or thread with this id exists and has not exited: a zombie or a task
+    /// in exit counts as gone (it is in no cgroup any more).
     fn pid_alive(&self, pid: u32) -> bool;
 
     /// Write to /proc/sys/vm/drop_caches (1 = page cache, 2 = slab, 3 = both).
