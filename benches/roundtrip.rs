@@ -20,7 +20,7 @@
 //!   move_charge_at_immigrate and rmdir each by a spawned `sh -c`, mkdir direct. And, for
 //!   reference, the cheapest shell-out: one `sh -c 'echo V > FILE'` (dash) per file write only.
 //!
-//! Each round trip puts the tree back in the same shape (checked with `cgleak::verify` after every
+//! Each round trip puts the tree back in the same shape (checked with `cgleak::repair::verify` after every
 //! one, untimed). An untimed warm-up round trip comes first, so every timed one starts from the
 //! same charge state (see `run_size`); before each timed item the bench waits for the kernel to
 //! finish freeing what the previous one removed ([`settle`]); every other run the floor goes
@@ -40,14 +40,15 @@
 #[allow(dead_code)]
 mod sandbox;
 
-use cgleak::fixture::{self, FixtureSpec};
-use cgleak::fs::kernel::KernelFs;
-use cgleak::fs::{knob, Cgroupfs};
-use cgleak::journal::{self, Header, Journal};
-use cgleak::kernel::KernelInfo;
+use cgleak::demo::fixture::{self, FixtureSpec};
+use cgleak::host::kernel::KernelFs;
+use cgleak::host::{knob, Cgroupfs};
+use cgleak::model::kernel::KernelInfo;
 use cgleak::model::Snapshot;
-use cgleak::plan::{self, Plan, PlanInput, Step, Strategy};
-use cgleak::{execute, ids, scan, verify};
+use cgleak::repair::journal::{self, Header, Journal};
+use cgleak::repair::plan::{self, Plan, PlanInput, Step, Strategy};
+use cgleak::repair::{execute, verify};
+use cgleak::{ids, scan};
 use nix::libc;
 use sandbox::Sandbox;
 use std::fs::OpenOptions;
@@ -356,7 +357,7 @@ fn settle(min: Duration) {
     let count = || {
         std::fs::read_to_string("/proc/cgroups")
             .ok()
-            .and_then(|s| cgleak::fs::parse_proc_cgroups_memory(&s))
+            .and_then(|s| cgleak::host::parse_proc_cgroups_memory(&s))
             .map(|(_, n, _)| n)
     };
     let start = Instant::now();

@@ -2,37 +2,31 @@
 //! (`mkdir /sys/fs/cgroup/memory/kubepods/...: no space left on device`), without rebooting the
 //! node and without restarting a pod.
 //!
-//! Layers, each in its own module: [`fs`] (the cgroup files, kernel or emulated; [`fixture`]
-//! builds kubelet-shaped trees on them for tests and the demo), [`scan`]
-//! (the pods tree as a snapshot), [`tree`] (its left-child-right-sibling form), [`kernel`]
-//! (what this kernel can do), [`diagnose`], [`plan`] (pure: snapshot in, operations out),
-//! [`execute`] (runs a plan, journaled), [`journal`], [`verify`], [`report`] (text and JSON),
-//! [`export`] (diagnose for node-problem-detector and Prometheus), [`reclaim`] and [`swap`]
-//! (freeing dying memcgs without a reboot), [`probe`] (proving ids free on 3.10).
+//! The layers, top down:
+//! - [`cli`]: the command line as data, checked at parse time;
+//! - [`commands`]: one file per command, each calling the library and returning an exit code;
+//! - [`diagnose`], [`repair`] (its refusals, plan, executor, journal, verify), [`reclaim`],
+//!   [`ids`] (counting and proving free memcg ids), [`demo`] (the emulated story);
+//! - [`scan`]: the pods tree read into the model;
+//! - [`model`]: plain data (snapshot, settings, the left-child-right-sibling tree, what a kernel
+//!   release can do), no system calls;
+//! - [`host`]: the boundary, the cgroup hierarchy and the machine around it, with a kernel side
+//!   and an emulated side.
+//!
+//! The kernel facts the code relies on are in `docs/kernel-facts.md`, cited by section.
 
-pub mod app;
 pub mod atomic;
 pub mod cli;
+pub mod commands;
 pub mod demo;
 pub mod diagnose;
 pub mod error;
-pub mod execute;
-pub mod export;
-pub mod fixture;
-pub mod fs;
+pub mod host;
 pub mod ids;
-pub mod journal;
-pub mod kernel;
 pub mod model;
-pub mod plan;
-pub mod probe;
 pub mod reclaim;
 pub mod repair;
-pub mod report;
 pub mod scan;
-pub mod swap;
-pub mod tree;
-pub mod verify;
 
 pub use error::{Error, Result};
 

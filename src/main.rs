@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    match cgleak::app::run(cli) {
+    match cgleak::commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("cgleak: {e}");

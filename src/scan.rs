@@ -5,10 +5,10 @@
 //! tree before it starts and again to verify (issue 5, README "Performance").
 
 use crate::error::{Error, Result};
-use crate::fs::{self, knob, Cgroupfs};
-use crate::kernel::KernelInfo;
+use crate::host::{self, knob, Cgroupfs};
+use crate::model::kernel::KernelInfo;
+use crate::model::tree::Tree;
 use crate::model::{classify, CgroupRecord, Kind, Layout, Settings, Snapshot, SNAPSHOT_FORMAT};
-use crate::tree::Tree;
 use nix::errno::Errno;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -50,7 +50,7 @@ fn optional(r: Result<String>) -> Result<Option<String>> {
 /// the order memsw, oom_control, move_charge, limit, soft limit, swappiness, use_hierarchy.
 fn settings_from(fs: &dyn Cgroupfs, cg: &str, r: &mut [Result<String>]) -> Result<Settings> {
     let mut take = |i: usize| std::mem::replace(&mut r[i], Ok(String::new()));
-    let number = |file: &str, s: String| fs::parse_u64(&fs.root().join(cg).join(file), file, &s);
+    let number = |file: &str, s: String| host::parse_u64(&fs.root().join(cg).join(file), file, &s);
     let memsw = optional(take(0))?;
     let memsw = memsw.map(|s| number(knob::MEMSW_LIMIT, s)).transpose()?;
     let oom = take(1)?;
@@ -63,7 +63,7 @@ fn settings_from(fs: &dyn Cgroupfs, cg: &str, r: &mut [Result<String>]) -> Resul
         memsw_limit_in_bytes: memsw,
         soft_limit_in_bytes: number(knob::SOFT_LIMIT, take(4)?)?,
         swappiness: number(knob::SWAPPINESS, take(5)?)?,
-        oom_kill_disable: fs::parse_oom_kill_disable(
+        oom_kill_disable: host::parse_oom_kill_disable(
             &fs.root().join(cg).join(knob::OOM_CONTROL),
             &oom,
         )?,
@@ -121,12 +121,12 @@ fn read_record_with(
     let settings = settings_from(fs, cg, &mut r[..SETTINGS_FILES])?;
     let mut rest = r.drain(SETTINGS_FILES..);
     let procs = rest.next().expect("one result per file")?;
-    let tasks = fs::parse_pids(&fs.root().join(cg).join(knob::PROCS), &procs)?;
+    let tasks = host::parse_pids(&fs.root().join(cg).join(knob::PROCS), &procs)?;
     // Reported figures: absent or unreadable is unknown.
     let mut figure = |file: &str| {
         rest.next()?
             .ok()
-            .and_then(|s| fs::parse_u64(&fs.root().join(cg).join(file), file, &s).ok())
+            .and_then(|s| host::parse_u64(&fs.root().join(cg).join(file), file, &s).ok())
     };
     let kmem_limit_in_bytes = figure(knob::KMEM_LIMIT);
     let usage_in_bytes = figure(knob::USAGE);
@@ -204,7 +204,8 @@ type Walked = (String, usize, Kind);
 /// (a container exited) is simply not there. The tree is listed level by level, each level's
 /// directories in parallel ([`par_map`]), then put in pre-order.
 fn walk(fs: &dyn Cgroupfs, top: &str) -> (Vec<Walked>, Option<Error>) {
-    let mut nodes: Vec<Walked> = vec![(top.to_string(), 0, classify(fs::base_name(top), 0, None))];
+    let mut nodes: Vec<Walked> =
+        vec![(top.to_string(), 0, classify(host::base_name(top), 0, None))];
     // Per node, the indices of its children once listed.
     let mut listed: Vec<Option<Result<Vec<usize>>>> = vec![None];
     let mut level = vec![0usize];
@@ -218,7 +219,7 @@ fn walk(fs: &dyn Cgroupfs, top: &str) -> (Vec<Walked>, Option<Error>) {
                     .iter()
                     .map(|name| {
                         let child = classify(name, depth + 1, Some(kind));
-                        nodes.push((fs::join(&parent, name), depth + 1, child));
+                        nodes.push((host::join(&parent, name), depth + 1, child));
                         listed.push(None);
                         nodes.len() - 1
                     })
@@ -270,7 +271,7 @@ pub fn layout_of(cgroups: &[CgroupRecord], systemd: bool) -> Layout {
     let top = &cgroups[0].path;
     let children: Vec<&CgroupRecord> = cgroups
         .iter()
-        .filter(|c| fs::parent(&c.path) == top.as_str())
+        .filter(|c| host::parent(&c.path) == top.as_str())
         .collect();
     if children.is_empty() {
         return Layout::Empty;
@@ -378,12 +379,12 @@ mod tests {
         }
     }
 
-    fn emulated_node(pods: usize) -> (tempfile::TempDir, crate::fs::emulated::EmulatedFs) {
-        use crate::fixture::{build, kubelet_tree, FixtureSpec};
-        let dir = crate::fs::emulated::tempdir().unwrap();
-        let emu = crate::fs::emulated::EmulatedFs::create(
+    fn emulated_node(pods: usize) -> (tempfile::TempDir, crate::host::emulated::EmulatedFs) {
+        use crate::demo::fixture::{build, kubelet_tree, FixtureSpec};
+        let dir = crate::host::emulated::tempdir().unwrap();
+        let emu = crate::host::emulated::EmulatedFs::create(
             &dir.path().join("node"),
-            crate::fs::emulated::KernelProfile::V6_1,
+            crate::host::emulated::KernelProfile::V6_1,
         )
         .unwrap();
         let tree = kubelet_tree(&FixtureSpec::new("kubepods", pods));
@@ -391,8 +392,13 @@ mod tests {
         (dir, emu)
     }
 
-    fn fault(emu: &crate::fs::emulated::EmulatedFs, op: crate::error::FsOp, path: &str, e: Errno) {
-        use crate::fs::emulated::{Fault, FaultWhen};
+    fn fault(
+        emu: &crate::host::emulated::EmulatedFs,
+        op: crate::error::FsOp,
+        path: &str,
+        e: Errno,
+    ) {
+        use crate::host::emulated::{Fault, FaultWhen};
         let when = FaultWhen::Match {
             op,
             path_contains: path.to_string(),
@@ -407,11 +413,11 @@ mod tests {
         let mut out = Vec::new();
         let mut stack = vec![(top.to_string(), 0, None)];
         while let Some((cg, depth, parent_kind)) = stack.pop() {
-            let kind = classify(fs::base_name(&cg), depth, parent_kind);
+            let kind = classify(host::base_name(&cg), depth, parent_kind);
             let children = fs.children(&cg).unwrap();
             out.push(read_record(fs, &kernel, &cg, kind).unwrap());
             for name in children.iter().rev() {
-                stack.push((fs::join(&cg, name), depth + 1, Some(kind)));
+                stack.push((host::join(&cg, name), depth + 1, Some(kind)));
             }
         }
         out

@@ -3,9 +3,9 @@
 
 use assert_cmd::Command;
 use cgleak::demo::build_pods;
-use cgleak::fixture::FixtureSpec;
-use cgleak::fs::emulated::{EmulatedFs, KernelProfile};
-use cgleak::fs::Cgroupfs;
+use cgleak::demo::fixture::FixtureSpec;
+use cgleak::host::emulated::{EmulatedFs, KernelProfile};
+use cgleak::host::Cgroupfs;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -54,7 +54,7 @@ struct Node {
 
 impl Node {
     fn new(profile: KernelProfile, pods: usize) -> Node {
-        let dir = cgleak::fs::emulated::tempdir().unwrap();
+        let dir = cgleak::host::emulated::tempdir().unwrap();
         let emu = EmulatedFs::create(&dir.path().join("node"), profile).unwrap();
         build_pods(
             &emu,
@@ -347,7 +347,7 @@ fn refusal_pods_cgroup_missing() {
 
 #[test]
 fn refusal_systemd_layout() {
-    let dir = cgleak::fs::emulated::tempdir().unwrap();
+    let dir = cgleak::host::emulated::tempdir().unwrap();
     let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
     emu.mkdir("kubepods.slice").unwrap();
     emu.mkdir("kubepods.slice/kubepods-burstable.slice")
@@ -375,7 +375,7 @@ fn refusal_unfinished_journal() {
 fn refusal_lock_held() {
     let n = Node::new(KernelProfile::V6_1, 2);
     let st = n.state();
-    let _held = cgleak::journal::lock(Path::new(&st)).unwrap();
+    let _held = cgleak::repair::journal::lock(Path::new(&st)).unwrap();
     refused(&n, &["--yes"], "another cgleak holds the lock");
 }
 
@@ -515,7 +515,7 @@ fn emulate_then_rehearse_from_a_snapshot() {
 
 #[test]
 fn diagnose_reports_a_systemd_driver_node() {
-    let dir = cgleak::fs::emulated::tempdir().unwrap();
+    let dir = cgleak::host::emulated::tempdir().unwrap();
     let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
     emu.mkdir("kubepods.slice").unwrap();
     emu.mkdir("kubepods.slice/kubepods-burstable.slice")

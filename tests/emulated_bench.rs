@@ -3,10 +3,10 @@
 //! `cargo test --release --test emulated_bench -- --ignored --nocapture`.
 
 use cgleak::demo::build_pods;
+use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::error::Error;
-use cgleak::fixture::{FixtureLayout, FixtureSpec};
-use cgleak::fs::emulated::{copy_node, EmulatedFs, KernelProfile};
-use cgleak::plan::Strategy;
+use cgleak::host::emulated::{copy_node, EmulatedFs, KernelProfile};
+use cgleak::repair::plan::Strategy;
 use cgleak::repair::{self, RepairOptions};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ fn opts(emu: &EmulatedFs, state: &std::path::Path) -> RepairOptions {
 #[test]
 #[ignore]
 fn timing_interrupted_runs() {
-    let dir = cgleak::fs::emulated::tempdir().unwrap();
+    let dir = cgleak::host::emulated::tempdir().unwrap();
     let base = dir.path().join("node");
     let profile = KernelProfile::V3_10;
     let emu = EmulatedFs::create(&base, profile).unwrap();

@@ -1,20 +1,20 @@
 //! Integration tests of the emulated memory cgroup v1 node: every kernel rule it emulates, for
 //! every profile where the rule differs (KERNEL-FACTS.md), faults, hooks and reopening.
 
+use cgleak::demo::fixture::{self, FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp};
-use cgleak::fixture::{self, FixtureLayout, FixtureSpec};
-use cgleak::fs::emulated::{
+use cgleak::host::emulated::{
     copy_node, find_base, EmulatedFs, Fault, FaultWhen, KernelProfile, MEM_CGROUP_ID_MAX,
     STATE_FILE,
 };
-use cgleak::fs::{self, knob, CgroupMode, Cgroupfs};
+use cgleak::host::{self, knob, CgroupMode, Cgroupfs};
 use nix::errno::Errno;
 use tempfile::TempDir;
 
 use KernelProfile::*;
 
 fn node(p: KernelProfile) -> (TempDir, EmulatedFs) {
-    let t = cgleak::fs::emulated::tempdir().unwrap();
+    let t = cgleak::host::emulated::tempdir().unwrap();
     let fs = EmulatedFs::create(&t.path().join("node"), p).unwrap();
     (t, fs)
 }
@@ -27,11 +27,11 @@ fn errno<T: std::fmt::Debug>(r: cgleak::Result<T>) -> Errno {
 }
 
 fn num(fs: &EmulatedFs, cg: &str, file: &str) -> u64 {
-    fs::read_u64(fs, cg, file).unwrap()
+    host::read_u64(fs, cg, file).unwrap()
 }
 
 fn memory_row(fs: &EmulatedFs) -> u64 {
-    fs::parse_proc_cgroups_memory(&fs.proc_cgroups().unwrap())
+    host::parse_proc_cgroups_memory(&fs.proc_cgroups().unwrap())
         .unwrap()
         .1
 }
@@ -103,7 +103,7 @@ fn mkdir_creates_control_files_with_inherited_values() {
             fs.mkdir("a/b").unwrap();
             assert_eq!(num(&fs, "a/b", knob::SWAPPINESS), 30);
             let oom = fs.read("a/b", knob::OOM_CONTROL).unwrap();
-            assert!(fs::parse_oom_kill_disable(std::path::Path::new("x"), &oom).unwrap());
+            assert!(host::parse_oom_kill_disable(std::path::Path::new("x"), &oom).unwrap());
         }
         assert_eq!(
             num(&fs, "a", knob::USE_HIERARCHY),
@@ -153,7 +153,8 @@ fn id_exhaustion_gives_enospc() {
     assert_eq!(V5_10.id_limit(), MEM_CGROUP_ID_MAX - 1);
     // What diagnose believes of each kernel is what the emulated kernel does.
     for p in KernelProfile::ALL {
-        let believed = cgleak::kernel::KernelInfo::from_release(p.release()).memcg_id_limit();
+        let believed =
+            cgleak::model::kernel::KernelInfo::from_release(p.release()).memcg_id_limit();
         assert_eq!(believed, p.id_limit(), "{p}");
     }
 }
@@ -475,11 +476,11 @@ fn procs_moves_the_whole_group_from_wherever_and_tasks_one_thread() {
         let pid = fs.spawn("a", "app").unwrap();
         let t1 = fs.spawn_thread(pid, "b").unwrap();
         let t2 = fs.spawn_thread(pid, "a").unwrap();
-        assert_eq!(fs::read_tasks(&fs, "a").unwrap(), vec![pid, t2]);
-        assert_eq!(fs::read_procs(&fs, "a").unwrap(), vec![pid]);
+        assert_eq!(host::read_tasks(&fs, "a").unwrap(), vec![pid, t2]);
+        assert_eq!(host::read_procs(&fs, "a").unwrap(), vec![pid]);
         // a cgroup holding only a thread lists the thread group in cgroup.procs
-        assert_eq!(fs::read_procs(&fs, "b").unwrap(), vec![pid]);
-        assert_eq!(fs::read_tasks(&fs, "b").unwrap(), vec![t1]);
+        assert_eq!(host::read_procs(&fs, "b").unwrap(), vec![pid]);
+        assert_eq!(host::read_tasks(&fs, "b").unwrap(), vec![t1]);
         // tasks moves one thread
         fs.write("c", knob::TASKS, &t2.to_string()).unwrap();
         assert_eq!(fs.cgroup_of(t2).as_deref(), Some("c"));
@@ -489,7 +490,7 @@ fn procs_moves_the_whole_group_from_wherever_and_tasks_one_thread() {
         for t in [pid, t1, t2] {
             assert_eq!(fs.cgroup_of(t).as_deref(), Some("c"));
         }
-        assert_eq!(fs::read_tasks(&fs, "c").unwrap(), vec![pid, t1, t2]);
+        assert_eq!(host::read_tasks(&fs, "c").unwrap(), vec![pid, t1, t2]);
         assert_eq!(fs.read("a", knob::TASKS).unwrap(), "");
         assert_eq!(fs.read("b", knob::PROCS).unwrap(), "");
         // ESRCH for a missing pid; EINVAL for garbage
@@ -699,7 +700,7 @@ fn rename_rules() {
         fs.rename("kubepods", "kubepods2").unwrap();
         assert!(!fs.exists("kubepods") && fs.exists("kubepods2/pod1"));
         assert_eq!(fs.cgroup_of(pid).as_deref(), Some("kubepods2/pod1"));
-        assert_eq!(fs::read_procs(&fs, "kubepods2/pod1").unwrap(), vec![pid]);
+        assert_eq!(host::read_procs(&fs, "kubepods2/pod1").unwrap(), vec![pid]);
         assert_eq!(fs.children("").unwrap(), vec!["kubepods2", "other"]);
         // the index follows: moves and rmdir work on the new names
         fs.write("other", knob::PROCS, &pid.to_string()).unwrap();
@@ -797,7 +798,7 @@ fn fork_on_move_leaves_children_behind() {
         fs.fork_on_move(pid, 2).unwrap();
         fs.write("new", knob::PROCS, &pid.to_string()).unwrap();
         assert_eq!(fs.cgroup_of(pid).as_deref(), Some("new"));
-        let left = fs::read_procs(&fs, "old").unwrap();
+        let left = host::read_procs(&fs, "old").unwrap();
         assert_eq!(left.len(), 2);
         assert!(!left.contains(&pid));
         let mut all = fs.find_processes("nginx").unwrap();
@@ -807,7 +808,7 @@ fn fork_on_move_leaves_children_behind() {
         assert_eq!(all, want);
         // one-shot
         fs.write("old", knob::PROCS, &pid.to_string()).unwrap();
-        assert_eq!(fs::read_procs(&fs, "new").unwrap(), Vec::<u32>::new());
+        assert_eq!(host::read_procs(&fs, "new").unwrap(), Vec::<u32>::new());
         assert_eq!(fs.find_processes("nginx").unwrap().len(), 3);
     }
 }
@@ -898,7 +899,7 @@ fn reopen_gives_the_same_state() {
         // the thread group survives the reopen: procs moves both
         fs.mkdir("x").unwrap();
         fs.write("x", knob::PROCS, &pid.to_string()).unwrap();
-        assert_eq!(fs::read_tasks(&fs, "x").unwrap(), vec![pid, tid]);
+        assert_eq!(host::read_tasks(&fs, "x").unwrap(), vec![pid, tid]);
         // new pids do not collide
         let q = fs.spawn("x", "q").unwrap();
         assert!(q > tid);
@@ -918,7 +919,7 @@ fn open_at_subdirectory_and_find_base() {
     let sfs = EmulatedFs::open_at(&base, &sub).unwrap();
     assert_eq!(sfs.children("").unwrap(), vec!["pod"]);
     sfs.mkdir("pod2").unwrap();
-    assert!(fs::read_u64(&sfs, "pod2", knob::LIMIT).is_ok());
+    assert!(host::read_u64(&sfs, "pod2", knob::LIMIT).is_ok());
     assert_eq!(sfs.hierarchy_live().unwrap(), 4, "whole hierarchy");
     assert_eq!(
         sfs.hierarchy_mount(),
@@ -926,8 +927,8 @@ fn open_at_subdirectory_and_find_base() {
     );
     let pid = sfs.spawn("pod", "a").unwrap();
     assert_eq!(sfs.cgroup_of(pid).as_deref(), Some("pod"));
-    // fs::open finds the emulated node
-    let g = fs::open(&sub).unwrap();
+    // host::open finds the emulated node
+    let g = host::open(&sub).unwrap();
     assert!(g.is_emulated());
     assert!(g.exists("pod2"));
     // bad roots
@@ -1005,7 +1006,7 @@ fn fixture_builds_on_every_profile() {
             assert_eq!(fs.hierarchy_live().unwrap(), tree.len() as u64 + 1);
             for c in &tree {
                 assert!(fs.exists(&c.path), "{}", c.path);
-                assert_eq!(fs::read_procs(&fs, &c.path).unwrap().len(), c.processes);
+                assert_eq!(host::read_procs(&fs, &c.path).unwrap().len(), c.processes);
                 for (file, value) in &c.settings {
                     let got = fs.read(&c.path, file).unwrap();
                     match *file {
@@ -1082,7 +1083,7 @@ fn timing_per_operation() {
             .unwrap_or(());
     }
     println!("write limit (reads memsw): {:?}", t.elapsed() / n);
-    let pid = fs::read_procs(&fs, leaf).unwrap()[0];
+    let pid = host::read_procs(&fs, leaf).unwrap()[0];
     let t = std::time::Instant::now();
     for i in 0..n {
         let to = if i % 2 == 0 {

@@ -11,7 +11,7 @@
 
 use assert_cmd::Command;
 use cgleak::cli::{Cli, Command as Cmd, DiagnoseFormat};
-use cgleak::export::NPD_MAX_LINE;
+use cgleak::diagnose::export::NPD_MAX_LINE;
 use clap::Parser;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ struct Node {
 
 impl Node {
     fn new(profile: &str, dying: u64, kmem: bool) -> Node {
-        let dir = cgleak::fs::emulated::tempdir().unwrap();
+        let dir = cgleak::host::emulated::tempdir().unwrap();
         let base = dir.path().join("node");
         let dying = dying.to_string();
         let mut args = vec![

@@ -6,8 +6,8 @@
 mod common;
 
 use cgleak::error::{BadRoot, Error, FsOp, SysError};
-use cgleak::fs::kernel::{self, KernelFs};
-use cgleak::fs::{knob, read_procs, read_u64, CgroupMode, Cgroupfs};
+use cgleak::host::kernel::{self, KernelFs};
+use cgleak::host::{knob, read_procs, read_u64, CgroupMode, Cgroupfs};
 use nix::errno::Errno;
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use std::path::Path;
@@ -149,8 +149,9 @@ fn open_sandbox_and_machine_facts() {
     let boot = fs.boot_id().unwrap();
     assert_eq!(boot.len(), 36, "{boot:?}");
     assert_eq!(boot.matches('-').count(), 4, "{boot:?}");
-    let (_, counted, enabled) = cgleak::fs::parse_proc_cgroups_memory(&fs.proc_cgroups().unwrap())
-        .expect("memory row in /proc/cgroups");
+    let (_, counted, enabled) =
+        cgleak::host::parse_proc_cgroups_memory(&fs.proc_cgroups().unwrap())
+            .expect("memory row in /proc/cgroups");
     assert!(enabled);
     // num_cgroups counts live and dying memcgs on this kernel: at least the live ones.
     assert!(counted >= 2, "{counted}");
@@ -186,7 +187,7 @@ fn mkdir_write_read_rmdir_and_page_rounding() {
     fs.write("a", knob::OOM_CONTROL, "1").unwrap();
     let oom = fs.read("a", knob::OOM_CONTROL).unwrap();
     assert!(
-        cgleak::fs::parse_oom_kill_disable(Path::new("x"), &oom).unwrap(),
+        cgleak::host::parse_oom_kill_disable(Path::new("x"), &oom).unwrap(),
         "{oom}"
     );
     // Nested cgroups; mkdir of an existing one is EEXIST with the path.
@@ -285,7 +286,7 @@ fn force_empty_reclaims_page_cache_within_its_budget() {
             .unwrap()
     };
     assert!(cache(&fs) >= 4 << 20, "{}", cache(&fs));
-    assert!(cgleak::execute::has_page_cache(&fs, "cache-writer"));
+    assert!(cgleak::repair::execute::has_page_cache(&fs, "cache-writer"));
     // move the writer out, so only its page cache is left in the cgroup
     fs.write("", knob::PROCS, &pid.to_string()).unwrap();
     let done = fs
@@ -323,7 +324,7 @@ fn cgroup_procs_moves_a_process_and_dead_pids_are_esrch() {
     let mem = kernel::memory_cgroup_path(&proc_cg).unwrap();
     assert!(mem.ends_with("/b"), "{mem}");
     // tasks lists the same (single-threaded) process.
-    assert_eq!(cgleak::fs::read_tasks(&fs, "b").unwrap(), vec![pid]);
+    assert_eq!(cgleak::host::read_tasks(&fs, "b").unwrap(), vec![pid]);
     // A pid that does not exist: ESRCH, with the value in the error.
     let e = sys_err(fs.write("b", knob::PROCS, &NO_SUCH_PID.to_string()));
     assert_eq!(
@@ -651,9 +652,9 @@ fn hierarchy_live_except_leaves_out_a_subtree() {
 /// reading each cgroup as it is listed, depth first, gives.
 #[test]
 fn a_parallel_scan_gives_the_depth_first_records() {
-    use cgleak::fixture::{build, kubelet_tree, FixtureSpec};
-    use cgleak::kernel::KernelInfo;
+    use cgleak::demo::fixture::{build, kubelet_tree, FixtureSpec};
     use cgleak::model::classify;
+    use cgleak::model::kernel::KernelInfo;
     use cgleak::scan;
     let sb = sandbox!("a_parallel_scan_gives_the_depth_first_records");
     let fs = open(&sb);
@@ -665,11 +666,11 @@ fn a_parallel_scan_gives_the_depth_first_records() {
     let mut want = Vec::new();
     let mut stack = vec![("kubepods".to_string(), 0, None)];
     while let Some((cg, depth, parent_kind)) = stack.pop() {
-        let kind = classify(cgleak::fs::base_name(&cg), depth, parent_kind);
+        let kind = classify(cgleak::host::base_name(&cg), depth, parent_kind);
         let children = fs.children(&cg).unwrap();
         want.push(scan::read_record(&fs, &kernel, &cg, kind).unwrap());
         for name in children.iter().rev() {
-            stack.push((cgleak::fs::join(&cg, name), depth + 1, Some(kind)));
+            stack.push((cgleak::host::join(&cg, name), depth + 1, Some(kind)));
         }
     }
     assert_eq!(snap.cgroups.len(), tree.len());

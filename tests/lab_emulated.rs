@@ -7,9 +7,9 @@
 
 use assert_cmd::Command;
 use cgleak::demo::build_pods;
-use cgleak::fixture::{FixtureLayout, FixtureSpec};
-use cgleak::fs::emulated::{EmulatedFs, Fault, FaultWhen, KernelProfile};
-use cgleak::fs::{knob, Cgroupfs};
+use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
+use cgleak::host::emulated::{EmulatedFs, Fault, FaultWhen, KernelProfile};
+use cgleak::host::{knob, Cgroupfs};
 use std::path::Path;
 use KernelProfile::*;
 
@@ -48,7 +48,7 @@ fn diagnose(emu: &EmulatedFs) -> (i32, serde_json::Value) {
 }
 
 fn node(p: KernelProfile) -> (tempfile::TempDir, EmulatedFs) {
-    let t = cgleak::fs::emulated::tempdir().unwrap();
+    let t = cgleak::host::emulated::tempdir().unwrap();
     let emu = EmulatedFs::create(&t.path().join("node"), p).unwrap();
     (t, emu)
 }
@@ -71,7 +71,7 @@ fn picture(emu: &EmulatedFs, kubepods: &str) -> Vec<String> {
             ));
         }
         for k in emu.children(&cg).unwrap() {
-            stack.push(cgleak::fs::join(&cg, &k));
+            stack.push(cgleak::host::join(&cg, &k));
         }
     }
     v.sort();
@@ -99,7 +99,7 @@ fn lab_repair_each_strategy_moves_charges_and_survives_kill() {
                     all.push(cg.clone());
                 }
                 for k in kids {
-                    stack.push(cgleak::fs::join(&cg, &k));
+                    stack.push(cgleak::host::join(&cg, &k));
                 }
             }
             all.sort();

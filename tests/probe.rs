@@ -6,9 +6,9 @@ mod common;
 
 use assert_cmd::Command;
 use cgleak::error::FsOp;
-use cgleak::fs::emulated::{EmulatedFs, Fault, FaultWhen, KernelProfile};
-use cgleak::fs::Cgroupfs;
-use cgleak::probe::{self, End, PROBE_PREFIX};
+use cgleak::host::emulated::{EmulatedFs, Fault, FaultWhen, KernelProfile};
+use cgleak::host::Cgroupfs;
+use cgleak::ids::probe::{self, End, PROBE_PREFIX};
 use nix::errno::Errno;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// An emulated node made by `cgleak emulate` (kmem active under the pods cgroup on 3.10, as
 /// kubelet did there).
 fn node(profile: KernelProfile, pods: usize) -> (tempfile::TempDir, EmulatedFs) {
-    let dir = cgleak::fs::emulated::tempdir().unwrap();
+    let dir = cgleak::host::emulated::tempdir().unwrap();
     let base = dir.path().join("node");
     let mut cmd = Command::cargo_bin("cgleak").unwrap();
     cmd.arg("emulate")

@@ -4,10 +4,10 @@
 
 mod common;
 
-use cgleak::fixture::{self, FixtureSpec};
-use cgleak::fs::kernel::KernelFs;
-use cgleak::fs::{self, Cgroupfs};
-use cgleak::plan::Strategy;
+use cgleak::demo::fixture::{self, FixtureSpec};
+use cgleak::host::kernel::KernelFs;
+use cgleak::host::{self, Cgroupfs};
+use cgleak::repair::plan::Strategy;
 use cgleak::repair::{self, RepairOptions};
 use cgleak::scan;
 use common::Sandbox;
@@ -296,7 +296,7 @@ fn real_forking_process_keeps_all_children_in_its_container() {
         }
         // Every task in the container's cgroup right now is the forker, one of its children
         // (alive or exited meanwhile), or a sleeper of the fixture.
-        for pid in fs::read_procs(&fs, &ctr).unwrap() {
+        for pid in host::read_procs(&fs, &ctr).unwrap() {
             let parent = ppid_of(pid);
             assert!(
                 pid == forker

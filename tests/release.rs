@@ -3,7 +3,7 @@
 //! diagnose with `--ids-used -`, probe-headroom; the man pages, completions and SHA256SUMS.
 //! A build that cannot run fails this test: it never skips.
 
-use cgleak::fs::emulated::EmulatedFs;
+use cgleak::host::emulated::EmulatedFs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -97,7 +97,7 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
     );
 
     // An emulated leaking 3.10 node, made and diagnosed by the static binary.
-    let tmp = cgleak::fs::emulated::tempdir().unwrap();
+    let tmp = cgleak::host::emulated::tempdir().unwrap();
     let node = tmp.path().join("node");
     let out = run(
         Command::new(&bin).arg("emulate").arg(&node).args([

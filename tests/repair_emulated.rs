@@ -4,12 +4,12 @@
 //! EBUSY and EINVAL.
 
 use cgleak::demo::build_pods;
+use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp, StopCause};
-use cgleak::fixture::{FixtureLayout, FixtureSpec};
-use cgleak::fs::emulated::{copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
-use cgleak::fs::Cgroupfs;
+use cgleak::host::emulated::{copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
+use cgleak::host::Cgroupfs;
 use cgleak::model::{normalize_limit, Snapshot};
-use cgleak::plan::Strategy;
+use cgleak::repair::plan::Strategy;
 use cgleak::repair::{self, RepairOptions};
 use cgleak::scan;
 use nix::errno::Errno;
@@ -50,7 +50,7 @@ fn node(profile: KernelProfile, pods: usize, kmem: bool) -> Node {
 }
 
 fn node_with(profile: KernelProfile, pods: usize, kmem: bool, max_containers: usize) -> Node {
-    let dir = cgleak::fs::emulated::tempdir().unwrap();
+    let dir = cgleak::host::emulated::tempdir().unwrap();
     let base = dir.path().join("node");
     let emu = EmulatedFs::create(&base, profile).unwrap();
     let mut spec = FixtureSpec::new("kubepods", pods);
@@ -321,7 +321,7 @@ fn processes_that_fork_during_the_move_end_in_their_container() {
         }
         let out = repair(&emu, &opts(&emu, Strategy::MigrateBack, &n.state)).unwrap();
         assert!(out.verify.ok, "{:?}", out.verify.differences);
-        let procs = cgleak::fs::read_procs(&emu, &ctr.path).unwrap();
+        let procs = cgleak::host::read_procs(&emu, &ctr.path).unwrap();
         assert_eq!(
             procs.len(),
             ctr.tasks.len() + 5,
@@ -466,7 +466,7 @@ fn einval_on_move_charge_goes_on_and_says_what_it_means() {
     let out = repair(&emu, &opts(&emu, Strategy::Rename, &n.state)).unwrap();
     assert!(out.verify.ok);
     assert!(out.stats.move_charge_unsupported);
-    assert!(cgleak::report::render_outcome(&out).contains("cannot move charges"));
+    assert!(cgleak::repair::report::render_outcome(&out).contains("cannot move charges"));
 }
 
 #[test]

@@ -215,7 +215,7 @@ impl Sandbox {
                 "not root (euid {euid}): creating memory cgroups needs root"
             ));
         }
-        let own = cgleak::fs::kernel::own_memory_cgroup().ok_or_else(|| {
+        let own = cgleak::host::kernel::own_memory_cgroup().ok_or_else(|| {
             "no memory cgroup v1 hierarchy (no memory line in /proc/self/cgroup or no cgroup \
              mount with the memory controller)"
                 .to_string()

@@ -5,7 +5,7 @@
 //! 1. drop the clean page cache (/proc/sys/vm/drop_caches): frees the dying memcgs pinned only
 //!    by page cache. Cost: every workload on the node starts with cold page caches.
 //! 2. with `--swap-cycle`, on kernels >= 4.8: swapoff and swapon each swap area, one at a time
-//!    (see [`crate::swap`]). There, page cache does not keep an id (released at offline since
+//!    (see [`crate::reclaim::swap`]). There, page cache does not keep an id (released at offline since
 //!    4.8, 73f576c04b94); swapped-out pages do, and only reading them back frees those ids.
 //!    Cost: disk IO while the pages come back, and memory for them (refused unless
 //!    MemAvailable covers the swap in use plus a margin).
@@ -15,10 +15,12 @@
 //! with ENOSPC; drop_caches freed the former and not one of the latter; swapoff freed those.
 //! On 3.10 slab objects pin dying memcgs and neither step helps: `cgleak repair` is the remedy.
 
+pub mod swap;
+
 use crate::error::{Error, Result};
-use crate::fs::{parse_proc_cgroups_memory, Cgroupfs};
-use crate::kernel::KernelInfo;
-use crate::swap::{parse_meminfo, parse_swaps, plan_cycle, CyclePlan};
+use crate::host::{parse_proc_cgroups_memory, Cgroupfs};
+use crate::model::kernel::KernelInfo;
+use crate::reclaim::swap::{parse_meminfo, parse_swaps, plan_cycle, CyclePlan};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -210,7 +212,7 @@ pub fn reclaim(
     }
     let start = Instant::now();
     for area in report.swap.plan.areas.clone() {
-        if crate::execute::INTERRUPTED.load(Ordering::SeqCst) {
+        if crate::repair::execute::INTERRUPTED.load(Ordering::SeqCst) {
             report.swap.interrupted = true;
             break;
         }
@@ -397,7 +399,7 @@ impl ReclaimReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::CgroupMode;
+    use crate::host::CgroupMode;
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 

@@ -4,15 +4,18 @@
 //! kmem accounting under kubepods; tens of thousands of deleted container cgroups still hold
 //! memcg ids), then shows diagnose, plan, repair and verify on it, and removes it.
 
+pub mod fixture;
+
 use crate::cli::{DemoArgs, EmulateArgs};
+use crate::demo::fixture::FixtureSpec;
 use crate::error::{Error, Result};
-use crate::fixture::{self, FixtureSpec};
-use crate::fs::emulated::{EmulatedFs, KernelProfile};
-use crate::fs::{knob, Cgroupfs};
+use crate::host::emulated::{EmulatedFs, KernelProfile};
+use crate::host::{knob, Cgroupfs};
 use crate::model::{Kind, Snapshot};
-use crate::plan::{self, Strategy};
+use crate::repair::plan::{self, Strategy};
+use crate::repair::report;
 use crate::repair::{self, RepairOptions};
-use crate::{report, scan};
+use crate::scan;
 
 /// Ids the demo node leaves free: below diagnose's leaking threshold, yet enough for a
 /// migrate-back repair of the demo tree.
@@ -58,7 +61,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     let base = match &a.keep {
         Some(d) => d.clone(),
         None => {
-            tmp = crate::fs::emulated::tempdir()
+            tmp = crate::host::emulated::tempdir()
                 .map_err(|e| Error::io("create temp dir", "/tmp", e))?;
             tmp.path().join("node")
         }
@@ -227,7 +230,7 @@ pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<()> {
             &snap.root_settings
         } else {
             &snap
-                .find(crate::fs::parent(&rec.path))
+                .find(crate::host::parent(&rec.path))
                 .expect("pre-order")
                 .settings
         };

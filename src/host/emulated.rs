@@ -24,8 +24,8 @@
 //! where cgleak depends on it: 3.10 (RHEL 7), 5.10, 6.1 and 6.13.
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
-use crate::fs::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Cgroupfs};
-use crate::kernel::cmdline_nokmem;
+use crate::host::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Cgroupfs};
+use crate::model::kernel::cmdline_nokmem;
 use crate::model::PAGE_SIZE;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -1147,7 +1147,7 @@ impl EmulatedFs {
 
     fn read_num(&self, inner: &mut Inner, full: &str, file: &str) -> Result<u64> {
         let s = self.read_cg_file(inner, full, file)?;
-        crate::fs::parse_u64(&self.dir(full).join(file), file, &s)
+        crate::host::parse_u64(&self.dir(full).join(file), file, &s)
     }
 
     fn write_num(&self, inner: &mut Inner, full: &str, file: &str, v: u64) -> Result<()> {
@@ -1922,7 +1922,7 @@ impl EmulatedFs {
                 ..Node::default()
             },
         );
-        let name = crate::fs::base_name(full).to_string();
+        let name = crate::host::base_name(full).to_string();
         inner
             .nodes
             .get_mut(&par)
@@ -2022,7 +2022,7 @@ impl EmulatedFs {
         let node = inner.nodes.remove(full).expect("checked");
         let par = parent(full).to_string();
         let pn = inner.nodes.get_mut(&par).expect("parent of live");
-        pn.kids.remove(crate::fs::base_name(full));
+        pn.kids.remove(crate::host::base_name(full));
         if self.profile.is_3_10() {
             // 3.10 mem_cgroup_css_offline reparents user charges (mem_cgroup_reparent_charges);
             // only kmem (slab) charges keep a deleted memcg and its id (the leak).
@@ -2092,7 +2092,7 @@ impl EmulatedFs {
             .collect();
         for k in keys {
             let node = inner.nodes.remove(&k).expect("listed");
-            let nk = crate::fs::rebase(&k, from, to);
+            let nk = crate::host::rebase(&k, from, to);
             for tid in &node.tids {
                 if let Some(t) = inner.tasks.get_mut(tid) {
                     t.cg = nk.clone();
@@ -2101,8 +2101,8 @@ impl EmulatedFs {
             inner.nodes.insert(nk, node);
         }
         let pn = inner.nodes.get_mut(parent(from)).expect("parent of live");
-        pn.kids.remove(crate::fs::base_name(from));
-        pn.kids.insert(crate::fs::base_name(to).to_string());
+        pn.kids.remove(crate::host::base_name(from));
+        pn.kids.insert(crate::host::base_name(to).to_string());
         Ok(())
     }
 }
@@ -2216,7 +2216,7 @@ fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<()> {
         }
         let tp = dir.join(knob::TASKS);
         let tasks = read_file(&tp)?;
-        for tid in crate::fs::parse_pids(&tp, &tasks)? {
+        for tid in crate::host::parse_pids(&tp, &tasks)? {
             let pd = proc_dir.join(tid.to_string());
             let sp = pd.join("status");
             let status = read_file(&sp)?;

@@ -1,8 +1,8 @@
 //! Text renderings of plans, preflight checks and repair outcomes (JSON comes from serde).
 
-use crate::fs::base_name;
+use crate::host::base_name;
 use crate::model::{is_unlimited, Kind, Snapshot};
-use crate::plan::{Plan, Step};
+use crate::repair::plan::{Plan, Step};
 use crate::repair::{Check, CheckStatus, Outcome};
 use crate::scan::tree_of;
 
@@ -190,7 +190,7 @@ pub fn render_outcome(o: &Outcome) -> String {
         if o.stats.force_empty_cut > 0 {
             s.push_str(&format!(
                 "  force_empty cut short after {} ms on {} cgroups (the kernel was retrying on memory it cannot reclaim; rmdir does not need it)\n",
-                crate::execute::FORCE_EMPTY_BUDGET.as_millis(),
+                crate::repair::execute::FORCE_EMPTY_BUDGET.as_millis(),
                 o.stats.force_empty_cut
             ));
         }

@@ -3,12 +3,13 @@
 
 use crate::cli::{Cli, Command, DiagnoseArgs, DiagnoseFormat, Format, Generate, Global, IdsUsed};
 use crate::error::{Error, Result};
-use crate::execute::{self, Confirm};
-use crate::fs::{self, Cgroupfs};
-use crate::kernel::KernelInfo;
-use crate::plan::{Phase, PlanInput};
+use crate::host::{self, Cgroupfs};
+use crate::model::kernel::KernelInfo;
+use crate::repair::execute::{self, Confirm};
+use crate::repair::plan::{Phase, PlanInput};
 use crate::repair::{self, Outcome, RepairOptions};
-use crate::{ids, journal, plan, report, scan, verify};
+use crate::repair::{journal, plan, report, verify};
+use crate::{ids, scan};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -53,7 +54,7 @@ fn require_consent(yes: bool, command: &str) -> Result<bool> {
 }
 
 fn open_fs(root: &Path) -> Result<Box<dyn Cgroupfs>> {
-    fs::open(root)
+    host::open(root)
 }
 
 /// Run the command line; returns the exit code.
@@ -217,7 +218,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 }
                 if a.swap_cycle {
                     // Ctrl-C must not kill cgleak between a swapoff and its swapon.
-                    crate::execute::install_interrupt_handler();
+                    crate::repair::execute::install_interrupt_handler();
                 }
             }
             let r =
@@ -242,7 +243,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             // Ctrl-C stops the probe between two mkdirs; the probe cgroups are removed either way.
             execute::install_interrupt_handler();
             let interrupted = || execute::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
-            let r = crate::probe::probe(fs.as_ref(), a.count, &g.kubepods, &interrupted)?;
+            let r = crate::ids::probe::probe(fs.as_ref(), a.count, &g.kubepods, &interrupted)?;
             out(&r.render_text());
             Ok(r.exit_code())
         }
@@ -261,7 +262,7 @@ fn diagnose(g: &Global, a: &DiagnoseArgs) -> Result<u8> {
     }
     if let Some(p) = &a.textfile {
         // Refuse before diagnosing: nothing would ever read the result.
-        crate::export::check_textfile(p)?;
+        crate::diagnose::export::check_textfile(p)?;
     }
     let machine = matches!(a.format, DiagnoseFormat::Npd | DiagnoseFormat::Prometheus);
     let facts = match diagnose_facts(g, a) {
@@ -269,7 +270,7 @@ fn diagnose(g: &Global, a: &DiagnoseArgs) -> Result<u8> {
         Err(e) if machine => {
             eprintln!("cgleak: {e}");
             if a.format == DiagnoseFormat::Npd {
-                out(&crate::export::render_npd_error(&e));
+                out(&crate::diagnose::export::render_npd_error(&e));
             }
             return Ok(2);
         }
@@ -278,13 +279,14 @@ fn diagnose(g: &Global, a: &DiagnoseArgs) -> Result<u8> {
     match a.format {
         DiagnoseFormat::Text => out(&crate::diagnose::render_text(&facts)),
         DiagnoseFormat::Json => out(&crate::diagnose::render_json(&facts)),
-        DiagnoseFormat::Npd => out(&crate::export::render_npd(&facts)),
+        DiagnoseFormat::Npd => out(&crate::diagnose::export::render_npd(&facts)),
         DiagnoseFormat::Prometheus => {
-            let text = crate::export::render_prometheus(&facts, std::time::SystemTime::now());
+            let text =
+                crate::diagnose::export::render_prometheus(&facts, std::time::SystemTime::now());
             match &a.textfile {
                 // node_exporter reads only the file: stdout stays empty, -v logs the write.
                 Some(p) => {
-                    if let Err(e) = crate::export::write_textfile(p, text.as_bytes()) {
+                    if let Err(e) = crate::diagnose::export::write_textfile(p, text.as_bytes()) {
                         eprintln!("cgleak: {e}");
                         return Ok(2);
                     }
@@ -360,7 +362,7 @@ fn generate(what: Generate) -> Result<u8> {
 /// diagnose on a cgroup v2 host: there is no v1 memory hierarchy; report the unified
 /// hierarchy's dying descendants (cgroup.stat nr_dying_descendants).
 fn diagnose_v2(root: &Path) -> crate::diagnose::Facts {
-    use crate::fs::kernel;
+    use crate::host::kernel;
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let kubelets = kernel::find_processes_in_proc("kubelet");
     let inputs = crate::diagnose::V2Inputs {

@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Snapshot;
-use crate::plan::{Plan, Strategy};
+use crate::repair::plan::{Plan, Strategy};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};

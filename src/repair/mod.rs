@@ -4,16 +4,22 @@
 //! staging cgroup), so every cgroup is recreated without kmem accounting activated. Preflight
 //! refuses (exit 2, nothing changed) on anything that would make that unsafe.
 
+pub mod execute;
+pub mod journal;
+pub mod plan;
+pub mod report;
+pub mod verify;
+
 use crate::error::{Error, Result};
-use crate::execute::{Confirm, Mode, RunOptions, Runner, Stats};
-use crate::fs::Cgroupfs;
+use crate::host::Cgroupfs;
 use crate::ids::{self, IdCount};
-use crate::journal::{self, Header, Journal, Lock, Progress};
-use crate::kernel::KernelInfo;
+use crate::model::kernel::KernelInfo;
 use crate::model::{Layout, Snapshot};
-use crate::plan::{self, Plan, PlanInput, Strategy};
+use crate::repair::execute::{Confirm, Mode, RunOptions, Runner, Stats};
+use crate::repair::journal::{Header, Journal, Lock, Progress};
+use crate::repair::plan::{Plan, PlanInput, Strategy};
+use crate::repair::verify::VerifyReport;
 use crate::scan;
-use crate::verify::{self, VerifyReport};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -366,7 +372,7 @@ pub fn open_journal(
 struct Journaled<'h> {
     command: &'static str,
     header: &'h Header,
-    phases: &'h [crate::plan::Phase],
+    phases: &'h [crate::repair::plan::Phase],
     from: usize,
     begin_mark: &'static str,
     end_mark: &'static str,

@@ -4,8 +4,8 @@
 //! reported, not counted as lost.
 
 use crate::error::Result;
-use crate::fs::Cgroupfs;
-use crate::kernel::KernelInfo;
+use crate::host::Cgroupfs;
+use crate::model::kernel::KernelInfo;
 use crate::model::{normalize_limit, CgroupRecord, Settings, Snapshot};
 use crate::scan;
 use serde::Serialize;

@@ -82,7 +82,7 @@ pub fn render_npd(f: &Facts) -> String {
     // The verdict's own words, as `diagnose` prints them ("VERDICT: AT-RISK").
     let status = f.verdict.status.as_str().to_uppercase();
     let mut fields = Vec::new();
-    if f.cgroup_mode == Some(crate::fs::CgroupMode::V2) {
+    if f.cgroup_mode == Some(crate::host::CgroupMode::V2) {
         fields.push("cgroup v2".to_string());
         fields.push(format!("dying cgroups {}", num(h.nr_dying_descendants)));
         fields.push(format!("live {}", num(h.live)));
@@ -242,7 +242,7 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
         "cgleak_kubepods_found",
         "1 when the pods cgroup (--kubepods) exists below --root.",
         // On v2 the v1 pods tree is not looked at: unknown, not absent.
-        (f.cgroup_mode != Some(crate::fs::CgroupMode::V2)).then_some(k.found),
+        (f.cgroup_mode != Some(crate::host::CgroupMode::V2)).then_some(k.found),
     );
     m.gauge(
         "cgleak_kubepods_cgroups",
@@ -390,7 +390,7 @@ mod tests {
     }
 
     fn v1(mut f: Facts, free: Option<u64>, dying: Option<u64>, kmem: Option<bool>) -> Facts {
-        f.cgroup_mode = Some(crate::fs::CgroupMode::V1);
+        f.cgroup_mode = Some(crate::host::CgroupMode::V1);
         f.hierarchy.nr_dying_descendants = None;
         f.hierarchy.ids_free = free;
         f.hierarchy.ids_used = free.map(|x| f.hierarchy.id_limit.saturating_sub(x));

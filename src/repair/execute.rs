@@ -14,10 +14,10 @@
 //! tasks or children remain; a non-zero move_charge_at_immigrate is EINVAL from 6.13 on.
 
 use crate::error::{Error, FsOp, Result, StopCause, Stopped, SysError};
-use crate::fs::{self, knob, Cgroupfs};
-use crate::journal::Journal;
+use crate::host::{self, knob, Cgroupfs};
 use crate::model::normalize_limit;
-use crate::plan::{Phase, PhaseName, Step};
+use crate::repair::journal::Journal;
+use crate::repair::plan::{Phase, PhaseName, Step};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -366,7 +366,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                 if *value != 0 && self.stats.move_charge_unsupported {
                     return Ok(());
                 }
-                if rec && fs::read_u64(self.fs, cg, knob::MOVE_CHARGE).ok() == Some(*value) {
+                if rec && host::read_u64(self.fs, cg, knob::MOVE_CHARGE).ok() == Some(*value) {
                     return Ok(());
                 }
                 match self.write(cg, knob::MOVE_CHARGE, &value.to_string()) {
@@ -488,7 +488,7 @@ impl<'a, 'c> Runner<'a, 'c> {
         let cur = self.fs.read(cg, file)?;
         if file == knob::OOM_CONTROL {
             let path = self.fs.root().join(cg).join(file);
-            return Ok(fs::parse_oom_kill_disable(&path, &cur)? == (value.trim() == "1"));
+            return Ok(host::parse_oom_kill_disable(&path, &cur)? == (value.trim() == "1"));
         }
         let (c, v) = (cur.trim(), value.trim());
         if file.ends_with("limit_in_bytes") {
@@ -524,7 +524,7 @@ impl<'a, 'c> Runner<'a, 'c> {
     fn move_round(&mut self, from: &str, to: &str) -> Result<bool> {
         // What to move is read now, not taken from the snapshot: a pid the snapshot listed may
         // have exited and been reused by a process elsewhere, which a write would drag in.
-        let pids = match fs::read_procs(self.fs, from) {
+        let pids = match host::read_procs(self.fs, from) {
             Ok(p) => p,
             Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(false),
             Err(e) => return Err(e),
@@ -538,7 +538,7 @@ impl<'a, 'c> Runner<'a, 'c> {
         // are. Do that only for groups whose leader is here and whose threads all live
         // together; otherwise move this cgroup's threads one by one through `tasks`, so a
         // thread whose leader lives elsewhere (or a leader whose threads do) stays apart.
-        let tids: HashSet<u32> = fs::read_tasks(self.fs, from)?.into_iter().collect();
+        let tids: HashSet<u32> = host::read_tasks(self.fs, from)?.into_iter().collect();
         let by_thread = pids
             .iter()
             .any(|p| !tids.contains(p) || self.split.contains(p));

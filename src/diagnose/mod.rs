@@ -12,16 +12,18 @@
 //! memcgs keep theirs, and how visible that is depends on the kernel era. The JSON keys of
 //! [`Facts`] are a contract for scripts: unknown values are `null`, never guessed.
 
+pub mod export;
+
 use crate::error::{Error, Result};
-use crate::fs::{self, CgroupMode, Cgroupfs};
-use crate::kernel::{cmdline_nokmem, Era, KernelInfo};
+use crate::host::{self, CgroupMode, Cgroupfs};
+use crate::model::kernel::{cmdline_nokmem, Era, KernelInfo};
 use crate::model::{is_unlimited, Kind, Layout, Snapshot};
 use crate::scan;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-pub use crate::plan::ID_LIMIT;
+pub use crate::repair::plan::ID_LIMIT;
 
 /// Free ids at or below which the node is at risk. A busy node churns a few ids per pod start
 /// (pod cgroup, pause container, each container); while the leak runs, each deleted container
@@ -394,7 +396,7 @@ pub fn gather(fs: &dyn Cgroupfs, opts: &DiagnoseOptions) -> Result<Facts> {
         .ok();
     let counted = match fs.proc_cgroups() {
         Ok(s) => {
-            let row = fs::parse_proc_cgroups_memory(&s);
+            let row = host::parse_proc_cgroups_memory(&s);
             if row.is_none() {
                 note("/proc/cgroups", &Error::Usage("no memory row".to_string()));
             }
@@ -1189,25 +1191,25 @@ mod tests {
         fn add(&mut self, cg: &str, pids: &[u32], kmem: bool) {
             let mut f = BTreeMap::new();
             for (k, v) in [
-                (fs::knob::LIMIT, UNL),
-                (fs::knob::SOFT_LIMIT, UNL),
-                (fs::knob::SWAPPINESS, "60"),
-                (fs::knob::OOM_CONTROL, "oom_kill_disable 0\nunder_oom 0\n"),
-                (fs::knob::USE_HIERARCHY, "1"),
-                (fs::knob::MOVE_CHARGE, "0"),
-                (fs::knob::KMEM_LIMIT, UNL),
-                (fs::knob::USAGE, "4096"),
+                (host::knob::LIMIT, UNL),
+                (host::knob::SOFT_LIMIT, UNL),
+                (host::knob::SWAPPINESS, "60"),
+                (host::knob::OOM_CONTROL, "oom_kill_disable 0\nunder_oom 0\n"),
+                (host::knob::USE_HIERARCHY, "1"),
+                (host::knob::MOVE_CHARGE, "0"),
+                (host::knob::KMEM_LIMIT, UNL),
+                (host::knob::USAGE, "4096"),
             ] {
                 f.insert(k.to_string(), v.to_string());
             }
             let procs: Vec<String> = pids.iter().map(|p| format!("{p}\n")).collect();
-            f.insert(fs::knob::PROCS.to_string(), procs.concat());
+            f.insert(host::knob::PROCS.to_string(), procs.concat());
             let slab = if kmem {
                 "slabinfo - version: 2.1\n"
             } else {
                 "!EIO"
             };
-            f.insert(fs::knob::KMEM_SLABINFO.to_string(), slab.to_string());
+            f.insert(host::knob::KMEM_SLABINFO.to_string(), slab.to_string());
             self.dirs.insert(cg.to_string(), f);
         }
 
@@ -1242,8 +1244,8 @@ mod tests {
             Ok(self
                 .dirs
                 .keys()
-                .filter(|k| !k.is_empty() && fs::parent(k) == cg)
-                .map(|k| fs::base_name(k).to_string())
+                .filter(|k| !k.is_empty() && host::parent(k) == cg)
+                .map(|k| host::base_name(k).to_string())
                 .collect())
         }
         fn has_file(&self, cg: &str, file: &str) -> bool {
@@ -1367,20 +1369,20 @@ mod tests {
         let mut fs = FakeFs::new(R310);
         qos_tree(&mut fs, false);
         // kubelet activated kmem in one pod and its children (inherited).
-        fs.set("kubepods/burstable/podb", fs::knob::KMEM_SLABINFO, "slab");
+        fs.set("kubepods/burstable/podb", host::knob::KMEM_SLABINFO, "slab");
         fs.set(
             "kubepods/burstable/podb/app",
-            fs::knob::KMEM_SLABINFO,
+            host::knob::KMEM_SLABINFO,
             "slab",
         );
         fs.set(
             "kubepods/burstable/podb/pause",
-            fs::knob::KMEM_SLABINFO,
+            host::knob::KMEM_SLABINFO,
             "slab",
         );
         fs.set(
             "kubepods/burstable/podb/app",
-            fs::knob::KMEM_LIMIT,
+            host::knob::KMEM_LIMIT,
             "1048576",
         );
         fs.extra_live = 89;

@@ -3,10 +3,12 @@
 //! from userspace: the count of ids in use must come from the systemtap probe
 //! (scripts/memcg-ids.stp) as `--ids-used N`, or piped in with `--ids-used -`.
 
+pub mod probe;
+
 use crate::error::{Error, Result};
-use crate::fs::{parse_proc_cgroups_memory, Cgroupfs};
-use crate::kernel::KernelInfo;
-use crate::plan::ID_LIMIT;
+use crate::host::{parse_proc_cgroups_memory, Cgroupfs};
+use crate::model::kernel::KernelInfo;
+use crate::repair::plan::ID_LIMIT;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 
@@ -285,8 +287,8 @@ mod tests {
 
     #[test]
     fn count_after_scan_equals_count() {
-        use crate::fixture::{build, kubelet_tree, FixtureSpec};
-        use crate::fs::emulated::{self, EmulatedFs, KernelProfile};
+        use crate::demo::fixture::{build, kubelet_tree, FixtureSpec};
+        use crate::host::emulated::{self, EmulatedFs, KernelProfile};
         let dir = emulated::tempdir().unwrap();
         let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
         let tree = kubelet_tree(&FixtureSpec::new("kubepods", 5));

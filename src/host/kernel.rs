@@ -20,7 +20,7 @@
 //! (`cgleak diagnose` needs [`detect_mode`] and [`v2_dying_descendants`] on v2 hosts).
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
-use crate::fs::{CgroupMode, Cgroupfs};
+use crate::host::{CgroupMode, Cgroupfs};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -706,7 +706,7 @@ impl Cgroupfs for KernelFs {
     }
 
     fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
-        let path = self.file(cg, crate::fs::knob::FORCE_EMPTY, FsOp::Write)?;
+        let path = self.file(cg, crate::host::knob::FORCE_EMPTY, FsOp::Write)?;
         force_empty_within(&path, budget)
     }
 

@@ -16,16 +16,16 @@
 //! [`plan::ID_SAFETY_MARGIN`]: more headroom than that answers no question cgleak asks.
 //!
 //! Cleanup on every path: after the last mkdir, after an error, after Ctrl-C (the caller's
-//! `interrupted` check, see [`crate::execute::INTERRUPTED`]), and through a [`Drop`] guard if
+//! `interrupted` check, see [`crate::repair::execute::INTERRUPTED`]), and through a [`Drop`] guard if
 //! anything unwinds. Cgroups that cannot be removed are reported one by one with the error.
 //! Only a SIGKILL can leave `cgleak-probe-<pid>-<i>` directories behind; the next probe lists
 //! them.
 
 use crate::error::{Error, Result};
-use crate::fs::{self, knob, Cgroupfs};
-use crate::kernel::KernelInfo;
+use crate::host::{self, knob, Cgroupfs};
 use crate::model::is_unlimited;
-use crate::plan::{self, Strategy, ID_SAFETY_MARGIN};
+use crate::model::kernel::KernelInfo;
+use crate::repair::plan::{self, Strategy, ID_SAFETY_MARGIN};
 use crate::scan;
 use nix::errno::Errno;
 use std::fmt::Write as _;
@@ -196,7 +196,7 @@ fn check_root_kmem(fs: &dyn Cgroupfs, kernel: &KernelInfo) -> Result<()> {
     // On 3.10 a limit other than unlimited means kmem was activated; runc writes 1 then
     // unlimited, so an unlimited limit proves nothing and slabinfo decides.
     let limit = if fs.has_file("", knob::KMEM_LIMIT) {
-        Some(fs::read_u64(fs, "", knob::KMEM_LIMIT)?)
+        Some(host::read_u64(fs, "", knob::KMEM_LIMIT)?)
     } else {
         None
     };

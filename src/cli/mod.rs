@@ -1,6 +1,6 @@
-//! The command line, as data (clap derive). No behaviour here: [`crate::app`] runs it.
+//! The command line, as data (clap derive). No behaviour here: [`crate::commands`] runs it.
 
-use crate::plan::Strategy;
+use crate::repair::plan::Strategy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -93,7 +93,7 @@ pub enum Command {
 }
 
 /// `--ids-used N|-`: a count, or `-` for the count on standard input (the output of
-/// scripts/memcg-ids.stp). [`crate::app`] reads standard input; parsing stays here.
+/// scripts/memcg-ids.stp). [`crate::commands`] reads standard input; parsing stays here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdsUsed {
     Count(u64),
@@ -182,7 +182,7 @@ pub struct RepairArgs {
     #[arg(long, value_enum, default_value = "migrate-back")]
     pub strategy: Strategy,
     /// Where the journal lives (a tmpfs: it survives a crash of cgleak, not a reboot).
-    #[arg(long, default_value = crate::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    #[arg(long, default_value = crate::repair::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -204,7 +204,7 @@ pub struct ResumeArgs {
     /// Do not ask before each phase.
     #[arg(long)]
     pub yes: bool,
-    #[arg(long, default_value = crate::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    #[arg(long, default_value = crate::repair::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

@@ -16,7 +16,7 @@
 //! a time, each back with the priority /proc/swaps showed where it was set (>= 0; negative
 //! ones are the kernel's own numbering, which it hands out anew).
 
-use crate::fs::kernel::unescape_mountinfo;
+use crate::host::kernel::unescape_mountinfo;
 use std::path::PathBuf;
 
 /// One line of /proc/swaps.
