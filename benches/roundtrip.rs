@@ -42,7 +42,7 @@ mod sandbox;
 
 use cgleak::demo::fixture::{self, FixtureSpec};
 use cgleak::host::kernel::KernelFs;
-use cgleak::host::{knob, Cgroupfs};
+use cgleak::host::{knob, Hierarchy, Host};
 use cgleak::model::kernel::KernelInfo;
 use cgleak::model::Snapshot;
 use cgleak::repair::journal::{self, Header, Journal};

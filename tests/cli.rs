@@ -5,7 +5,7 @@ use assert_cmd::Command;
 use cgleak::demo::build_pods;
 use cgleak::demo::fixture::FixtureSpec;
 use cgleak::host::emulated::{EmulatedFs, KernelProfile};
-use cgleak::host::Cgroupfs;
+use cgleak::host::Hierarchy;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

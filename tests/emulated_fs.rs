@@ -7,7 +7,7 @@ use cgleak::host::emulated::{
     copy_node, find_base, EmulatedFs, Fault, FaultWhen, KernelProfile, MEM_CGROUP_ID_MAX,
     STATE_FILE,
 };
-use cgleak::host::{self, knob, CgroupMode, Cgroupfs};
+use cgleak::host::{self, knob, CgroupMode, Hierarchy, Host};
 use nix::errno::Errno;
 use tempfile::TempDir;
 

@@ -7,7 +7,7 @@ mod common;
 
 use cgleak::error::{BadRoot, Error, FsOp, SysError};
 use cgleak::host::kernel::{self, KernelFs};
-use cgleak::host::{knob, read_procs, read_u64, CgroupMode, Cgroupfs};
+use cgleak::host::{knob, read_procs, read_u64, CgroupMode, Hierarchy, Host};
 use nix::errno::Errno;
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
 use std::path::Path;

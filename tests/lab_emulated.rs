@@ -9,7 +9,7 @@ use assert_cmd::Command;
 use cgleak::demo::build_pods;
 use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::host::emulated::{EmulatedFs, Fault, FaultWhen, KernelProfile};
-use cgleak::host::{knob, Cgroupfs};
+use cgleak::host::{knob, Hierarchy, Host};
 use std::path::Path;
 use KernelProfile::*;
 

@@ -7,7 +7,7 @@ mod common;
 use assert_cmd::Command;
 use cgleak::error::FsOp;
 use cgleak::host::emulated::{EmulatedFs, Fault, FaultWhen, KernelProfile};
-use cgleak::host::Cgroupfs;
+use cgleak::host::Hierarchy;
 use cgleak::ids::probe::{self, End, PROBE_PREFIX};
 use nix::errno::Errno;
 use std::path::{Path, PathBuf};

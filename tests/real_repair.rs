@@ -6,7 +6,7 @@ mod common;
 
 use cgleak::demo::fixture::{self, FixtureSpec};
 use cgleak::host::kernel::KernelFs;
-use cgleak::host::{self, Cgroupfs};
+use cgleak::host::{self, Hierarchy};
 use cgleak::repair::plan::Strategy;
 use cgleak::repair::{self, RepairOptions};
 use cgleak::scan;

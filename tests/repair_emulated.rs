@@ -7,7 +7,7 @@ use cgleak::demo::build_pods;
 use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp, StopCause};
 use cgleak::host::emulated::{copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
-use cgleak::host::Cgroupfs;
+use cgleak::host::Hierarchy;
 use cgleak::model::{normalize_limit, Snapshot};
 use cgleak::repair::plan::Strategy;
 use cgleak::repair::{self, RepairOptions};

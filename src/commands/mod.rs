@@ -3,7 +3,7 @@
 
 use crate::cli::{Cli, Command, DiagnoseArgs, DiagnoseFormat, Format, Generate, Global, IdsUsed};
 use crate::error::{Error, Result};
-use crate::host::{self, Cgroupfs};
+use crate::host::{self, Node};
 use crate::model::kernel::KernelInfo;
 use crate::repair::execute::{self, Confirm};
 use crate::repair::plan::{Phase, PlanInput};
@@ -53,7 +53,7 @@ fn require_consent(yes: bool, command: &str) -> Result<bool> {
     Ok(true)
 }
 
-fn open_fs(root: &Path) -> Result<Box<dyn Cgroupfs>> {
+fn open_fs(root: &Path) -> Result<Box<dyn Node>> {
     host::open(root)
 }
 

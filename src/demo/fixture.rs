@@ -5,10 +5,10 @@
 //! Guaranteed pods, per-container limit / memsw / soft limit / swappiness / oom_control).
 //!
 //! [`kubelet_tree`] is pure and deterministic (a tiny internal PRNG, seeded by the spec);
-//! [`build`] creates a tree on any [`Cgroupfs`].
+//! [`build`] creates a tree on any [`Node`].
 
 use crate::error::Result;
-use crate::host::{knob, Cgroupfs};
+use crate::host::{knob, Node};
 use nix::errno::Errno;
 
 /// Where pods go below the pods cgroup.
@@ -243,7 +243,7 @@ pub fn kubelet_tree(spec: &FixtureSpec) -> Vec<FixtureCgroup> {
 /// stays inherited): 3.10 refuses both below a parent with use_hierarchy=1
 /// (mem_cgroup_swappiness_write, mem_cgroup_oom_control_write), which runc tolerates too.
 pub fn build(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     tree: &[FixtureCgroup],
     spawn: &mut dyn FnMut(&str) -> Result<u32>,
 ) -> Result<Vec<u32>> {

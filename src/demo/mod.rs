@@ -10,7 +10,7 @@ use crate::cli::{DemoArgs, EmulateArgs};
 use crate::demo::fixture::FixtureSpec;
 use crate::error::{Error, Result};
 use crate::host::emulated::{EmulatedFs, KernelProfile};
-use crate::host::{knob, Cgroupfs};
+use crate::host::{knob, Hierarchy, Host};
 use crate::model::{Kind, Snapshot};
 use crate::repair::plan::{self, Strategy};
 use crate::repair::report;

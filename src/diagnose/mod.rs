@@ -1,7 +1,7 @@
 //! `cgleak diagnose`: is this node running out of memory-cgroup ids, why, and what to do.
 //!
 //! Two layers, so the decision can be tested without a kernel:
-//! - [`gather`] reads everything through [`Cgroupfs`] (read-only: it never writes a file and
+//! - [`gather`] reads everything through [`Node`] (read-only: it never writes a file and
 //!   never creates a cgroup, because a diagnosis must be safe on a node that is already failing)
 //!   into [`Facts`]. [`gather_v2`] builds the same report for a cgroup v2 host from values the
 //!   caller read (there is no v1 memory hierarchy to open there).
@@ -15,7 +15,7 @@
 pub mod export;
 
 use crate::error::{Error, Result};
-use crate::host::{self, CgroupMode, Cgroupfs};
+use crate::host::{self, CgroupMode, Node};
 use crate::model::kernel::{cmdline_nokmem, Era, KernelInfo};
 use crate::model::{is_unlimited, Kind, Layout, Snapshot};
 use crate::scan;
@@ -367,7 +367,7 @@ pub fn kubepods_facts(snap: &Snapshot, found: bool, kernel: &KernelFacts) -> Kub
 
 /// Read everything a diagnosis needs. Read-only. Unreadable facts become null and a line in
 /// `errors`; only a bad `--kubepods` name is an error.
-pub fn gather(fs: &dyn Cgroupfs, opts: &DiagnoseOptions) -> Result<Facts> {
+pub fn gather(fs: &dyn Node, opts: &DiagnoseOptions) -> Result<Facts> {
     let name = opts.kubepods.as_str();
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(Error::Usage(format!(
@@ -1143,6 +1143,7 @@ pub fn render_json(f: &Facts) -> String {
 mod tests {
     use super::*;
     use crate::error::{FsOp, SysError};
+    use crate::host::{Hierarchy, Host};
     use nix::errno::Errno;
     use std::collections::BTreeMap;
     use std::path::Path;
@@ -1227,7 +1228,7 @@ mod tests {
         }
     }
 
-    impl Cgroupfs for FakeFs {
+    impl Hierarchy for FakeFs {
         fn root(&self) -> &Path {
             &self.root
         }
@@ -1271,6 +1272,18 @@ mod tests {
         fn rename(&self, from: &str, _: &str) -> Result<()> {
             panic!("diagnose renamed {from}")
         }
+        fn hierarchy_mount(&self) -> PathBuf {
+            self.root.clone()
+        }
+        fn hierarchy_live(&self) -> Result<u64> {
+            if !self.live_readable {
+                return Err(sys(FsOp::List, &self.root, Errno::EACCES));
+            }
+            Ok(self.dirs.len() as u64 + self.extra_live)
+        }
+    }
+
+    impl Host for FakeFs {
         fn kernel_release(&self) -> Result<String> {
             Ok(format!("{}\n", self.release))
         }
@@ -1284,15 +1297,6 @@ mod tests {
         }
         fn boot_id(&self) -> Result<String> {
             Ok("b".into())
-        }
-        fn hierarchy_mount(&self) -> PathBuf {
-            self.root.clone()
-        }
-        fn hierarchy_live(&self) -> Result<u64> {
-            if !self.live_readable {
-                return Err(sys(FsOp::List, &self.root, Errno::EACCES));
-            }
-            Ok(self.dirs.len() as u64 + self.extra_live)
         }
         fn cgroup_mode(&self) -> Result<CgroupMode> {
             Ok(CgroupMode::V1)

@@ -24,7 +24,7 @@
 //! where cgleak depends on it: 3.10 (RHEL 7), 5.10, 6.1 and 6.13.
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
-use crate::host::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Cgroupfs};
+use crate::host::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Hierarchy, Host};
 use crate::model::kernel::cmdline_nokmem;
 use crate::model::PAGE_SIZE;
 use nix::errno::Errno;
@@ -2256,7 +2256,7 @@ fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<()> {
     Ok(())
 }
 
-impl Cgroupfs for EmulatedFs {
+impl Hierarchy for EmulatedFs {
     fn root(&self) -> &Path {
         &self.root
     }
@@ -2386,6 +2386,16 @@ impl Cgroupfs for EmulatedFs {
         self.do_rename(&mut inner, &f, &t).map_err(err)
     }
 
+    fn hierarchy_mount(&self) -> PathBuf {
+        self.mount.clone()
+    }
+
+    fn hierarchy_live(&self) -> Result<u64> {
+        Ok(self.lock().nodes.len() as u64)
+    }
+}
+
+impl Host for EmulatedFs {
     fn kernel_release(&self) -> Result<String> {
         Ok(self.lock().state.kernel_release.clone())
     }
@@ -2404,14 +2414,6 @@ impl Cgroupfs for EmulatedFs {
 
     fn boot_id(&self) -> Result<String> {
         Ok(self.lock().state.boot_id.clone())
-    }
-
-    fn hierarchy_mount(&self) -> PathBuf {
-        self.mount.clone()
-    }
-
-    fn hierarchy_live(&self) -> Result<u64> {
-        Ok(self.lock().nodes.len() as u64)
     }
 
     fn cgroup_mode(&self) -> Result<CgroupMode> {

@@ -20,7 +20,7 @@
 //! (`cgleak diagnose` needs [`detect_mode`] and [`v2_dying_descendants`] on v2 hosts).
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
-use crate::host::{CgroupMode, Cgroupfs};
+use crate::host::{CgroupMode, Hierarchy, Host};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -621,7 +621,7 @@ impl KernelFs {
     }
 }
 
-impl Cgroupfs for KernelFs {
+impl Hierarchy for KernelFs {
     fn root(&self) -> &Path {
         &self.root
     }
@@ -745,6 +745,68 @@ impl Cgroupfs for KernelFs {
         std::fs::rename(&src, &dst).map_err(|e| sys(FsOp::Rename, &src, &e))
     }
 
+    fn hierarchy_mount(&self) -> PathBuf {
+        self.mount.clone()
+    }
+
+    fn hierarchy_live(&self) -> Result<u64> {
+        count_cgroup_dirs(&self.mount)
+    }
+
+    fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
+        let skip = self.dir_for(cg, FsOp::List)?;
+        count_cgroup_dirs_except(&self.mount, Some(&skip))
+    }
+}
+
+/// The running machine's side of the boundary: /proc, the boot id, swap, the page cache.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelHost;
+
+/// A kernel hierarchy is on the running machine: its host is [`KernelHost`].
+impl Host for KernelFs {
+    fn kernel_release(&self) -> Result<String> {
+        KernelHost.kernel_release()
+    }
+    fn proc_cgroups(&self) -> Result<String> {
+        KernelHost.proc_cgroups()
+    }
+    fn kernel_cmdline(&self) -> Result<String> {
+        KernelHost.kernel_cmdline()
+    }
+    fn boot_id(&self) -> Result<String> {
+        KernelHost.boot_id()
+    }
+    fn cgroup_mode(&self) -> Result<CgroupMode> {
+        KernelHost.cgroup_mode()
+    }
+    fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
+        KernelHost.find_processes(comm)
+    }
+    fn pid_alive(&self, pid: u32) -> bool {
+        KernelHost.pid_alive(pid)
+    }
+    fn drop_caches(&self, what: u8) -> Result<()> {
+        KernelHost.drop_caches(what)
+    }
+    fn may_write(&self) -> bool {
+        KernelHost.may_write()
+    }
+    fn proc_swaps(&self) -> Result<String> {
+        KernelHost.proc_swaps()
+    }
+    fn meminfo(&self) -> Result<String> {
+        KernelHost.meminfo()
+    }
+    fn swapoff(&self, area: &Path) -> Result<()> {
+        KernelHost.swapoff(area)
+    }
+    fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
+        KernelHost.swapon(area, priority)
+    }
+}
+
+impl Host for KernelHost {
     fn kernel_release(&self) -> Result<String> {
         // Same string as uname(2)'s release field.
         Ok(read_text(Path::new(PROC_OSRELEASE))?.trim().to_string())
@@ -760,19 +822,6 @@ impl Cgroupfs for KernelFs {
 
     fn boot_id(&self) -> Result<String> {
         Ok(read_text(Path::new(PROC_BOOT_ID))?.trim().to_string())
-    }
-
-    fn hierarchy_mount(&self) -> PathBuf {
-        self.mount.clone()
-    }
-
-    fn hierarchy_live(&self) -> Result<u64> {
-        count_cgroup_dirs(&self.mount)
-    }
-
-    fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
-        let skip = self.dir_for(cg, FsOp::List)?;
-        count_cgroup_dirs_except(&self.mount, Some(&skip))
     }
 
     fn cgroup_mode(&self) -> Result<CgroupMode> {

@@ -1,6 +1,6 @@
 //! The boundary between cgleak's logic and the cgroup files.
 //!
-//! Everything that reads or changes a memory cgroup goes through [`Cgroupfs`]. There are two
+//! Everything that reads or changes a memory cgroup goes through [`Node`]. There are two
 //! implementations: [`kernel::KernelFs`] (the kernel's cgroupfs, one write(2) per value, never
 //! creating files) and [`emulated::EmulatedFs`] (a temp directory whose files hold the state and
 //! that behaves like the kernel where cgleak depends on it, with kernel profiles and fault
@@ -53,11 +53,11 @@ impl std::fmt::Display for CgroupMode {
     }
 }
 
-/// Access to one memory cgroup v1 hierarchy and the machine facts around it.
+/// One memory cgroup v1 hierarchy: its directories and control files.
 ///
-/// `cg` arguments are paths relative to [`Cgroupfs::root`]. Implementations never create control
+/// `cg` arguments are paths relative to [`Hierarchy::root`]. Implementations never create control
 /// files: a write to a file that does not exist fails with ENOENT.
-pub trait Cgroupfs: Send + Sync {
+pub trait Hierarchy: Send + Sync {
     /// The `--root` directory (absolute), for messages and the snapshot.
     fn root(&self) -> &Path;
 
@@ -81,7 +81,7 @@ pub trait Cgroupfs: Send + Sync {
     /// Read a whole control file.
     fn read(&self, cg: &str, file: &str) -> Result<String>;
 
-    /// Read several control files of one cgroup: for each name, in order, what [`Cgroupfs::read`]
+    /// Read several control files of one cgroup: for each name, in order, what [`Hierarchy::read`]
     /// gives. The kernel's implementation resolves the cgroup's path once for all of them (a
     /// scan reads ten files in every cgroup).
     fn read_many(&self, cg: &str, files: &[&str]) -> Vec<Result<String>> {
@@ -100,18 +100,6 @@ pub trait Cgroupfs: Send + Sync {
     /// Rename a cgroup within the same parent (cgroup v1 allows nothing else).
     fn rename(&self, from: &str, to: &str) -> Result<()>;
 
-    /// `uname -r` of the kernel this hierarchy belongs to.
-    fn kernel_release(&self) -> Result<String>;
-
-    /// Contents of /proc/cgroups.
-    fn proc_cgroups(&self) -> Result<String>;
-
-    /// Contents of /proc/cmdline.
-    fn kernel_cmdline(&self) -> Result<String>;
-
-    /// /proc/sys/kernel/random/boot_id: a repair journal is meaningless after a reboot.
-    fn boot_id(&self) -> Result<String>;
-
     /// The mount point of the whole memory hierarchy `root` belongs to.
     fn hierarchy_mount(&self) -> PathBuf;
 
@@ -119,7 +107,7 @@ pub trait Cgroupfs: Send + Sync {
     /// memcgs; dying ones have no directory).
     fn hierarchy_live(&self) -> Result<u64>;
 
-    /// [`Cgroupfs::hierarchy_live`] without the cgroup `cg` and the cgroups below it: for a
+    /// [`Hierarchy::hierarchy_live`] without the cgroup `cg` and the cgroups below it: for a
     /// caller that has just counted those in a scan, so they are not listed twice. The kernel's
     /// implementation does not walk that subtree; this default counts it and subtracts.
     fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
@@ -135,6 +123,36 @@ pub trait Cgroupfs: Send + Sync {
         }
         Ok(self.hierarchy_live()?.saturating_sub(below))
     }
+
+    /// Write 0 to memory.force_empty, giving the kernel at most `budget`: Ok(true) when it
+    /// finished, Ok(false) when it was cut short (what it reclaimed so far stays reclaimed).
+    ///
+    /// Why a budget: the kernel loops while the cgroup's usage is above 0, and kernel memory
+    /// charged there cannot be reclaimed, so it ends only after its retries, each followed by a
+    /// 100 ms sleep (5 on 3.10, 16 on 4.x-5.x); its loop checks signal_pending() and returns
+    /// EINTR, which is how the kernel implementation cuts it. Nothing depends on it finishing:
+    /// rmdir works with charges left (KERNEL-FACTS: force_empty succeeds with kmem left).
+    fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
+        let _ = budget;
+        self.write(cg, knob::FORCE_EMPTY, "0").map(|()| true)
+    }
+}
+
+/// The machine around the hierarchy: the kernel release, /proc, processes, the boot id, swap
+/// and the page cache. Apart from [`Hierarchy`] so that read-only code can be tested with a
+/// small fake of each.
+pub trait Host: Send + Sync {
+    /// `uname -r` of the kernel this hierarchy belongs to.
+    fn kernel_release(&self) -> Result<String>;
+
+    /// Contents of /proc/cgroups.
+    fn proc_cgroups(&self) -> Result<String>;
+
+    /// Contents of /proc/cmdline.
+    fn kernel_cmdline(&self) -> Result<String>;
+
+    /// /proc/sys/kernel/random/boot_id: a repair journal is meaningless after a reboot.
+    fn boot_id(&self) -> Result<String>;
 
     /// How the machine mounts cgroups.
     fn cgroup_mode(&self) -> Result<CgroupMode>;
@@ -152,19 +170,6 @@ pub trait Cgroupfs: Send + Sync {
     /// Whether this process may change the hierarchy (root, or the emulation).
     fn may_write(&self) -> bool;
 
-    /// Write 0 to memory.force_empty, giving the kernel at most `budget`: Ok(true) when it
-    /// finished, Ok(false) when it was cut short (what it reclaimed so far stays reclaimed).
-    ///
-    /// Why a budget: the kernel loops while the cgroup's usage is above 0, and kernel memory
-    /// charged there cannot be reclaimed, so it ends only after its retries, each followed by a
-    /// 100 ms sleep (5 on 3.10, 16 on 4.x-5.x); its loop checks signal_pending() and returns
-    /// EINTR, which is how the kernel implementation cuts it. Nothing depends on it finishing:
-    /// rmdir works with charges left (KERNEL-FACTS: force_empty succeeds with kmem left).
-    fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
-        let _ = budget;
-        self.write(cg, knob::FORCE_EMPTY, "0").map(|()| true)
-    }
-
     /// Contents of /proc/swaps (the active swap areas).
     fn proc_swaps(&self) -> Result<String>;
 
@@ -178,6 +183,12 @@ pub trait Cgroupfs: Send + Sync {
     /// swapon(2) with a priority set by hand, or None for the kernel's own choice.
     fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()>;
 }
+
+/// A node: its memory hierarchy and its host, for the commands that need both (a repair
+/// checks processes and the boot id as it changes cgroups). Every type that is both is one.
+pub trait Node: Hierarchy + Host {}
+
+impl<T: Hierarchy + Host + ?Sized> Node for T {}
 
 /// Join a cgroup path relative to the root with a child name.
 pub fn join(cg: &str, name: &str) -> String {
@@ -238,19 +249,19 @@ pub fn parse_pids(path: &Path, s: &str) -> Result<Vec<u32>> {
 }
 
 /// Read the pids of a cgroup's cgroup.procs.
-pub fn read_procs(fs: &dyn Cgroupfs, cg: &str) -> Result<Vec<u32>> {
+pub fn read_procs(fs: &dyn Hierarchy, cg: &str) -> Result<Vec<u32>> {
     let s = fs.read(cg, knob::PROCS)?;
     parse_pids(&fs.root().join(cg).join(knob::PROCS), &s)
 }
 
 /// Read the thread ids of a cgroup's tasks file.
-pub fn read_tasks(fs: &dyn Cgroupfs, cg: &str) -> Result<Vec<u32>> {
+pub fn read_tasks(fs: &dyn Hierarchy, cg: &str) -> Result<Vec<u32>> {
     let s = fs.read(cg, knob::TASKS)?;
     parse_pids(&fs.root().join(cg).join(knob::TASKS), &s)
 }
 
 /// Read a numeric control file.
-pub fn read_u64(fs: &dyn Cgroupfs, cg: &str, file: &str) -> Result<u64> {
+pub fn read_u64(fs: &dyn Hierarchy, cg: &str, file: &str) -> Result<u64> {
     let s = fs.read(cg, file)?;
     parse_u64(&fs.root().join(cg).join(file), file, &s)
 }
@@ -290,7 +301,7 @@ pub fn parse_proc_cgroups_memory(s: &str) -> Option<(u32, u64, bool)> {
 
 /// Open the cgroupfs at `root`: the kernel's when `root` is on a cgroup filesystem, an
 /// emulated node when `root` lies inside a directory made by [`emulated::EmulatedFs`].
-pub fn open(root: &Path) -> Result<Box<dyn Cgroupfs>> {
+pub fn open(root: &Path) -> Result<Box<dyn Node>> {
     if let Some(base) = emulated::find_base(root) {
         return Ok(Box::new(emulated::EmulatedFs::open_at(&base, root)?));
     }

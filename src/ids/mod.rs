@@ -6,7 +6,7 @@
 pub mod probe;
 
 use crate::error::{Error, Result};
-use crate::host::{parse_proc_cgroups_memory, Cgroupfs};
+use crate::host::{parse_proc_cgroups_memory, Node};
 use crate::model::kernel::KernelInfo;
 use crate::repair::plan::ID_LIMIT;
 use serde::{Deserialize, Serialize};
@@ -164,14 +164,14 @@ pub fn compute(
 }
 
 /// Read the id accounting of `fs`'s hierarchy.
-pub fn count(fs: &dyn Cgroupfs, kernel: &KernelInfo, ids_used_arg: Option<u64>) -> Result<IdCount> {
+pub fn count(fs: &dyn Node, kernel: &KernelInfo, ids_used_arg: Option<u64>) -> Result<IdCount> {
     let live = fs.hierarchy_live()?;
     count_with_live(fs, kernel, live, ids_used_arg)
 }
 
 /// The id accounting given the live count: the kernel's count comes from /proc/cgroups.
 fn count_with_live(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     kernel: &KernelInfo,
     live: u64,
     ids_used_arg: Option<u64>,
@@ -183,7 +183,7 @@ fn count_with_live(
 /// [`count`] right after a scan counted `scanned` cgroups in the subtree `cg` (its top
 /// included): the hierarchy walk skips that subtree instead of listing it again.
 pub fn count_after_scan(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     kernel: &KernelInfo,
     ids_used_arg: Option<u64>,
     cg: &str,
@@ -289,6 +289,7 @@ mod tests {
     fn count_after_scan_equals_count() {
         use crate::demo::fixture::{build, kubelet_tree, FixtureSpec};
         use crate::host::emulated::{self, EmulatedFs, KernelProfile};
+        use crate::host::{Hierarchy, Host};
         let dir = emulated::tempdir().unwrap();
         let emu = EmulatedFs::create(&dir.path().join("node"), KernelProfile::V6_1).unwrap();
         let tree = kubelet_tree(&FixtureSpec::new("kubepods", 5));

@@ -22,7 +22,7 @@
 //! them.
 
 use crate::error::{Error, Result};
-use crate::host::{self, knob, Cgroupfs};
+use crate::host::{self, knob, Node};
 use crate::model::is_unlimited;
 use crate::model::kernel::KernelInfo;
 use crate::repair::plan::{self, Strategy, ID_SAFETY_MARGIN};
@@ -130,7 +130,7 @@ impl Report {
 /// The probe cgroups made so far. [`Made::remove_all`] removes them; dropping the guard with
 /// some left (a panic, an early return) removes them too and prints what it could not remove.
 struct Made<'a> {
-    fs: &'a dyn Cgroupfs,
+    fs: &'a dyn Node,
     cgs: Vec<String>,
 }
 
@@ -178,7 +178,7 @@ impl Drop for Made<'_> {
 
 /// The largest `--count`: the ids a repair of `kubepods` with the default strategy creates, plus
 /// the margin; only the margin when there is no pods tree.
-pub fn bound(fs: &dyn Cgroupfs, kubepods: &str) -> Result<u64> {
+pub fn bound(fs: &dyn Node, kubepods: &str) -> Result<u64> {
     let snap = scan::scan(fs, kubepods)?;
     Ok(plan::ids_needed(snap.cgroups.len(), Strategy::MigrateBack) + ID_SAFETY_MARGIN)
 }
@@ -186,7 +186,7 @@ pub fn bound(fs: &dyn Cgroupfs, kubepods: &str) -> Result<u64> {
 /// Refuse a `--root` whose new children would have kmem accounting active: on 3.10 they inherit
 /// it, and that is what makes deleted memcgs keep their ids. Kernels >= 3.16 account kmem in every
 /// memcg without per-cgroup activation; an empty memcg has nothing charged there either.
-fn check_root_kmem(fs: &dyn Cgroupfs, kernel: &KernelInfo) -> Result<()> {
+fn check_root_kmem(fs: &dyn Node, kernel: &KernelInfo) -> Result<()> {
     if kernel.kmem_per_cgroup() == Some(false) {
         return Ok(());
     }
@@ -228,7 +228,7 @@ fn check_root_kmem(fs: &dyn Cgroupfs, kernel: &KernelInfo) -> Result<()> {
 /// ENOSPC/ENOMEM (ids exhausted), other error, or when `interrupted()` turns true. Refusals
 /// (exit 2, nothing changed): a count of 0 or above [`bound`], not root, kmem active in the root.
 pub fn probe(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     count: u64,
     kubepods: &str,
     interrupted: &dyn Fn() -> bool,

@@ -18,7 +18,7 @@
 pub mod swap;
 
 use crate::error::{Error, Result};
-use crate::host::{parse_proc_cgroups_memory, Cgroupfs};
+use crate::host::{parse_proc_cgroups_memory, Node};
 use crate::model::kernel::KernelInfo;
 use crate::reclaim::swap::{parse_meminfo, parse_swaps, plan_cycle, CyclePlan};
 use std::path::PathBuf;
@@ -100,7 +100,7 @@ pub struct ReclaimReport {
 const POLL: Duration = Duration::from_millis(100);
 const STABLE_FOR: Duration = Duration::from_secs(1);
 
-fn counted(fs: &dyn Cgroupfs) -> Result<u64> {
+fn counted(fs: &dyn Node) -> Result<u64> {
     let s = fs.proc_cgroups()?;
     parse_proc_cgroups_memory(&s)
         .map(|(_, n, _)| n)
@@ -117,7 +117,7 @@ fn dying(counts_dying: bool, counted: u64, live: u64) -> Option<u64> {
 
 /// Poll the counted value from `start` until it has not fallen for 1 s or `timeout` passes:
 /// (the last value, seconds from `start` to its last fall).
-fn settle(fs: &dyn Cgroupfs, start: Instant, timeout: Duration) -> Result<(u64, f64)> {
+fn settle(fs: &dyn Node, start: Instant, timeout: Duration) -> Result<(u64, f64)> {
     let mut last = counted(fs)?;
     let mut last_fall = Instant::now();
     let mut settled_at = start.elapsed();
@@ -139,7 +139,7 @@ fn settle(fs: &dyn Cgroupfs, start: Instant, timeout: Duration) -> Result<(u64, 
 /// Everything that would refuse is checked before anything changes: root, and for a swap
 /// cycle the kernel and the room in memory. `settle_timeout` bounds each wait.
 pub fn reclaim(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     opts: &ReclaimOptions,
     settle_timeout: Duration,
 ) -> Result<ReclaimReport> {
@@ -400,6 +400,7 @@ impl ReclaimReport {
 mod tests {
     use super::*;
     use crate::host::CgroupMode;
+    use crate::host::{Hierarchy, Host};
     use std::path::{Path, PathBuf};
     use std::sync::Mutex;
 
@@ -430,7 +431,7 @@ mod tests {
         }
     }
 
-    impl Cgroupfs for Fake {
+    impl Hierarchy for Fake {
         fn root(&self) -> &Path {
             &self.root
         }
@@ -461,6 +462,15 @@ mod tests {
         fn rename(&self, _: &str, _: &str) -> Result<()> {
             Ok(())
         }
+        fn hierarchy_mount(&self) -> PathBuf {
+            self.root.clone()
+        }
+        fn hierarchy_live(&self) -> Result<u64> {
+            Ok(self.live)
+        }
+    }
+
+    impl Host for Fake {
         fn kernel_release(&self) -> Result<String> {
             Ok(self.release.clone())
         }
@@ -479,12 +489,6 @@ mod tests {
         }
         fn boot_id(&self) -> Result<String> {
             Ok("b".into())
-        }
-        fn hierarchy_mount(&self) -> PathBuf {
-            self.root.clone()
-        }
-        fn hierarchy_live(&self) -> Result<u64> {
-            Ok(self.live)
         }
         fn cgroup_mode(&self) -> Result<CgroupMode> {
             Ok(CgroupMode::V1)

@@ -14,7 +14,7 @@
 //! tasks or children remain; a non-zero move_charge_at_immigrate is EINVAL from 6.13 on.
 
 use crate::error::{Error, FsOp, Result, StopCause, Stopped, SysError};
-use crate::host::{self, knob, Cgroupfs};
+use crate::host::{self, knob, Node};
 use crate::model::normalize_limit;
 use crate::repair::journal::Journal;
 use crate::repair::plan::{Phase, PhaseName, Step};
@@ -143,7 +143,7 @@ pub const FORCE_EMPTY_BUDGET: Duration = Duration::from_millis(250);
 /// does not need usage 0). Anonymous memory is not a reason either: after a move with
 /// move_charge_at_immigrate it went along; without (>= 6.13) it belongs to tasks that now live
 /// elsewhere, and reclaiming it would push their memory to swap.
-pub fn has_page_cache(fs: &dyn Cgroupfs, cg: &str) -> bool {
+pub fn has_page_cache(fs: &dyn Node, cg: &str) -> bool {
     match fs.read(cg, knob::STAT) {
         Ok(stat) => stat_shows_page_cache(&stat),
         Err(_) => true,
@@ -167,7 +167,7 @@ pub fn stat_shows_page_cache(stat: &str) -> bool {
 
 /// Runs phases of a plan.
 pub struct Runner<'a, 'c> {
-    fs: &'a dyn Cgroupfs,
+    fs: &'a dyn Node,
     journal: &'a mut Journal,
     opts: RunOptions<'c>,
     pub stats: Stats,
@@ -185,7 +185,7 @@ struct Failure {
 }
 
 impl<'a, 'c> Runner<'a, 'c> {
-    pub fn new(fs: &'a dyn Cgroupfs, journal: &'a mut Journal, opts: RunOptions<'c>) -> Self {
+    pub fn new(fs: &'a dyn Node, journal: &'a mut Journal, opts: RunOptions<'c>) -> Self {
         Runner {
             fs,
             journal,

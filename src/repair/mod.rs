@@ -11,7 +11,7 @@ pub mod report;
 pub mod verify;
 
 use crate::error::{Error, Result};
-use crate::host::Cgroupfs;
+use crate::host::Node;
 use crate::ids::{self, IdCount};
 use crate::model::kernel::KernelInfo;
 use crate::model::{Layout, Snapshot};
@@ -130,7 +130,7 @@ fn check(
 }
 
 /// Preflight: take the lock, scan, plan, and check everything. Changes nothing on the node.
-pub fn prepare(fs: &dyn Cgroupfs, opts: &RepairOptions) -> Result<Prepared> {
+pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
     let started = Instant::now();
     if !fs.may_write() {
         return Err(Error::not_root(
@@ -277,7 +277,7 @@ pub fn refusal(p: &Prepared) -> Option<Error> {
 
 /// Run a prepared repair: journal first, then every phase, then verify.
 pub fn execute(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     opts: &RepairOptions,
     prepared: Prepared,
     confirm: Option<&mut Confirm>,
@@ -334,7 +334,7 @@ pub fn execute(
 
 /// Open the journal for resume or rollback, refusing when it cannot be trusted.
 pub fn open_journal(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     state_dir: &Path,
     command: &str,
 ) -> Result<(Lock, Header, Progress)> {
@@ -381,7 +381,7 @@ struct Journaled<'h> {
 }
 
 fn run_journaled(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     state_dir: &Path,
     w: Journaled<'_>,
     crash_after: Option<u64>,
@@ -422,7 +422,7 @@ fn run_journaled(
 /// Finish an interrupted repair from whatever state the live tree is in: the phase it was in
 /// is run again in reconcile mode (every step is safe to repeat), then the rest.
 pub fn resume(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     state_dir: &Path,
     crash_after: Option<u64>,
     progress_bar: bool,
@@ -451,7 +451,7 @@ pub fn resume(
 /// Return the tree to its original layout under the pods cgroup with the original settings,
 /// from any interruption point, and remove the staging tree.
 pub fn rollback(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     state_dir: &Path,
     crash_after: Option<u64>,
     progress_bar: bool,

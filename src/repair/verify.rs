@@ -4,7 +4,7 @@
 //! reported, not counted as lost.
 
 use crate::error::Result;
-use crate::host::Cgroupfs;
+use crate::host::Node;
 use crate::model::kernel::KernelInfo;
 use crate::model::{normalize_limit, CgroupRecord, Settings, Snapshot};
 use crate::scan;
@@ -175,7 +175,7 @@ fn compare(cg: &str, want: &Settings, got: &Settings, out: &mut Vec<Difference>)
 /// accounting is not active anywhere in the tree (after a repair; not after a rollback, which
 /// keeps the original cgroups).
 pub fn verify(
-    fs: &dyn Cgroupfs,
+    fs: &dyn Node,
     snap: &Snapshot,
     staging: &str,
     check_kmem: bool,
