@@ -124,7 +124,7 @@ pub struct GenerateArgs {
     pub what: Generate,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Generate {
     /// Completions for SHELL on standard output.
     Completions {
