@@ -2,6 +2,7 @@
 //! the errnos a repair meets (EBUSY, ENOSPC, ESRCH, EINVAL, EPERM) get a sentence an operator
 //! understands (see KERNEL-FACTS.md for the kernel rules behind each meaning).
 
+use crate::repair::journal::{Command, WaysOn};
 use nix::errno::Errno;
 use std::fmt;
 use std::path::PathBuf;
@@ -213,10 +214,6 @@ pub enum Error {
     /// A repair, resume or rollback stopped part-way; the journal is kept.
     #[error("{0}")]
     Stopped(Box<Stopped>),
-
-    /// Test hook: the executor stopped dead, as if killed with SIGKILL.
-    #[error("simulated crash after {0} operations")]
-    SimulatedCrash(u64),
 }
 
 impl Error {
@@ -275,13 +272,18 @@ pub enum StopCause {
     Interrupted,
     /// The operator answered no at a phase prompt.
     Declined,
+    /// Test hook (`RunOptions::crash_after`): the executor stopped dead before its mutation
+    /// number N, journal lines not yet written dropped, as kill -9 would leave it. The binary
+    /// exits at once on it ([`Stopped::crashed`]); nothing else ever makes it.
+    #[doc(hidden)]
+    Crashed(u64),
 }
 
 /// Where a repair stopped, and how to go on from there. The journal is kept.
 #[derive(Debug)]
 pub struct Stopped {
-    /// The command that stopped (`repair`, `resume`, `rollback`).
-    pub command: &'static str,
+    /// The command that stopped.
+    pub command: Command,
     pub phase: String,
     /// The cgroup being worked on, when there was one.
     pub cgroup: Option<String>,
@@ -291,7 +293,18 @@ pub struct Stopped {
     /// Steps done of the plan, and its total.
     pub steps_done: usize,
     pub steps_total: usize,
-    pub state_dir: PathBuf,
+    /// The journal's node and state directory: the command lines printed to go on.
+    pub ways_on: WaysOn,
+}
+
+impl Stopped {
+    /// The test hook's simulated kill -9, with the mutation budget it was given.
+    pub fn crashed(&self) -> Option<u64> {
+        match self.cause {
+            StopCause::Crashed(n) => Some(n),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Stopped {
@@ -304,6 +317,11 @@ impl fmt::Display for Stopped {
                 self.command
             )?,
             StopCause::Declined => writeln!(f, "{} paused: you answered no", self.command)?,
+            StopCause::Crashed(n) => writeln!(
+                f,
+                "{} stopped dead after {n} operations (test hook)",
+                self.command
+            )?,
         }
         writeln!(f, "  phase:     {}", self.phase)?;
         if let Some(cg) = &self.cgroup {
@@ -322,21 +340,19 @@ impl fmt::Display for Stopped {
             "  progress:  {} of {} steps done",
             self.steps_done, self.steps_total
         )?;
-        writeln!(f, "  journal:   {} (kept)", self.state_dir.display())?;
+        writeln!(
+            f,
+            "  journal:   {} (kept)",
+            self.ways_on.state_dir.display()
+        )?;
         writeln!(
             f,
             "Every task is in a cgroup with its settings; nothing is lost. Two ways on:"
         )?;
-        writeln!(
-            f,
-            "  cgleak resume   --state-dir {}   finish the repair from here",
-            self.state_dir.display()
-        )?;
-        write!(
-            f,
-            "  cgleak rollback --state-dir {}   put the tree back as it was",
-            self.state_dir.display()
-        )
+        writeln!(f, "  finish the repair from here:")?;
+        writeln!(f, "    {}", self.ways_on.command(Command::Resume))?;
+        writeln!(f, "  put the tree back as it was:")?;
+        write!(f, "    {}", self.ways_on.command(Command::Rollback))
     }
 }
 

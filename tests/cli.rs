@@ -13,14 +13,24 @@ use std::path::{Path, PathBuf};
 struct Run {
     args: Vec<String>,
     stdin: Option<String>,
+    env: Vec<(String, String)>,
 }
+
+/// The binary's test hook (an environment variable, in no help text): stop dead after N
+/// changing system calls, as kill -9 would; the process exits 137.
+const CRASH_AFTER: &str = "CGLEAK_TEST_CRASH_AFTER";
 
 impl Run {
     fn new(args: &[&str]) -> Run {
         Run {
             args: args.iter().map(|s| s.to_string()).collect(),
             stdin: None,
+            env: Vec::new(),
         }
+    }
+    fn env(mut self, key: &str, value: &str) -> Run {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
     fn root(mut self, root: &Path) -> Run {
         self.args.insert(0, root.display().to_string());
@@ -34,7 +44,7 @@ impl Run {
     }
     fn go(self) -> (i32, String, String) {
         let mut cmd = Command::cargo_bin("cgleak").unwrap();
-        cmd.args(&self.args).env("RUST_LOG", "warn");
+        cmd.args(&self.args).env("RUST_LOG", "warn").envs(self.env);
         if let Some(text) = self.stdin {
             cmd.write_stdin(text);
         }
@@ -88,11 +98,22 @@ impl Node {
             .collect()
     }
     fn repair(&self, extra: &[&str]) -> (i32, String, String) {
+        self.repair_run(extra).go()
+    }
+    fn repair_run(&self, extra: &[&str]) -> Run {
         let ids = self.emu.ids_used().to_string();
         let st = self.state();
         let mut args = vec!["repair", "--state-dir", &st, "--ids-used", &ids];
         args.extend_from_slice(extra);
-        Run::new(&args).root(&self.root()).go()
+        Run::new(&args).root(&self.root())
+    }
+    /// `repair --yes` stopped dead (the test hook) after `n` changing system calls.
+    fn repair_killed_after(&self, n: u64) {
+        let (code, out, err) = self
+            .repair_run(&["--yes"])
+            .env(CRASH_AFTER, &n.to_string())
+            .go();
+        assert_eq!(code, 137, "{out}{err}");
     }
 }
 
@@ -280,8 +301,7 @@ fn verify_lists_every_difference() {
 fn crash_then_resume_and_rollback_through_the_cli() {
     let n = Node::new(KernelProfile::V3_10, 5);
     let before = cgleak::scan::scan(&n.emu, "kubepods").unwrap();
-    let (code, _, _) = n.repair(&["--yes", "--crash-after", "150"]);
-    assert_eq!(code, 1);
+    n.repair_killed_after(150);
     let st = n.state();
     let (code, out, err) = Run::new(&["rollback", "--yes", "--state-dir", &st])
         .root(&n.root())
@@ -302,8 +322,7 @@ fn crash_then_resume_and_rollback_through_the_cli() {
             .collect::<Vec<_>>()
     );
     // A new repair, interrupted, then resumed.
-    let (code, _, _) = n.repair(&["--yes", "--crash-after", "90"]);
-    assert_eq!(code, 1);
+    n.repair_killed_after(90);
     let (code, out, err) = Run::new(&["resume", "--yes", "--state-dir", &st])
         .root(&n.root())
         .go();
@@ -366,8 +385,7 @@ fn refusal_staging_exists() {
 #[test]
 fn refusal_unfinished_journal() {
     let n = Node::new(KernelProfile::V6_1, 2);
-    let (code, _, _) = n.repair(&["--yes", "--crash-after", "10"]);
-    assert_eq!(code, 1);
+    n.repair_killed_after(10);
     refused(&n, &["--yes"], "cgleak resume");
 }
 

@@ -20,12 +20,21 @@ struct Out {
 }
 
 fn cgleak(root: &Path, args: &[&str]) -> Out {
+    cgleak_env(root, args, &[])
+}
+
+/// The test hook of the binary (not an option: an environment variable): stop dead after N
+/// changing system calls, as kill -9 would.
+const CRASH_AFTER: &str = "CGLEAK_TEST_CRASH_AFTER";
+
+fn cgleak_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let out = Command::cargo_bin("cgleak")
         .unwrap()
         .arg("--root")
         .arg(root)
         .args(args)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     Out {
@@ -147,9 +156,10 @@ fn lab_repair_each_strategy_moves_charges_and_survives_kill() {
             std::fs::remove_dir_all(&state).unwrap();
         }
         // kill -9 in the middle (the test hook stops dead after N changing system calls)
-        let o = cgleak(
+        let o = cgleak_env(
             emu.root(),
-            &["repair", "--yes", "--state-dir", st, "--crash-after", "40"],
+            &["repair", "--yes", "--state-dir", st],
+            &[(CRASH_AFTER, "40")],
         );
         reopen(&mut emu);
         assert_ne!(o.code, 0, "{}", o.stdout);

@@ -201,6 +201,9 @@ fn interrupt_at(
         Interrupt::Crash => o.crash_after = Some(k),
     }
     match repair(&emu, &o) {
+        Err(Error::Stopped(st)) if st.crashed().is_some() => {
+            assert!(matches!(how, Interrupt::Crash), "k={k}")
+        }
         Err(Error::Stopped(st)) => {
             assert!(matches!(how, Interrupt::Fault), "k={k}");
             let msg = st.to_string();
@@ -211,7 +214,6 @@ fn interrupt_at(
             assert!(msg.contains("EIO"), "k={k}: {msg}");
             assert!(matches!(st.cause, StopCause::Failed(_)));
         }
-        Err(Error::SimulatedCrash(_)) => assert!(matches!(how, Interrupt::Crash)),
         Err(e) => panic!("k={k}: unexpected error {e}"),
         Ok(_) => panic!("k={k}: the repair did not stop"),
     }
@@ -475,7 +477,7 @@ fn resume_and_rollback_refuse_after_a_reboot() {
     let emu = EmulatedFs::open(&n.base).unwrap();
     let mut o = opts(&emu, Strategy::MigrateBack, &n.state);
     o.crash_after = Some(20);
-    assert!(matches!(repair(&emu, &o), Err(Error::SimulatedCrash(20))));
+    assert!(matches!(repair(&emu, &o), Err(Error::Stopped(st)) if st.crashed() == Some(20)));
     emu.set_boot_id("00000000-0000-0000-0000-000000000001")
         .unwrap();
     for e in [

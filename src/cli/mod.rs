@@ -194,9 +194,6 @@ pub struct RepairArgs {
     /// For tests only: go on although a kubelet process runs.
     #[arg(long, hide = true)]
     pub allow_kubelet_running: bool,
-    /// Test hook: stop dead after N changing system calls, as kill -9 would.
-    #[arg(long, hide = true, value_name = "N")]
-    pub crash_after: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -208,9 +205,6 @@ pub struct ResumeArgs {
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Test hook: stop dead after N changing system calls.
-    #[arg(long, hide = true, value_name = "N")]
-    pub crash_after: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -14,10 +14,12 @@ mod rollback;
 mod snapshot;
 mod verify;
 
-use crate::cli::{Cli, Command, Format, IdsUsed};
+use crate::cli::{Cli, Command, Format, Global, IdsUsed, ResumeArgs};
 use crate::error::{Error, Result};
 use crate::host::{self, Node};
 use crate::ids;
+use crate::repair::execute;
+use crate::repair::journal::Command as JCommand;
 use crate::repair::plan::Phase;
 use crate::repair::{report, Outcome};
 use std::io::{IsTerminal, Write};
@@ -26,7 +28,7 @@ use std::path::Path;
 /// Run the command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
     let g = &cli.global;
-    match &cli.command {
+    let r = match &cli.command {
         Command::Diagnose(a) => diagnose::run(g, a),
         Command::Plan(a) => plan::run(g, a),
         Command::Snapshot(a) => snapshot::run(g, a),
@@ -39,6 +41,32 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Emulate(a) => demo::emulate(a),
         Command::ProbeHeadroom(a) => probe::run(g, a),
         Command::Generate(a) => generate::run(a.what.clone()),
+    };
+    exit_if_crashed(&r);
+    r
+}
+
+/// The environment variable of the test hook `RunOptions::crash_after` (tests set it; it is in
+/// no help text): stop dead after N changing system calls, as kill -9 would.
+#[doc(hidden)]
+pub const TEST_CRASH_AFTER_ENV: &str = "CGLEAK_TEST_CRASH_AFTER";
+
+fn test_crash_after() -> Option<u64> {
+    std::env::var(TEST_CRASH_AFTER_ENV)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The test hook's simulated kill -9 ends the process there and then, with the journal as the
+/// executor left it and nothing printed: what a real kill -9 leaves. 137 is a shell's status
+/// for a process killed by signal 9.
+fn exit_if_crashed(r: &Result<u8>) {
+    if let Err(Error::Stopped(st)) = r {
+        if st.crashed().is_some() {
+            std::process::exit(137);
+        }
     }
 }
 
@@ -112,6 +140,28 @@ fn confirmer() -> impl FnMut(usize, &Phase, usize) -> bool {
             ph.steps.len()
         ))
     }
+}
+
+/// `resume` or `rollback` (the library's function for it): consent, Ctrl-C between steps, the
+/// run from the journal in `--state-dir`, the report.
+type FromJournal =
+    fn(&dyn Node, &Path, Option<u64>, bool, Option<&mut execute::Confirm>) -> Result<Outcome>;
+
+fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -> Result<u8> {
+    let fs = open_node(&g.root)?;
+    let guided = require_consent(a.yes, command.as_str())?;
+    execute::install_interrupt_handler();
+    let mut asker = confirmer();
+    let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };
+    let progress = a.format == Format::Text && std::io::stderr().is_terminal();
+    let outcome = f(
+        fs.as_ref(),
+        &a.state_dir,
+        test_crash_after(),
+        progress,
+        confirm,
+    )?;
+    finish(&outcome, a.format)
 }
 
 fn finish(o: &Outcome, format: Format) -> Result<u8> {

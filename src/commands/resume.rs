@@ -1,18 +1,10 @@
 //! `cgleak resume`: finish an interrupted repair from its journal.
 
-use super::{confirmer, finish, open_node, require_consent};
-use crate::cli::{Format, Global, ResumeArgs};
+use super::from_journal;
+use crate::cli::{Global, ResumeArgs};
 use crate::error::Result;
-use crate::repair::{self, execute};
-use std::io::IsTerminal;
+use crate::repair::{self, journal::Command};
 
 pub(super) fn run(g: &Global, a: &ResumeArgs) -> Result<u8> {
-    let fs = open_node(&g.root)?;
-    let guided = require_consent(a.yes, "resume")?;
-    execute::install_interrupt_handler();
-    let mut asker = confirmer();
-    let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };
-    let progress = a.format == Format::Text && std::io::stderr().is_terminal();
-    let outcome = repair::resume(fs.as_ref(), &a.state_dir, a.crash_after, progress, confirm)?;
-    finish(&outcome, a.format)
+    from_journal(g, a, Command::Resume, repair::resume)
 }

@@ -9,15 +9,15 @@
 //! so every step is safe to repeat after an interruption at any instruction: a cgroup that
 //! exists, a setting already equal, a task already moved or gone, a cgroup already removed.
 //!
-//! Rules relied on (KERNEL-FACTS.md): cgroup.procs takes one pid per write and moves the whole
+//! Rules relied on (docs/kernel-facts.md, "Moving tasks"): cgroup.procs takes one pid per write and moves the whole
 //! thread group, ESRCH means the process exited; `tasks` moves one thread; rmdir is EBUSY while
 //! tasks or children remain; a non-zero move_charge_at_immigrate is EINVAL from 6.13 on.
 
 use crate::error::{Error, FsOp, Result, StopCause, Stopped, SysError};
 use crate::host::{self, knob, Node};
 use crate::model::normalize_limit;
-use crate::repair::journal::Journal;
-use crate::repair::plan::{Phase, PhaseName, Step};
+use crate::repair::journal::{Command, Journal};
+use crate::repair::plan::{Phase, Step};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -84,9 +84,9 @@ pub type Confirm = dyn FnMut(usize, &Phase, usize) -> bool;
 
 /// Options of a run.
 pub struct RunOptions<'c> {
-    pub command: &'static str,
+    pub command: Command,
     /// Test hook: stop dead (no journal flush, no cleanup) before the mutation with this index,
-    /// as a SIGKILL would.
+    /// as a SIGKILL would; the stop's cause is [`StopCause::Crashed`].
     pub crash_after: Option<u64>,
     pub confirm: Option<&'c mut Confirm>,
     /// Show a progress bar on stderr.
@@ -96,7 +96,7 @@ pub struct RunOptions<'c> {
 impl Default for RunOptions<'_> {
     fn default() -> Self {
         RunOptions {
-            command: "repair",
+            command: Command::Repair,
             crash_after: None,
             confirm: None,
             progress: false,
@@ -139,7 +139,7 @@ pub const FORCE_EMPTY_BUDGET: Duration = Duration::from_millis(250);
 /// cannot be reclaimed, so it gives up only after its retries, sleeping 100 ms after each
 /// (congestion_wait(HZ/10)): 5 retries on 3.10 (MEM_CGROUP_RECLAIM_RETRIES), 16 on 5.x
 /// (MAX_RECLAIM_RETRIES) -- the lab's 5.10 repair spent 1.6 s per cgroup there, 50 s for 31
-/// cgroups. rmdir works either way (KERNEL-FACTS: force_empty succeeds with kmem left, and rmdir
+/// cgroups. rmdir works either way (docs/kernel-facts.md, "force_empty": succeeds with kmem left, and rmdir
 /// does not need usage 0). Anonymous memory is not a reason either: after a move with
 /// move_charge_at_immigrate it went along; without (>= 6.13) it belongs to tasks that now live
 /// elsewhere, and reclaiming it would push their memory to swap.
@@ -179,9 +179,36 @@ pub struct Runner<'a, 'c> {
     split: HashSet<u32>,
 }
 
-/// Why a step failed (boxed: the error is large and the happy path should stay small).
-struct Failure {
-    cause: StopCause,
+/// Why a step did not finish: an error, or the test hook's simulated kill -9 (which must not
+/// flush the journal, so it is not an error the executor handles like the others).
+enum Halt {
+    Failed(Error),
+    Crashed(u64),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Halt {
+        Halt::Failed(e)
+    }
+}
+
+impl Halt {
+    fn errno(&self) -> Option<Errno> {
+        match self {
+            Halt::Failed(e) => e.errno(),
+            Halt::Crashed(_) => None,
+        }
+    }
+}
+
+type StepResult<T = ()> = std::result::Result<T, Halt>;
+
+/// Where the run is: for the report of a stop.
+struct At<'p> {
+    pi: usize,
+    phase: &'p Phase,
+    done_before: usize,
+    total: usize,
 }
 
 impl<'a, 'c> Runner<'a, 'c> {
@@ -198,84 +225,28 @@ impl<'a, 'c> Runner<'a, 'c> {
     }
 
     /// Run `phases[from..]` (indices into the plan's phase list are `base + i`). On a stop,
-    /// returns `Error::Stopped` with the exact place; on a simulated crash, `SimulatedCrash`.
+    /// returns `Error::Stopped` with the exact place (a simulated crash too, cause `Crashed`).
     pub fn run(&mut self, phases: &[Phase], from: usize, mode: Mode) -> Result<()> {
-        let total_steps: usize = phases.iter().map(|p| p.steps.len()).sum();
+        let total: usize = phases.iter().map(|p| p.steps.len()).sum();
         let mut done_before: usize = phases[..from.min(phases.len())]
             .iter()
             .map(|p| p.steps.len())
             .sum();
         let start = Instant::now();
         for (pi, phase) in phases.iter().enumerate().skip(from) {
-            self.split = split_groups(phase);
+            let at = At {
+                pi,
+                phase,
+                done_before,
+                total,
+            };
             if let Some(confirm) = self.opts.confirm.as_mut() {
                 if !confirm(pi, phase, phases.len()) {
-                    return Err(self.stopped(
-                        phase.name,
-                        None,
-                        StopCause::Declined,
-                        done_before,
-                        total_steps,
-                    ));
+                    return Err(self.stopped(&at, None, StopCause::Declined, 0));
                 }
             }
-            self.journal.mark(&format!("begin {pi}"))?;
             let t0 = Instant::now();
-            let bar = if self.opts.progress && !phase.steps.is_empty() {
-                let b = indicatif::ProgressBar::new(phase.steps.len() as u64);
-                b.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{prefix:>16} [{bar:40}] {pos}/{len} {msg}",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                b.set_prefix(phase.name.to_string());
-                Some(b)
-            } else {
-                None
-            };
-            for (si, step) in phase.steps.iter().enumerate() {
-                if INTERRUPTED.load(Ordering::SeqCst) {
-                    if let Some(b) = &bar {
-                        b.abandon();
-                    }
-                    self.journal.flush()?;
-                    return Err(self.stopped(
-                        phase.name,
-                        Some(step),
-                        StopCause::Interrupted,
-                        done_before + si,
-                        total_steps,
-                    ));
-                }
-                if let Err(f) = self.step(step, mode) {
-                    let f = *f;
-                    if let Some(b) = &bar {
-                        b.abandon();
-                    }
-                    if let StopCause::Failed(Error::SimulatedCrash(n)) = f.cause {
-                        self.journal.forget_pending();
-                        return Err(Error::SimulatedCrash(n));
-                    }
-                    self.journal.flush()?;
-                    return Err(self.stopped(
-                        phase.name,
-                        Some(step),
-                        f.cause,
-                        done_before + si,
-                        total_steps,
-                    ));
-                }
-                self.journal.step_done(pi, si)?;
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
-            }
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
-            self.journal.mark(&format!("end {pi}"))?;
+            self.run_phase(&at, mode)?;
             done_before += phase.steps.len();
             self.stats
                 .phase_seconds
@@ -285,108 +256,96 @@ impl<'a, 'c> Runner<'a, 'c> {
         Ok(())
     }
 
-    fn stopped(
-        &self,
-        phase: PhaseName,
-        step: Option<&Step>,
-        cause: StopCause,
-        done: usize,
-        total: usize,
-    ) -> Error {
+    /// One phase between its `begin` and `end` lines, a progress bar on stderr if asked.
+    fn run_phase(&mut self, at: &At<'_>, mode: Mode) -> Result<()> {
+        let (pi, phase) = (at.pi, at.phase);
+        self.split = split_groups(phase);
+        self.journal.mark(&format!("begin {pi}"))?;
+        let bar = self.progress_bar(phase);
+        for (si, step) in phase.steps.iter().enumerate() {
+            let halted = if INTERRUPTED.load(Ordering::SeqCst) {
+                Some(StopCause::Interrupted)
+            } else {
+                match self.step(step, mode) {
+                    Ok(()) => None,
+                    Err(Halt::Failed(e)) => Some(StopCause::Failed(e)),
+                    Err(Halt::Crashed(n)) => Some(StopCause::Crashed(n)),
+                }
+            };
+            if let Some(cause) = halted {
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                if matches!(cause, StopCause::Crashed(_)) {
+                    // As kill -9: the batched step lines are lost.
+                    self.journal.forget_pending();
+                } else {
+                    self.journal.flush()?;
+                }
+                return Err(self.stopped(at, Some(step), cause, si));
+            }
+            self.journal.step_done(pi, si)?;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        self.journal.mark(&format!("end {pi}"))
+    }
+
+    fn progress_bar(&self, phase: &Phase) -> Option<indicatif::ProgressBar> {
+        if !self.opts.progress || phase.steps.is_empty() {
+            return None;
+        }
+        let b = indicatif::ProgressBar::new(phase.steps.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.set_prefix(phase.name.to_string());
+        Some(b)
+    }
+
+    /// The stop at step `si` of the phase `at` (or before the phase, for no step).
+    fn stopped(&self, at: &At<'_>, step: Option<&Step>, cause: StopCause, si: usize) -> Error {
+        let phase = at.phase.name;
         Error::Stopped(Box::new(Stopped {
             command: self.opts.command,
             phase: format!("{phase} ({})", phase.describe()),
             cgroup: step.map(|s| s.cgroup().to_string()),
             operation: step.map(|s| s.operation()),
             cause,
-            steps_done: done,
-            steps_total: total,
-            state_dir: self.journal.dir().to_path_buf(),
+            steps_done: at.done_before + si,
+            steps_total: at.total,
+            ways_on: self.journal.ways_on().clone(),
         }))
     }
 
     /// Count a mutation; stop dead when the crash budget is spent.
-    fn mutation(&mut self) -> Result<()> {
+    fn mutation(&mut self) -> StepResult {
         if let Some(k) = self.opts.crash_after {
             if self.stats.mutations >= k {
-                return Err(Error::SimulatedCrash(k));
+                return Err(Halt::Crashed(k));
             }
         }
         self.stats.mutations += 1;
         Ok(())
     }
 
-    fn write(&mut self, cg: &str, file: &str, value: &str) -> Result<()> {
+    fn write(&mut self, cg: &str, file: &str, value: &str) -> StepResult {
         self.mutation()?;
-        self.fs.write(cg, file, value)
+        Ok(self.fs.write(cg, file, value)?)
     }
 
-    fn step(&mut self, step: &Step, mode: Mode) -> Result<(), Box<Failure>> {
-        let fail = |e: Error| {
-            Box::new(Failure {
-                cause: StopCause::Failed(e),
-            })
-        };
+    fn step(&mut self, step: &Step, mode: Mode) -> StepResult {
         let rec = mode == Mode::Reconcile;
         match step {
-            Step::Mkdir { cg } => {
-                if rec && self.fs.exists(cg) {
-                    return Ok(());
-                }
-                self.mutation().map_err(fail)?;
-                match self.fs.mkdir(cg) {
-                    Ok(()) => self.stats.cgroups_created += 1,
-                    Err(e) if rec && e.errno() == Some(Errno::EEXIST) => {}
-                    Err(e) => return Err(fail(e)),
-                }
-            }
-            Step::Write { cg, file, value } => {
-                if rec && self.setting_equals(cg, file, value).map_err(fail)? {
-                    return Ok(());
-                }
-                match self.write(cg, file, value) {
-                    Ok(()) => self.stats.settings_written += 1,
-                    // A limit above the current memsw limit (reconcile on a cgroup that has
-                    // other values): raise memsw first, memsw must stay >= limit; the plan's
-                    // next step sets memsw to its target.
-                    Err(e)
-                        if rec
-                            && file == knob::LIMIT
-                            && e.errno() == Some(Errno::EINVAL)
-                            && self.fs.has_file(cg, knob::MEMSW_LIMIT) =>
-                    {
-                        self.write(cg, knob::MEMSW_LIMIT, value).map_err(fail)?;
-                        self.write(cg, file, value).map_err(fail)?;
-                        self.stats.settings_written += 2;
-                    }
-                    Err(e) => return Err(fail(e)),
-                }
-            }
-            Step::MoveCharge { cg, value } => {
-                if *value != 0 && self.stats.move_charge_unsupported {
-                    return Ok(());
-                }
-                if rec && host::read_u64(self.fs, cg, knob::MOVE_CHARGE).ok() == Some(*value) {
-                    return Ok(());
-                }
-                match self.write(cg, knob::MOVE_CHARGE, &value.to_string()) {
-                    Ok(()) => {}
-                    Err(e) if e.errno() == Some(Errno::EINVAL) && *value != 0 => {
-                        // Kernel >= 6.13: charge moving is gone. Go on: the tasks move, their
-                        // charges stay with the old cgroups until freed.
-                        self.stats.move_charge_unsupported = true;
-                        if !self.warned_move_charge {
-                            self.warned_move_charge = true;
-                            log::warn!(
-                                "this kernel refuses memory.move_charge_at_immigrate (EINVAL, removed in 6.13): \
-                                 tasks move without their charges; memory already charged stays with the old \
-                                 cgroups until freed, and usage of the new cgroups starts low"
-                            );
-                        }
-                    }
-                    Err(e) => return Err(fail(e)),
-                }
-            }
+            Step::Mkdir { cg } => self.mkdir(cg, rec),
+            Step::Write { cg, file, value } => self.setting(cg, file, value, rec),
+            Step::MoveCharge { cg, value } => self.move_charge(cg, *value, rec),
             Step::MoveTasks { from, to, pids } => {
                 if rec && !self.fs.exists(from) {
                     return Ok(());
@@ -394,15 +353,16 @@ impl<'a, 'c> Runner<'a, 'c> {
                 self.last_move = Some(to.clone());
                 if rec {
                     // Resuming: the journal cannot tell how far the move got; read until empty.
-                    self.drain(from, to).map_err(fail)?;
+                    self.drain(from, to)?;
                 } else if !pids.is_empty() {
                     // One round, not read again until empty: the rmdir of `from` two steps on
                     // is that check (the kernel refuses to remove a cgroup that still has a
                     // task, EBUSY), and a task forked during the move is drained there.
-                    self.move_round(from, to).map_err(fail)?;
+                    self.move_round(from, to)?;
                 }
                 // A fresh repair of a cgroup that had no task in the snapshot reads nothing: a
                 // task that came in since is found the same way, by the rmdir's EBUSY.
+                Ok(())
             }
             Step::ForceEmpty { cg } => {
                 if rec && !self.fs.exists(cg) {
@@ -412,58 +372,123 @@ impl<'a, 'c> Runner<'a, 'c> {
                     self.stats.force_empty_skipped += 1;
                     return Ok(());
                 }
-                self.force_empty(cg).map_err(fail)?;
+                self.force_empty(cg)
             }
-            Step::Rmdir { cg } => {
-                if rec && !self.fs.exists(cg) {
-                    return Ok(());
-                }
-                let mut tries = 0;
-                loop {
-                    self.mutation().map_err(fail)?;
-                    match self.fs.rmdir(cg) {
-                        Ok(()) => {
-                            self.stats.cgroups_removed += 1;
-                            break;
-                        }
-                        Err(e) if rec && e.errno() == Some(Errno::ENOENT) => break,
-                        Err(e) if e.errno() == Some(Errno::EBUSY) && tries < RMDIR_RETRIES => {
-                            // A task is still here: forked while its parent moved (the child
-                            // is made in the old cgroup), or come in since the snapshot. Move
-                            // until empty, reclaim what it charged meanwhile, and try again.
-                            tries += 1;
-                            if let Some(to) = self.last_destination(cg) {
-                                self.drain(cg, &to).map_err(fail)?;
-                            }
-                            if has_page_cache(self.fs, cg) {
-                                self.force_empty(cg).map_err(fail)?;
-                            }
-                            std::thread::sleep(Duration::from_millis(2 * tries as u64));
-                        }
-                        Err(e) => return Err(fail(e)),
-                    }
-                }
-            }
+            Step::Rmdir { cg } => self.rmdir(cg, rec),
             Step::Rename { from, to } => {
                 if rec && !self.fs.exists(from) && self.fs.exists(to) {
                     return Ok(());
                 }
-                self.mutation().map_err(fail)?;
-                self.fs.rename(from, to).map_err(fail)?;
+                self.mutation()?;
+                Ok(self.fs.rename(from, to)?)
             }
         }
+    }
+
+    fn mkdir(&mut self, cg: &str, rec: bool) -> StepResult {
+        if rec && self.fs.exists(cg) {
+            return Ok(());
+        }
+        self.mutation()?;
+        match self.fs.mkdir(cg) {
+            Ok(()) => self.stats.cgroups_created += 1,
+            Err(e) if rec && e.errno() == Some(Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
+    }
+
+    fn setting(&mut self, cg: &str, file: &str, value: &str, rec: bool) -> StepResult {
+        if rec && self.setting_equals(cg, file, value)? {
+            return Ok(());
+        }
+        match self.write(cg, file, value) {
+            Ok(()) => self.stats.settings_written += 1,
+            // A limit above the current memsw limit (reconcile on a cgroup that has other
+            // values): raise memsw first, memsw must stay >= limit; the plan's next step sets
+            // memsw to its target.
+            Err(e)
+                if rec
+                    && file == knob::LIMIT
+                    && e.errno() == Some(Errno::EINVAL)
+                    && self.fs.has_file(cg, knob::MEMSW_LIMIT) =>
+            {
+                self.write(cg, knob::MEMSW_LIMIT, value)?;
+                self.write(cg, file, value)?;
+                self.stats.settings_written += 2;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn move_charge(&mut self, cg: &str, value: u64, rec: bool) -> StepResult {
+        if value != 0 && self.stats.move_charge_unsupported {
+            return Ok(());
+        }
+        if rec && host::read_u64(self.fs, cg, knob::MOVE_CHARGE).ok() == Some(value) {
+            return Ok(());
+        }
+        match self.write(cg, knob::MOVE_CHARGE, &value.to_string()) {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(Errno::EINVAL) && value != 0 => {
+                // Kernel >= 6.13: charge moving is gone. Go on: the tasks move, their
+                // charges stay with the old cgroups until freed.
+                self.stats.move_charge_unsupported = true;
+                if !self.warned_move_charge {
+                    self.warned_move_charge = true;
+                    log::warn!(
+                        "this kernel refuses memory.move_charge_at_immigrate (EINVAL, removed in 6.13): \
+                         tasks move without their charges; memory already charged stays with the old \
+                         cgroups until freed, and usage of the new cgroups starts low"
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn rmdir(&mut self, cg: &str, rec: bool) -> StepResult {
+        if rec && !self.fs.exists(cg) {
+            return Ok(());
+        }
+        let mut tries = 0;
+        loop {
+            self.mutation()?;
+            match self.fs.rmdir(cg) {
+                Ok(()) => {
+                    self.stats.cgroups_removed += 1;
+                    return Ok(());
+                }
+                Err(e) if rec && e.errno() == Some(Errno::ENOENT) => return Ok(()),
+                Err(e) if e.errno() == Some(Errno::EBUSY) && tries < RMDIR_RETRIES => {
+                    // A task is still here: forked while its parent moved (the child is made
+                    // in the old cgroup), or come in since the snapshot. Move until empty,
+                    // reclaim what it charged meanwhile, and try again.
+                    tries += 1;
+                    if let Some(to) = self.last_move.clone() {
+                        self.drain(cg, &to)?;
+                    }
+                    if has_page_cache(self.fs, cg) {
+                        self.force_empty(cg)?;
+                    }
+                    std::thread::sleep(Duration::from_millis(2 * tries as u64));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// force_empty `cg`, giving the kernel at most [`FORCE_EMPTY_BUDGET`]. 3.10 refuses it
     /// while the cgroup has a task or a child (mem_cgroup_force_empty: EBUSY): in a fresh repair
     /// that is a task forked during the move or come in since the snapshot, which was not read
     /// for again (see [`Mode`]). Move it after the others, then reclaim.
-    fn force_empty(&mut self, cg: &str) -> Result<()> {
+    fn force_empty(&mut self, cg: &str) -> StepResult {
         self.mutation()?;
         let done = match self.fs.force_empty(cg, FORCE_EMPTY_BUDGET) {
             Err(e) if e.errno() == Some(Errno::EBUSY) => {
-                if let Some(to) = self.last_destination(cg) {
+                if let Some(to) = self.last_move.clone() {
                     self.drain(cg, &to)?;
                 }
                 self.mutation()?;
@@ -475,12 +500,6 @@ impl<'a, 'c> Runner<'a, 'c> {
             self.stats.force_empty_cut += 1;
         }
         Ok(())
-    }
-
-    /// For an rmdir retry after EBUSY: where this cgroup's tasks went (the plan moves a
-    /// cgroup's tasks in the step right before its force_empty and rmdir).
-    fn last_destination(&self, _cg: &str) -> Option<String> {
-        self.last_move.clone()
     }
 
     /// Whether `file` of `cg` already holds `value` (as the kernel would store it).
@@ -501,7 +520,7 @@ impl<'a, 'c> Runner<'a, 'c> {
 
     /// Move every task of `from` into `to`, re-reading cgroup.procs until `from` stays empty
     /// (children forked during the move land in the old cgroup and show up in the next read).
-    fn drain(&mut self, from: &str, to: &str) -> Result<()> {
+    fn drain(&mut self, from: &str, to: &str) -> StepResult {
         for round in 0..DRAIN_ROUNDS {
             if !self.move_round(from, to)? {
                 return Ok(());
@@ -511,23 +530,23 @@ impl<'a, 'c> Runner<'a, 'c> {
                 std::thread::sleep(Duration::from_micros(200 * round as u64));
             }
         }
-        Err(Error::Sys(SysError::new(
+        Err(Halt::Failed(Error::Sys(SysError::new(
             FsOp::Write,
             self.fs.root().join(from).join(knob::PROCS),
             Errno::EBUSY,
-        )))
+        ))))
     }
 
     /// One round of a move: read which tasks `from` has and move them to `to`, one pid per
     /// write to cgroup.procs, or thread by thread through `tasks` where a thread group is split
     /// across cgroups. Whether there was any task to move (a missing `from` has none).
-    fn move_round(&mut self, from: &str, to: &str) -> Result<bool> {
+    fn move_round(&mut self, from: &str, to: &str) -> StepResult<bool> {
         // What to move is read now, not taken from the snapshot: a pid the snapshot listed may
         // have exited and been reused by a process elsewhere, which a write would drag in.
         let pids = match host::read_procs(self.fs, from) {
             Ok(p) => p,
             Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(false),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if pids.is_empty() {
             // cgroup.procs lists the thread group of every task in the cgroup: empty means no

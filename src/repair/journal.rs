@@ -8,6 +8,13 @@
 //!   phase lines are written at once. Resume does not depend on step lines: every operation is
 //!   safe to repeat, and the live tree tells what is left. They serve the report.
 //! - `lock`: flock(2) held by the cgleak working on this state directory.
+//!
+//! Two locks guard a repair, resume or rollback: the state directory's (one journal, one
+//! writer) and the node's, a flock on the `--root` directory itself ([`lock_node`]), so two
+//! runs with different state directories cannot work on one node at once.
+//!
+//! A journal is only meaningful for the node, pods cgroup and boot it was written on; the
+//! "ways on" a stop prints ([`WaysOn`]) are built from the journal, so they name that node.
 
 use crate::error::{Error, Result};
 use crate::model::Snapshot;
@@ -23,6 +30,9 @@ pub const JOURNAL_FILE: &str = "journal.json";
 pub const PROGRESS_FILE: &str = "progress";
 pub const LOCK_FILE: &str = "lock";
 pub const DEFAULT_STATE_DIR: &str = "/run/cgleak";
+/// The defaults of `--kubepods` and `--staging` (the ways on leave out what is default).
+pub const DEFAULT_KUBEPODS: &str = "kubepods";
+pub const DEFAULT_STAGING: &str = "kubepods2";
 pub const JOURNAL_FORMAT: u32 = 1;
 
 /// Step lines kept in memory before one write(2) appends them.
@@ -49,9 +59,6 @@ pub struct Header {
 pub struct Progress {
     /// Repair phases begun, in order.
     pub begun: Vec<usize>,
-    pub ended: Vec<usize>,
-    /// The last step recorded done, as (phase, step).
-    pub last_done: Option<(usize, usize)>,
     pub rollback_started: bool,
     pub complete: bool,
     pub rolled_back: bool,
@@ -69,16 +76,8 @@ impl Progress {
                         p.begun.push(n)
                     }
                 }
-                Some("end") => {
-                    if let Some(n) = num(1) {
-                        p.ended.push(n)
-                    }
-                }
-                Some("done") => {
-                    if let (Some(a), Some(b)) = (num(1), num(2)) {
-                        p.last_done = Some((a, b))
-                    }
-                }
+                // `end P` and `done P S` lines are for people reading the file: resume goes by
+                // the last phase begun and the live tree (see the module comment).
                 Some("rollback") => p.rollback_started = true,
                 Some("complete") => p.complete = true,
                 Some("rolled-back") => p.rolled_back = true,
@@ -99,18 +98,138 @@ impl Progress {
     }
 }
 
-/// An exclusive flock on the state directory, held while cgleak works on it.
+/// The journaled commands. In JSON, their lowercase names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    Repair,
+    Resume,
+    Rollback,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Repair => "repair",
+            Command::Resume => "resume",
+            Command::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a command line that goes on from a journal must carry: the journal's node (`--root`),
+/// its pods and staging names when not the defaults, and the state directory. Built from the
+/// journal, not from the arguments, so the line is right even when typed with other ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaysOn {
+    pub root: String,
+    pub kubepods: String,
+    pub staging: String,
+    pub state_dir: PathBuf,
+}
+
+impl WaysOn {
+    pub fn of(header: &Header, state_dir: &Path) -> WaysOn {
+        WaysOn {
+            root: header.root.clone(),
+            kubepods: header.kubepods.clone(),
+            staging: header.staging.clone(),
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    /// `cgleak <cmd> --root R [--kubepods K] [--staging S] --state-dir D`, ready to copy.
+    pub fn command(&self, cmd: Command) -> String {
+        let mut s = format!("cgleak {cmd} --root {}", shell_word(&self.root));
+        if self.kubepods != DEFAULT_KUBEPODS {
+            s.push_str(&format!(" --kubepods {}", shell_word(&self.kubepods)));
+        }
+        if self.staging != DEFAULT_STAGING {
+            s.push_str(&format!(" --staging {}", shell_word(&self.staging)));
+        }
+        let dir = self.state_dir.display().to_string();
+        s.push_str(&format!(" --state-dir {}", shell_word(&dir)));
+        s
+    }
+}
+
+/// `w` as one shell word: as it is when it has nothing a shell would split or expand.
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// An exclusive flock on the state directory, held while cgleak works on it (and, from
+/// [`lock_node_and_dir`], the node's lock too).
 pub struct Lock {
     _flock: Flock<File>,
+    _node: Option<NodeLock>,
+}
+
+/// An exclusive flock on the node's `--root` directory, held for a whole repair, resume or
+/// rollback: the state directory's lock alone lets two runs with different `--state-dir`s work
+/// on one node at once. flock(2) works on any directory fd, cgroupfs (kernfs) ones included
+/// (docs/kernel-facts.md, "Locks on cgroup directories"), and the lock goes with the process.
+pub struct NodeLock {
+    _flock: Flock<File>,
+}
+
+/// The refusal of an unusable state directory `dir`: `op` on `path` failed with `e`. Nothing
+/// was changed (the state directory is made before anything else), so this is bad input.
+pub fn unusable(dir: &Path, op: &str, path: &Path, e: &std::io::Error) -> Error {
+    use nix::libc;
+    let what = match e.raw_os_error() {
+        Some(libc::ENOTDIR) | Some(libc::EEXIST) => "it, or a directory above it, is a file",
+        Some(libc::EROFS) => "it is on a read-only filesystem",
+        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
+        Some(libc::ENOENT) => "a directory above it is missing and cannot be made",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "its filesystem is full",
+        _ => "it cannot be written",
+    };
+    Error::refused(
+        format!(
+            "the state directory {} cannot hold the journal: {what} ({op} {}: {e})",
+            dir.display(),
+            path.display()
+        ),
+        "pass --state-dir with a directory root can write, on a tmpfs such as /run (the default is /run/cgleak); nothing was changed",
+    )
+}
+
+fn io_unusable(dir: &Path, e: Error) -> Error {
+    match e {
+        Error::Io { op, path, source } => unusable(dir, op, &path, &source),
+        e => e,
+    }
 }
 
 /// Make the state directory (0700) if missing.
 pub fn ensure_dir(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
+    let made = fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("create state directory", dir, e))
+        .create(dir);
+    match made {
+        // A file in the way: create_dir_all reports it as EEXIST.
+        Ok(()) if !dir.is_dir() => Err(unusable(
+            dir,
+            "mkdir",
+            dir,
+            &std::io::Error::from_raw_os_error(nix::libc::ENOTDIR),
+        )),
+        Ok(()) => Ok(()),
+        Err(e) => Err(unusable(dir, "mkdir", dir, &e)),
+    }
 }
 
 /// Take the lock, or refuse when another cgleak holds it.
@@ -123,15 +242,75 @@ pub fn lock(dir: &Path) -> Result<Lock> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| Error::io("open", &path, e))?;
+        .map_err(|e| unusable(dir, "open", &path, &e))?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(Lock { _flock: l }),
+        Ok(l) => Ok(Lock {
+            _flock: l,
+            _node: None,
+        }),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::refused(
             format!("another cgleak holds the lock {}", path.display()),
             "wait for it to finish; it is working on this node now",
         )),
         Err((_, e)) => Err(Error::io("flock", &path, std::io::Error::from(e))),
     }
+}
+
+/// The locks of a repair, resume or rollback: the node at `root` first (a run of this node
+/// with another state directory is refused before this one touches its own), then `dir`.
+pub fn lock_node_and_dir(root: &Path, dir: &Path) -> Result<Lock> {
+    let node = lock_node(root)?;
+    let mut lock = lock(dir)?;
+    lock._node = Some(node);
+    Ok(lock)
+}
+
+/// Lock the node at `root`, or refuse (exit 2, nothing changed) when another cgleak holds it.
+pub fn lock_node(root: &Path) -> Result<NodeLock> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY)
+        .open(root)
+        .map_err(|e| Error::io("open", root, e))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(NodeLock { _flock: l }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = lock_holder(root)
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default();
+            Err(Error::refused(
+                format!(
+                    "another cgleak repair/resume/rollback of this node is running{pid}: it holds the lock on {}",
+                    root.display()
+                ),
+                "wait for it to finish (its own output says how it ended); nothing was changed",
+            ))
+        }
+        Err((_, e)) => Err(Error::io("flock", root, std::io::Error::from(e))),
+    }
+}
+
+/// The pid holding a flock on `path`, from /proc/locks (`N: FLOCK ADVISORY WRITE PID
+/// MAJ:MIN:INODE ...`, major and minor in hex): the kernel's own table, for the real and the
+/// emulated node alike (both are directories of the running kernel). None when unknown.
+fn lock_holder(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::metadata(path).ok()?;
+    let dev = md.dev();
+    let key = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        md.ino()
+    );
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Waiters are listed as `N: -> FLOCK ...`: not holders.
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&key.as_str()))
+            .then(|| f.get(4)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// Whether a journal exists, and its header and progress.
@@ -159,6 +338,7 @@ pub fn load(dir: &Path) -> Result<Option<(Header, Progress)>> {
 /// An open journal: appends progress lines.
 pub struct Journal {
     dir: PathBuf,
+    ways_on: WaysOn,
     progress: File,
     pending: String,
     pending_steps: usize,
@@ -171,22 +351,25 @@ impl Journal {
         let data = serde_json::to_vec(header).expect("journal serializes");
         // The progress file first: a journal.json is never without one.
         let ppath = dir.join(PROGRESS_FILE);
-        File::create(&ppath).map_err(|e| Error::io("create", &ppath, e))?;
+        File::create(&ppath).map_err(|e| unusable(dir, "create", &ppath, &e))?;
         // Once per repair, fsynced: the journal must be complete before anything changes.
-        crate::atomic::write_file_atomic(&dir.join(JOURNAL_FILE), &data, ".json.tmp", 0o600)?;
-        Self::open(dir)
+        crate::atomic::write_file_atomic(&dir.join(JOURNAL_FILE), &data, ".json.tmp", 0o600)
+            .map_err(|e| io_unusable(dir, e))?;
+        Self::open(dir, WaysOn::of(header, dir))
     }
 
-    /// Open the progress file of an existing journal for appending.
-    pub fn open(dir: &Path) -> Result<Journal> {
+    /// Open the progress file of an existing journal for appending; `ways_on` is what a stop
+    /// tells the operator to run next.
+    pub fn open(dir: &Path, ways_on: WaysOn) -> Result<Journal> {
         let ppath = dir.join(PROGRESS_FILE);
         let progress = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&ppath)
-            .map_err(|e| Error::io("open", &ppath, e))?;
+            .map_err(|e| unusable(dir, "open", &ppath, &e))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
+            ways_on,
             progress,
             pending: String::new(),
             pending_steps: 0,
@@ -195,6 +378,10 @@ impl Journal {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn ways_on(&self) -> &WaysOn {
+        &self.ways_on
     }
 
     /// A phase or outcome line: written at once (after the pending step lines).
@@ -242,10 +429,9 @@ mod tests {
 
     #[test]
     fn progress_parse_tolerates_a_torn_line() {
+        // Journals of older versions (and this one) have `done` and `end` lines: read, unused.
         let p = Progress::parse("begin 0\ndone 0 1\ndone 0 2\nend 0\nbegin 1\ndone 1 7\ndo");
         assert_eq!(p.begun, vec![0, 1]);
-        assert_eq!(p.ended, vec![0]);
-        assert_eq!(p.last_done, Some((1, 7)));
         assert_eq!(p.resume_phase(), 1);
         assert!(!p.finished());
         let p = Progress::parse("begin 0\nrollback\nrolled-back\n");
@@ -266,7 +452,7 @@ mod tests {
     #[test]
     fn batched_steps_reach_the_file_on_flush() {
         let d = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(d.path()).unwrap();
+        let mut j = Journal::open(d.path(), ways_on(d.path())).unwrap();
         j.mark("begin 0").unwrap();
         for i in 0..10 {
             j.step_done(0, i).unwrap();
@@ -274,7 +460,85 @@ mod tests {
         let before = fs::read_to_string(d.path().join(PROGRESS_FILE)).unwrap();
         assert_eq!(before, "begin 0\n");
         j.flush().unwrap();
-        let after = Progress::parse(&fs::read_to_string(d.path().join(PROGRESS_FILE)).unwrap());
-        assert_eq!(after.last_done, Some((0, 9)));
+        let after = fs::read_to_string(d.path().join(PROGRESS_FILE)).unwrap();
+        assert_eq!(after.lines().count(), 11);
+        assert_eq!(after.lines().last(), Some("done 0 9"));
+    }
+
+    fn ways_on(dir: &Path) -> WaysOn {
+        WaysOn {
+            root: "/sys/fs/cgroup/memory".into(),
+            kubepods: DEFAULT_KUBEPODS.into(),
+            staging: DEFAULT_STAGING.into(),
+            state_dir: dir.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn ways_on_carry_the_root_and_every_name_not_default() {
+        let mut w = ways_on(Path::new("/run/cgleak"));
+        assert_eq!(
+            w.command(Command::Resume),
+            "cgleak resume --root /sys/fs/cgroup/memory --state-dir /run/cgleak"
+        );
+        w.kubepods = "pods".into();
+        w.staging = "pods.new".into();
+        w.state_dir = PathBuf::from("/tmp/my state");
+        assert_eq!(
+            w.command(Command::Rollback),
+            "cgleak rollback --root /sys/fs/cgroup/memory --kubepods pods --staging pods.new --state-dir '/tmp/my state'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn commands_serialize_lowercase() {
+        assert_eq!(
+            serde_json::to_string(&Command::Rollback).unwrap(),
+            "\"rollback\""
+        );
+        assert_eq!(Command::Resume.to_string(), "resume");
+    }
+
+    #[test]
+    fn node_lock_is_exclusive_and_names_the_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let l = lock_node(d.path()).unwrap();
+        let e = lock_node(d.path()).err().expect("second node lock refused");
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("another cgleak repair/resume/rollback of this node is running"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("(pid {})", std::process::id())),
+            "{msg}"
+        );
+        drop(l);
+        lock_node(d.path()).unwrap();
+    }
+
+    #[test]
+    fn unusable_state_dirs_are_refused_naming_the_path() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("file");
+        fs::write(&file, "x").unwrap();
+        for dir in [file.clone(), file.join("state")] {
+            let e = lock(&dir).err().expect("refused");
+            assert_eq!(e.exit_code(), 2, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(&dir.display().to_string()), "{msg}");
+            assert!(
+                msg.contains("is a file") && msg.contains("--state-dir"),
+                "{msg}"
+            );
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"x");
+        // Root passes permission bits, so a read-only filesystem is what stops it: the errno
+        // gets its sentence.
+        let rofs = std::io::Error::from_raw_os_error(nix::libc::EROFS);
+        let msg = unusable(&file, "open", &file.join(LOCK_FILE), &rofs).to_string();
+        assert!(msg.contains("read-only filesystem"), "{msg}");
     }
 }

@@ -16,7 +16,7 @@ use crate::ids::{self, IdCount};
 use crate::model::kernel::KernelInfo;
 use crate::model::{Layout, Snapshot};
 use crate::repair::execute::{Confirm, Mode, RunOptions, Runner, Stats};
-use crate::repair::journal::{Header, Journal, Lock, Progress};
+use crate::repair::journal::{Command, Header, Journal, Lock, Progress, WaysOn};
 use crate::repair::plan::{Plan, PlanInput, Strategy};
 use crate::repair::verify::VerifyReport;
 use crate::scan;
@@ -93,7 +93,7 @@ impl Prepared {
 /// The outcome of a finished repair, resume or rollback.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
+    pub command: Command,
     pub strategy: Strategy,
     pub cgroups: usize,
     pub tasks: usize,
@@ -102,6 +102,9 @@ pub struct Outcome {
     pub state_dir: PathBuf,
     /// Nothing was left to do.
     pub already_done: bool,
+    /// Why nothing was left to do: how the journal had ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<Ended>,
 }
 
 /// Milliseconds since `t`, for the timing lines of `-vv`.
@@ -139,7 +142,7 @@ pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
             "repair",
         ));
     }
-    let lock = journal::lock(&opts.state_dir)?;
+    let lock = journal::lock_node_and_dir(fs.root(), &opts.state_dir)?;
     let mut checks = Vec::new();
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
     check(&mut checks, "cgroupfs", CheckStatus::Pass, fs.describe());
@@ -306,7 +309,7 @@ pub fn execute(
             fs,
             &mut j,
             RunOptions {
-                command: "repair",
+                command: Command::Repair,
                 crash_after: opts.crash_after,
                 confirm,
                 progress: opts.progress,
@@ -321,7 +324,7 @@ pub fn execute(
     let verify = verify::verify(fs, &header.snapshot, &opts.staging, true)?;
     log::debug!("verified in {:.1} ms", ms(t));
     Ok(Outcome {
-        command: "repair",
+        command: Command::Repair,
         strategy: opts.strategy,
         cgroups: header.snapshot.cgroups.len(),
         tasks: header.snapshot.task_count(),
@@ -329,55 +332,95 @@ pub fn execute(
         verify,
         state_dir: opts.state_dir.clone(),
         already_done: false,
+        ended: None,
     })
 }
 
-/// Open the journal for resume or rollback, refusing when it cannot be trusted.
+/// Whether `a` and `b` name one directory (`/x/` and `/x`, a symlink and its target).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Open the journal for resume or rollback, refusing when it cannot be trusted. What the
+/// journal is for comes first (its node, then its boot, then its pods tree): a journal of
+/// another node is that node's only record of an unfinished migration, never to be removed.
 pub fn open_journal(
     fs: &dyn Node,
     state_dir: &Path,
-    command: &str,
+    command: Command,
 ) -> Result<(Lock, Header, Progress)> {
-    let lock = journal::lock(state_dir)?;
-    let (header, progress) =
-        journal::load(state_dir)?.ok_or_else(|| {
-            Error::refused(
-        format!("no repair journal in {}", state_dir.display()),
-        format!("there is nothing to {command}; pass --state-dir if the repair used another one"),
-    )
-        })?;
-    let boot = fs.boot_id()?.trim().to_string();
-    if boot != header.boot_id {
-        return Err(Error::refused(
-            format!("the node rebooted since the repair started (boot_id {} then, {boot} now): the journal describes cgroups and tasks that no longer exist", header.boot_id),
-            format!("nothing to {command}: after a reboot kubelet recreates the tree; remove {} and check the node with cgleak diagnose", state_dir.display()),
-        ));
-    }
-    if fs.root().display().to_string() != header.root {
+    let lock = journal::lock_node_and_dir(fs.root(), state_dir)?;
+    let (header, progress) = journal::load(state_dir)?.ok_or_else(|| {
+        Error::refused(
+            format!("no repair journal in {}", state_dir.display()),
+            format!(
+                "there is nothing to {command}; pass --state-dir if the repair used another one"
+            ),
+        )
+    })?;
+    let ways_on = WaysOn::of(&header, state_dir);
+    if !same_dir(fs.root(), Path::new(&header.root)) {
         return Err(Error::refused(
             format!(
-                "the journal in {} is for --root {}, not {}",
+                "the journal in {} is for the node at --root {}, not --root {}",
                 state_dir.display(),
                 header.root,
                 fs.root().display()
             ),
-            format!("run cgleak {command} --root {}", header.root),
+            format!(
+                "keep the journal: it is that node's record of the repair; run {}",
+                ways_on.command(command)
+            ),
+        ));
+    }
+    let boot = fs.boot_id()?.trim().to_string();
+    if boot != header.boot_id {
+        return Err(Error::refused(
+            format!("the node at {} rebooted since the repair started (boot_id {} then, {boot} now): the journal describes cgroups and tasks that no longer exist", header.root, header.boot_id),
+            format!("nothing to {command}: after a reboot kubelet recreates the tree; move the journal aside, keeping a copy (mv {0} {0}.before-reboot), and check the node with cgleak diagnose --root {1}", state_dir.display(), header.root),
+        ));
+    }
+    if !progress.finished() && !fs.exists(&header.kubepods) && !fs.exists(&header.staging) {
+        // A repair keeps the pods tree or the staging tree at every instant (rename included).
+        return Err(Error::refused(
+            format!(
+                "the journal in {} is for the pods cgroup {} (staging {}), and neither exists below {}",
+                state_dir.display(),
+                header.kubepods,
+                header.staging,
+                fs.root().display()
+            ),
+            "keep the journal and look at the node: something other than cgleak removed both trees; nothing was changed",
         ));
     }
     Ok((lock, header, progress))
 }
 
 /// What resume and rollback have in common: run `phases[from..]` in reconcile mode between two
-/// journal marks (unless already done), then verify against the snapshot.
+/// journal marks (unless the journal says it ended already), then verify against the snapshot.
 struct Journaled<'h> {
-    command: &'static str,
+    command: Command,
     header: &'h Header,
     phases: &'h [crate::repair::plan::Phase],
     from: usize,
     begin_mark: &'static str,
     end_mark: &'static str,
-    already_done: bool,
+    /// How the journal ended, when it did: nothing is run.
+    ended: Option<Ended>,
     check_kmem: bool,
+}
+
+/// How a journal ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ended {
+    /// The repair finished (`complete`).
+    Completed,
+    /// A rollback finished (`rolled-back`).
+    RolledBack,
 }
 
 fn run_journaled(
@@ -389,8 +432,8 @@ fn run_journaled(
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
     let mut stats = Stats::default();
-    if !w.already_done {
-        let mut j = Journal::open(state_dir)?;
+    if w.ended.is_none() {
+        let mut j = Journal::open(state_dir, WaysOn::of(w.header, state_dir))?;
         j.mark(w.begin_mark)?;
         {
             let opts = RunOptions {
@@ -415,7 +458,8 @@ fn run_journaled(
         stats,
         verify,
         state_dir: state_dir.to_path_buf(),
-        already_done: w.already_done,
+        already_done: w.ended.is_some(),
+        ended: w.ended,
     })
 }
 
@@ -428,28 +472,33 @@ pub fn resume(
     progress_bar: bool,
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
-    let (_lock, header, progress) = open_journal(fs, state_dir, "resume")?;
+    let (_lock, header, progress) = open_journal(fs, state_dir, Command::Resume)?;
     if progress.rollback_started {
+        let ways_on = WaysOn::of(&header, state_dir);
         return Err(Error::refused(
             "a rollback of this repair was started",
-            "finish it with cgleak rollback; then run cgleak repair again if you still want the repair",
+            format!(
+                "finish it with {}; then run cgleak repair again if you still want the repair",
+                ways_on.command(Command::Rollback)
+            ),
         ));
     }
     let w = Journaled {
-        command: "resume",
+        command: Command::Resume,
         header: &header,
         phases: &header.plan.phases,
         from: progress.resume_phase(),
         begin_mark: "resume",
         end_mark: "complete",
-        already_done: progress.complete,
+        ended: progress.complete.then_some(Ended::Completed),
         check_kmem: true,
     };
     run_journaled(fs, state_dir, w, crash_after, progress_bar, confirm)
 }
 
 /// Return the tree to its original layout under the pods cgroup with the original settings,
-/// from any interruption point, and remove the staging tree.
+/// from any interruption point, and remove the staging tree. A repair that completed has
+/// nothing to undo: its tree is the repaired one, and it is left so.
 pub fn rollback(
     fs: &dyn Node,
     state_dir: &Path,
@@ -457,21 +506,29 @@ pub fn rollback(
     progress_bar: bool,
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
-    let (_lock, header, progress) = open_journal(fs, state_dir, "rollback")?;
+    let (_lock, header, progress) = open_journal(fs, state_dir, Command::Rollback)?;
     // Whatever the interruption point, the way back is the same: make sure every original
     // cgroup exists with its settings, move everything from staging back leaf-first, remove
     // staging, restore move_charge_at_immigrate. Reconcile mode skips what is done.
     let phases = plan::back_phases(&header.snapshot, &header.staging, header.plan.move_charge);
+    let ended = if progress.rolled_back {
+        Some(Ended::RolledBack)
+    } else if progress.complete {
+        Some(Ended::Completed)
+    } else {
+        None
+    };
     let w = Journaled {
-        command: "rollback",
+        command: Command::Rollback,
         header: &header,
         phases: &phases,
         from: 0,
         begin_mark: "rollback",
         end_mark: "rolled-back",
-        already_done: progress.rolled_back,
-        // The original cgroups that were never moved keep their kmem accounting.
-        check_kmem: false,
+        ended,
+        // The original cgroups that were never moved keep their kmem accounting; a completed
+        // repair's tree is checked as the repair checked it.
+        check_kmem: ended == Some(Ended::Completed),
     };
     run_journaled(fs, state_dir, w, crash_after, progress_bar, confirm)
 }

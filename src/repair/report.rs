@@ -2,8 +2,9 @@
 
 use crate::host::base_name;
 use crate::model::{is_unlimited, Kind, Snapshot};
+use crate::repair::journal::Command;
 use crate::repair::plan::{Plan, Step};
-use crate::repair::{Check, CheckStatus, Outcome};
+use crate::repair::{Check, CheckStatus, Ended, Outcome};
 use crate::scan::tree_of;
 
 /// Bytes for people: `512Mi`, `unlimited`.
@@ -165,46 +166,61 @@ pub fn render_checks(checks: &[Check]) -> String {
 
 /// What a finished repair, resume or rollback did, and what the operator does next.
 pub fn render_outcome(o: &Outcome) -> String {
-    let mut s = String::new();
-    if o.already_done {
-        s.push_str(&format!(
-            "{}: nothing left to do (journal in {})\n",
-            o.command,
-            o.state_dir.display()
-        ));
-    } else {
-        s.push_str(&format!(
-            "{} done in {:.2} s ({}): {} cgroups created, {} removed, {} settings written, {} tasks moved ({} threads), {} exited meanwhile, {} system calls that changed something\n",
-            o.command, o.stats.seconds, o.strategy, o.stats.cgroups_created, o.stats.cgroups_removed,
-            o.stats.settings_written, o.stats.tasks_moved, o.stats.threads_moved, o.stats.tasks_exited, o.stats.mutations
-        ));
-        for (name, secs) in &o.stats.phase_seconds {
-            s.push_str(&format!("  {name:<16} {secs:.3} s\n"));
-        }
-        if o.stats.force_empty_skipped > 0 {
-            s.push_str(&format!(
-                "  force_empty left out on {} cgroups without page cache (nothing to reclaim; the kernel would retry on their kernel memory)\n",
-                o.stats.force_empty_skipped
-            ));
-        }
-        if o.stats.force_empty_cut > 0 {
-            s.push_str(&format!(
-                "  force_empty cut short after {} ms on {} cgroups (the kernel was retrying on memory it cannot reclaim; rmdir does not need it)\n",
-                crate::repair::execute::FORCE_EMPTY_BUDGET.as_millis(),
-                o.stats.force_empty_cut
-            ));
-        }
-        if o.stats.move_charge_unsupported {
-            s.push_str("  note: this kernel cannot move charges; memory charged before the move stays with the old cgroups until freed, so usage of the new cgroups starts low\n");
-        }
-    }
+    let journal = o.state_dir.display();
+    let mut s = match (o.command, o.ended) {
+        (Command::Rollback, Some(Ended::Completed)) => format!(
+            "rollback: nothing to undo: the repair completed (journal in {journal}); the tree is the repaired one and was left as it is\n"
+        ),
+        (Command::Rollback, Some(Ended::RolledBack)) => format!(
+            "rollback: nothing to undo: the rollback already finished (journal in {journal})\n"
+        ),
+        (Command::Resume, Some(Ended::Completed)) => format!(
+            "resume: nothing to resume: the repair completed (journal in {journal})\n"
+        ),
+        _ if o.already_done => format!(
+            "{}: nothing left to do (journal in {journal})\n",
+            o.command
+        ),
+        _ => render_stats(o),
+    };
     s.push_str(&o.verify.render_text());
-    if o.command != "rollback" && o.verify.ok {
+    // After a rollback the tree is the original one, unless the repair had completed.
+    let original = o.command == Command::Rollback && o.ended != Some(Ended::Completed);
+    if o.verify.ok && original {
+        s.push_str("The tree is back as it was; start kubelet again when ready.\n");
+    } else if o.verify.ok {
         s.push_str(
             "Next:\n  1. start kubelet (systemctl start kubelet), with kmem accounting disabled (kubelet built with nokmem, runc >= 1.0.0-rc94)\n  2. restart cAdvisor if it runs outside kubelet (its inotify watches point at removed cgroups)\n  3. when new containers run, check them: cgleak diagnose (kmem accounting must stay inactive)\n",
         );
-    } else if o.command == "rollback" && o.verify.ok {
-        s.push_str("The tree is back as it was; start kubelet again when ready.\n");
+    }
+    s
+}
+
+/// What a run that did something did: counts, seconds per phase, notes.
+fn render_stats(o: &Outcome) -> String {
+    let mut s = format!(
+        "{} done in {:.2} s ({}): {} cgroups created, {} removed, {} settings written, {} tasks moved ({} threads), {} exited meanwhile, {} system calls that changed something\n",
+        o.command, o.stats.seconds, o.strategy, o.stats.cgroups_created, o.stats.cgroups_removed,
+        o.stats.settings_written, o.stats.tasks_moved, o.stats.threads_moved, o.stats.tasks_exited, o.stats.mutations
+    );
+    for (name, secs) in &o.stats.phase_seconds {
+        s.push_str(&format!("  {name:<16} {secs:.3} s\n"));
+    }
+    if o.stats.force_empty_skipped > 0 {
+        s.push_str(&format!(
+            "  force_empty left out on {} cgroups without page cache (nothing to reclaim; the kernel would retry on their kernel memory)\n",
+            o.stats.force_empty_skipped
+        ));
+    }
+    if o.stats.force_empty_cut > 0 {
+        s.push_str(&format!(
+            "  force_empty cut short after {} ms on {} cgroups (the kernel was retrying on memory it cannot reclaim; rmdir does not need it)\n",
+            crate::repair::execute::FORCE_EMPTY_BUDGET.as_millis(),
+            o.stats.force_empty_cut
+        ));
+    }
+    if o.stats.move_charge_unsupported {
+        s.push_str("  note: this kernel cannot move charges; memory charged before the move stays with the old cgroups until freed, so usage of the new cgroups starts low\n");
     }
     s
 }
