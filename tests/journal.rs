@@ -336,3 +336,33 @@ fn the_crash_hook_is_not_part_of_the_interface() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("back as it was"), "{out}");
 }
+
+/// A journal of this root and this boot whose pods cgroup and staging cgroup are both gone
+/// describes no tree here: refused, the journal kept and no deletion advised.
+#[test]
+fn a_journal_whose_trees_are_both_gone_is_refused_and_kept() {
+    let n = Node::new("kubepods", 3);
+    n.killed_repair(25);
+    let path = Path::new(&n.state()).join(journal::JOURNAL_FILE);
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    j["kubepods"] = "gone".into();
+    j["staging"] = "gone2".into();
+    let text = serde_json::to_string(&j).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    let before = n.dump();
+    for cmd in ["resume", "rollback"] {
+        let (code, out, err) = n.run(&[cmd, "--yes", "--state-dir", &n.state()], &[]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains("is for the pods cgroup gone (staging gone2), and neither exists"),
+            "{err}"
+        );
+        assert!(
+            err.contains("keep the journal") && !err.contains("remove"),
+            "{err}"
+        );
+    }
+    assert_eq!(n.dump(), before);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}

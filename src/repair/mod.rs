@@ -393,7 +393,7 @@ pub fn open_journal(
                 header.staging,
                 fs.root().display()
             ),
-            "keep the journal and look at the node: something other than cgleak removed both trees; nothing was changed",
+            "keep the journal and look at the node: both trees were deleted by something other than cgleak; nothing was changed",
         ));
     }
     Ok((lock, header, progress))
