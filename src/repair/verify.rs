@@ -85,11 +85,20 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
     /// Whether the 3.10 kmem check applied.
     pub kmem_checked: bool,
+    /// The pid map the snapshot's pids went through, when the live tree is a rehearsal made by
+    /// `cgleak emulate --from-snapshot` of that snapshot (see [`crate::demo::pidmap`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_mapped_through: Option<String>,
 }
 
 impl VerifyReport {
     pub fn render_text(&self) -> String {
         let mut s = String::new();
+        if let Some(map) = &self.pids_mapped_through {
+            s.push_str(&format!(
+                "verify: a rehearsal of the snapshot: its pids were mapped to the emulated ones through {map}\n"
+            ));
+        }
         s.push_str(&format!(
             "verify: {} cgroups, {} tasks checked: {} in place, {} exited meanwhile, {} new\n",
             self.cgroups_checked,
@@ -269,5 +278,6 @@ pub fn verify(
         new_tasks,
         differences,
         kmem_checked,
+        pids_mapped_through: None,
     })
 }
