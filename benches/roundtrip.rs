@@ -15,7 +15,7 @@
 //!   once a run, migrate-back's floor with force_empty written on every cgroup, as the plan
 //!   lists it (what the targets were measured against before cgleak skipped the needless ones);
 //! - the shell-out baseline of migrate-back, shelled out as the original tool did it
-//!   (kongfei605/cgroup_leak_fix, the repair of the seed article): each setting and each pid
+//!   (kongfei605/cgroup_leak_fix, the published migrate-back repair): each setting and each pid
 //!   copied by a spawned `bash -c 'echo V >> FILE'`, force_empty (on every cgroup),
 //!   move_charge_at_immigrate and rmdir each by a spawned `sh -c`, mkdir direct. And, for
 //!   reference, the cheapest shell-out: one `sh -c 'echo V > FILE'` (dash) per file write only.
@@ -252,8 +252,8 @@ fn shell(shell: &str, script: &str) {
 /// How the shell-out baseline spawns its shells.
 #[derive(Clone, Copy, PartialEq)]
 enum ShellOut {
-    /// As the original tool (kongfei605/cgroup_leak_fix, main.go, the repair the seed article
-    /// describes): settings and pids are copied a line at a time by `/bin/bash -c 'echo V >>
+    /// As the original tool (kongfei605/cgroup_leak_fix, main.go, the published migrate-back
+    /// repair): settings and pids are copied a line at a time by `/bin/bash -c 'echo V >>
     /// FILE'` (its copyConf), move_charge_at_immigrate, force_empty and rmdir each go through
     /// `/bin/sh -c` (execCommand), and cgroups are made with a direct mkdir (os.MkdirAll). It
     /// writes force_empty on every cgroup it removes.
