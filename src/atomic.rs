@@ -66,3 +66,38 @@ fn unusable_dir(path: &Path, dir: &Path, e: std::io::Error) -> Error {
         dir.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn unusable_directories_are_usage_errors_naming_the_path() {
+        let (path, dir) = (Path::new("/x/out.json"), Path::new("/x"));
+        for (kind, says) in [
+            (ErrorKind::NotFound, "does not exist"),
+            (ErrorKind::NotADirectory, "is not a directory"),
+            (ErrorKind::PermissionDenied, "is not writable"),
+            (ErrorKind::ReadOnlyFilesystem, "read-only"),
+        ] {
+            let e = unusable_dir(path, dir, std::io::Error::from(kind));
+            assert_eq!(e.exit_code(), 2, "{kind:?}");
+            let s = e.to_string();
+            assert!(s.contains("/x/out.json") && s.contains(says), "{s}");
+        }
+        // A full disk is not the user's input: the I/O error, exit 1.
+        let e = unusable_dir(path, dir, std::io::Error::from(ErrorKind::StorageFull));
+        assert_eq!(e.exit_code(), 1);
+    }
+
+    #[test]
+    fn a_write_leaves_no_temp_file_and_replaces_the_old_one() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, "old").unwrap();
+        write_file_atomic(&p, b"new", ".tmp", 0o644).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}
