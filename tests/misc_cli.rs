@@ -133,6 +133,16 @@ fn emulate_failing_half_way_removes_the_dir_it_made() {
     assert!(!dir.exists());
 }
 
+/// Parents that emulate had to make go too.
+#[test]
+fn emulate_failing_removes_the_parents_it_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a/b/node");
+    let (code, _, err) = run(&["emulate", s(&dir), "--dying", "70000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
+}
+
 /// An empty directory given to emulate is empty again after a failure, not removed.
 #[test]
 fn emulate_failing_in_an_empty_dir_empties_it_again() {

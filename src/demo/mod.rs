@@ -212,9 +212,11 @@ pub fn emulate(a: &EmulateArgs) -> Result<u8> {
         None => None,
     };
     let existed = check_target(&a.dir)?;
+    // EmulatedFs::create makes missing parents too: a failure removes the topmost one made.
+    let made = (!existed).then(|| topmost_missing(&a.dir));
     let emu = match populate(a, profile, snap.as_ref()) {
         Ok(emu) => emu,
-        Err(e) => return Err(undo_failed_emulate(&a.dir, existed, e)),
+        Err(e) => return Err(undo_failed_emulate(&a.dir, made.as_deref(), e)),
     };
     say!(
         "emulated {} node in {}: {} ids in use\n",
@@ -258,6 +260,12 @@ fn check_target(dir: &Path) -> Result<bool> {
             "{}: exists and is not empty; give a new directory",
             dir.display()
         ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.symlink_metadata().is_ok() => {
+            Err(Error::Usage(format!(
+                "{}: is a symlink to nothing; give a new directory",
+                dir.display()
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Err(Error::Usage(format!(
             "{}: exists and is not a directory; give a new directory",
@@ -270,9 +278,26 @@ fn check_target(dir: &Path) -> Result<bool> {
     }
 }
 
-/// Put `dir` back as it was before a failed emulate, and say so with the cause.
-fn undo_failed_emulate(dir: &Path, existed: bool, cause: Error) -> Error {
-    let undone = if existed {
+/// The topmost ancestor of `dir` (itself included) that does not exist (not even as a
+/// dangling symlink, which is the user's and must not be removed).
+fn topmost_missing(dir: &Path) -> std::path::PathBuf {
+    let mut top = dir;
+    while let Some(parent) = top.parent() {
+        if parent.as_os_str().is_empty() || parent.symlink_metadata().is_ok() {
+            break;
+        }
+        top = parent;
+    }
+    top.to_path_buf()
+}
+
+/// Put `dir` back as it was before a failed emulate, and say so with the cause: remove `made`
+/// (the directory emulate made for it), or empty `dir` if it existed.
+fn undo_failed_emulate(dir: &Path, made: Option<&Path>, cause: Error) -> Error {
+    let existed = made.is_none();
+    let undone = if let Some(made) = made {
+        std::fs::remove_dir_all(made)
+    } else {
         std::fs::read_dir(dir).and_then(|entries| {
             entries.into_iter().try_for_each(|e| {
                 let p = e?.path();
@@ -283,8 +308,6 @@ fn undo_failed_emulate(dir: &Path, existed: bool, cause: Error) -> Error {
                 }
             })
         })
-    } else {
-        std::fs::remove_dir_all(dir)
     };
     let (d, how) = (dir.display(), if existed { "emptied" } else { "removed" });
     match undone {
