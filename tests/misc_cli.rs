@@ -122,13 +122,20 @@ fn snapshot_into_unusable_paths_is_exit_2_and_leaves_nothing() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
 }
 
+/// `cgleak emulate DIR` whose ids run out after the tree is built (a failure half-way): it
+/// must exit 2; returns its stderr.
+fn emulate_out_of_ids(dir: &Path) -> String {
+    let (code, _, err) = run(&["emulate", s(dir), "--dying", "70000"]);
+    assert_eq!(code, 2, "{err}");
+    err
+}
+
 /// Fails on the old code: exit 1 and DIR left half-built (ids ran out after the tree).
 #[test]
 fn emulate_failing_half_way_removes_the_dir_it_made() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
-    let (code, _, err) = run(&["emulate", s(&dir), "--dying", "70000"]);
-    assert_eq!(code, 2, "{err}");
+    let err = emulate_out_of_ids(&dir);
     assert!(err.contains(s(&dir)) && err.contains("removed"), "{err}");
     assert!(!dir.exists());
 }
@@ -137,9 +144,7 @@ fn emulate_failing_half_way_removes_the_dir_it_made() {
 #[test]
 fn emulate_failing_removes_the_parents_it_made() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("a/b/node");
-    let (code, _, err) = run(&["emulate", s(&dir), "--dying", "70000"]);
-    assert_eq!(code, 2, "{err}");
+    emulate_out_of_ids(&tmp.path().join("a/b/node"));
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
 }
 
@@ -147,8 +152,7 @@ fn emulate_failing_removes_the_parents_it_made() {
 #[test]
 fn emulate_failing_in_an_empty_dir_empties_it_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(&["emulate", s(tmp.path()), "--dying", "70000"]);
-    assert_eq!(code, 2, "{err}");
+    let err = emulate_out_of_ids(tmp.path());
     assert!(err.contains("emptied"), "{err}");
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
 }
