@@ -15,7 +15,7 @@
 //!   once a run, migrate-back's floor with force_empty written on every cgroup, as the plan
 //!   lists it (what the targets were measured against before cgleak skipped the needless ones);
 //! - the shell-out baseline of migrate-back, shelled out as the original tool did it
-//!   (kongfei605/cgroup_leak_fix, the repair of the seed article): each setting and each pid
+//!   (kongfei605/cgroup_leak_fix, the published migrate-back repair): each setting and each pid
 //!   copied by a spawned `bash -c 'echo V >> FILE'`, force_empty (on every cgroup),
 //!   move_charge_at_immigrate and rmdir each by a spawned `sh -c`, mkdir direct. And, for
 //!   reference, the cheapest shell-out: one `sh -c 'echo V > FILE'` (dash) per file write only.
@@ -39,6 +39,8 @@
 #[path = "../tests/common/sandbox.rs"]
 #[allow(dead_code)]
 mod sandbox;
+#[path = "../tests/common/skip.rs"]
+mod skip;
 
 use cgleak::demo::fixture::{self, FixtureSpec};
 use cgleak::host::kernel::KernelFs;
@@ -250,8 +252,8 @@ fn shell(shell: &str, script: &str) {
 /// How the shell-out baseline spawns its shells.
 #[derive(Clone, Copy, PartialEq)]
 enum ShellOut {
-    /// As the original tool (kongfei605/cgroup_leak_fix, main.go, the repair the seed article
-    /// describes): settings and pids are copied a line at a time by `/bin/bash -c 'echo V >>
+    /// As the original tool (kongfei605/cgroup_leak_fix, main.go, the published migrate-back
+    /// repair): settings and pids are copied a line at a time by `/bin/bash -c 'echo V >>
     /// FILE'` (its copyConf), move_charge_at_immigrate, force_empty and rmdir each go through
     /// `/bin/sh -c` (execCommand), and cgroups are made with a direct mkdir (os.MkdirAll). It
     /// writes force_empty on every cgroup it removes.
@@ -456,13 +458,66 @@ const RN_FLOOR: &str = "floor rename";
 const SHELL_ORIGINAL: &str = "shell-out migrate-back as the original tool";
 const SHELL_WRITES: &str = "  lower bound: sh per file write, nothing else";
 
-fn run_size(args: &Args, pods: usize) -> Result<(), String> {
-    let sb = Sandbox::new("bench")?;
+/// The items timed, in sample order: cgleak's command, its plan execution and the floor, for
+/// migrate-back then rename (so `3 * i + k`), then the two shell-outs and migrate-back's floor
+/// with every force_empty.
+const NAMES: [&str; 9] = [
+    MB_CMD,
+    MB_EXEC,
+    MB_FLOOR,
+    RN_CMD,
+    RN_EXEC,
+    RN_FLOOR,
+    SHELL_ORIGINAL,
+    SHELL_WRITES,
+    MB_FLOOR_ALL,
+];
+
+/// Printed in this order: each floor variant under its floor.
+const SHOWN: [usize; 9] = [0, 1, 2, 8, 3, 4, 5, 6, 7];
+
+/// One size's tree on the real kernel, and what the timed items need of it.
+struct Bench<'a> {
+    args: &'a Args,
+    sb: &'a Sandbox,
+    fs: KernelFs,
+    snap: Snapshot,
+    kernel: KernelInfo,
+}
+
+impl Bench<'_> {
+    fn plan(&self, snap: &Snapshot, strategy: Strategy) -> Plan {
+        plan::plan(
+            snap,
+            &PlanInput {
+                staging: STAGING.into(),
+                strategy,
+                move_charge: self.kernel.move_charge_supported(),
+                ids_free: Some(60000),
+                staging_exists: false,
+            },
+        )
+    }
+
+    /// Time `f` after the kernel settled; the tree must be restored after it (untimed).
+    fn timed(&self, what: &str, f: &mut dyn FnMut()) -> f64 {
+        settle(self.args.settle);
+        let t = Instant::now();
+        f();
+        let s = t.elapsed().as_secs_f64();
+        assert_restored(&self.fs, &self.snap, what);
+        s
+    }
+}
+
+/// Build the kubelet-shaped tree of `pods` pods in the sandbox, one sleeper per container.
+fn build_tree<'a>(
+    args: &'a Args,
+    sb: &'a Sandbox,
+    sleepers: &mut Sleepers,
+    pods: usize,
+) -> Result<Bench<'a>, String> {
     let fs = KernelFs::open(sb.path()).map_err(|e| e.to_string())?;
-    // Declared after the sandbox, so dropped before it: the processes go before the cgroups.
-    let mut sleepers = Sleepers {
-        children: Vec::new(),
-    };
     let tree = fixture::kubelet_tree(&FixtureSpec::new("kubepods", pods));
     let t = Instant::now();
     let mut spawn = |cg: &str| {
@@ -480,68 +535,43 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
         t.elapsed().as_secs_f64(),
         kernel.release
     );
-    let plan_for = |snap: &Snapshot, strategy| {
-        plan::plan(
-            snap,
-            &PlanInput {
-                staging: STAGING.into(),
-                strategy,
-                move_charge: kernel.move_charge_supported(),
-                ids_free: Some(60000),
-                staging_exists: false,
-            },
-        )
-    };
-    let big = pods > 200;
-    // Even, so that the floor and cgleak go first equally often.
-    let runs = args.runs.unwrap_or(if big { 4 } else { 6 }).max(1);
-    let shell_runs = args.shell_runs.unwrap_or(if big { 1 } else { 3 }).min(runs);
-    let names = [
-        MB_CMD,
-        MB_EXEC,
-        MB_FLOOR,
-        RN_CMD,
-        RN_EXEC,
-        RN_FLOOR,
-        SHELL_ORIGINAL,
-        SHELL_WRITES,
-        MB_FLOOR_ALL,
-    ];
-    // Printed in this order: each floor variant under its floor.
-    let shown = [0, 1, 2, 8, 3, 4, 5, 6, 7];
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    let timed = |what: &str, f: &mut dyn FnMut()| {
-        settle(args.settle);
-        let t = Instant::now();
-        f();
-        let s = t.elapsed().as_secs_f64();
-        assert_restored(&fs, &snap, what);
-        s
-    };
+    Ok(Bench {
+        args,
+        sb,
+        fs,
+        snap,
+        kernel,
+    })
+}
+
+/// The timed runs; returns the samples of each item of [`NAMES`].
+fn time_runs(b: &Bench, runs: usize, shell_runs: usize) -> Vec<Vec<f64>> {
+    let root = b.sb.path();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); NAMES.len()];
     // Untimed warm-up: on kernels >= 6.13 charges never move, so the first round trip finds
     // the sleepers' pages charged to the cgroups it empties and its force_empty writes reclaim
     // (several times slower than on any later round trip, whose cgroups hold no charges).
-    let warm = plan_for(&snap, Strategy::MigrateBack);
-    floor(sb.path(), &warm, FloorForceEmpty::Always);
-    assert_restored(&fs, &snap, "the warm-up round trip");
+    let warm = b.plan(&b.snap, Strategy::MigrateBack);
+    floor(root, &warm, FloorForceEmpty::Always);
+    assert_restored(&b.fs, &b.snap, "the warm-up round trip");
     for run in 0..runs {
         for (i, strategy) in [Strategy::MigrateBack, Strategy::Rename]
             .into_iter()
             .enumerate()
         {
-            let p = plan_for(&snap, strategy);
+            let p = b.plan(&b.snap, strategy);
             // Every other run the floor goes first: whatever one item leaves to the next (the
             // kernel freeing what it removed, caches) falls on both sides alike.
             for floor_now in [run % 2 == 1, run % 2 == 0] {
                 if floor_now {
-                    let s = timed(&format!("floor {strategy}"), &mut || {
-                        floor(sb.path(), &p, FloorForceEmpty::WhereCache)
+                    let s = b.timed(&format!("floor {strategy}"), &mut || {
+                        floor(root, &p, FloorForceEmpty::WhereCache)
                     });
                     samples[3 * i + 2].push(s);
                 } else {
                     let mut exec = 0.0;
-                    let wall = timed(&format!("cgleak repair {strategy}"), &mut || {
-                        exec = repair_command(&args.cgleak, sb.path(), strategy).1;
+                    let wall = b.timed(&format!("cgleak repair {strategy}"), &mut || {
+                        exec = repair_command(&b.args.cgleak, root, strategy).1;
                     });
                     samples[3 * i].push(wall);
                     samples[3 * i + 1].push(exec);
@@ -550,20 +580,25 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
         }
         // The floor as the plan lists it, for comparison with earlier figures: a force_empty
         // write on every cgroup, and no memory.stat read.
-        let p = plan_for(&snap, Strategy::MigrateBack);
-        let s = timed("floor migrate-back (every force_empty)", &mut || {
-            floor(sb.path(), &p, FloorForceEmpty::Always)
+        let p = b.plan(&b.snap, Strategy::MigrateBack);
+        let s = b.timed("floor migrate-back (every force_empty)", &mut || {
+            floor(root, &p, FloorForceEmpty::Always)
         });
         samples[8].push(s);
         if run < shell_runs {
             for (i, how) in [(6, ShellOut::Original), (7, ShellOut::ShPerWrite)] {
-                let s = timed("shell-out", &mut || shell_out(sb.path(), &p, how));
+                let s = b.timed("shell-out", &mut || shell_out(root, &p, how));
                 samples[i].push(s);
             }
         }
         eprint!("\r  run {}/{runs} done", run + 1);
     }
     eprintln!();
+    samples
+}
+
+/// The table of medians (min, max, runs); returns each item's median.
+fn print_table(samples: &[Vec<f64>], each_run: bool) -> Vec<Option<f64>> {
     println!(
         "{:<46} {:>9} {:>9} {:>9} {:>5}",
         "", "median", "min", "max", "runs"
@@ -572,8 +607,8 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
         .iter()
         .map(|v| stats(v).map(|(m, _, _)| m))
         .collect();
-    for &i in &shown {
-        let (name, v) = (names[i], &samples[i]);
+    for &i in &SHOWN {
+        let (name, v) = (NAMES[i], &samples[i]);
         let st = stats(v);
         match st {
             Some((m, lo, hi)) => println!(
@@ -585,26 +620,16 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
             ),
             None => println!("{name:<46} {:>9}", "not run"),
         }
-        if args.samples && !v.is_empty() {
+        if each_run && !v.is_empty() {
             let each: Vec<String> = v.iter().map(|x| format!("{:.0}", x * 1e3)).collect();
             println!("{:<46} run by run: {} ms", "", each.join(", "));
         }
     }
-    let parts = breakdown(&fs, &|s| plan_for(s, Strategy::MigrateBack));
-    println!(
-        "outside plan execution, in-process on the unchanged tree: {}",
-        parts
-            .iter()
-            .map(|(n, s)| format!("{n} {:.1} ms", s * 1e3))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if !args.full {
-        println!(
-            "(smoke run under cargo test: the targets are for cargo bench at 110 and 1000 pods)"
-        );
-        return Ok(());
-    }
+    med
+}
+
+/// The ratios against issue 5's targets, from the medians.
+fn print_targets(pods: usize, med: &[Option<f64>]) {
     let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
     let m = |i: usize| med[i].expect("timed in every run");
     let (mb, mb_floor, rn) = (m(0), m(2), m(3));
@@ -654,6 +679,38 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
             );
         }
     }
+}
+
+fn run_size(args: &Args, pods: usize) -> Result<(), String> {
+    let sb = Sandbox::new("bench")?;
+    // Declared after the sandbox, so dropped before it: the processes go before the cgroups.
+    let mut sleepers = Sleepers {
+        children: Vec::new(),
+    };
+    let b = build_tree(args, &sb, &mut sleepers, pods)?;
+    let big = pods > 200;
+    // Even, so that the floor and cgleak go first equally often.
+    let runs = args.runs.unwrap_or(if big { 4 } else { 6 }).max(1);
+    let shell_runs = args.shell_runs.unwrap_or(if big { 1 } else { 3 }).min(runs);
+    let samples = time_runs(&b, runs, shell_runs);
+    let med = print_table(&samples, args.samples);
+    let parts = breakdown(&b.fs, &|s| b.plan(s, Strategy::MigrateBack));
+    println!(
+        "outside plan execution, in-process on the unchanged tree: {}",
+        parts
+            .iter()
+            .map(|(n, s)| format!("{n} {:.1} ms", s * 1e3))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !args.full {
+        println!(
+            "(smoke run under cargo test: the targets are for cargo bench at 110 and 1000 pods)"
+        );
+        return Ok(());
+    }
+    print_targets(pods, &med);
+    drop(b);
     drop(sleepers);
     Ok(())
 }
@@ -669,7 +726,18 @@ fn main() {
                 eprintln!("roundtrip benchmark cannot run: {why}");
                 std::process::exit(1);
             }
-            // The `cargo test` smoke run on a machine without root or memcg v1.
+            // The `cargo test` smoke run: skips on a machine without root or memcg v1, fails
+            // under CI on one that has them (tests/common/skip.rs).
+            let (root, memcg) = sandbox::machine();
+            let machine = skip::Machine {
+                root,
+                memcg: memcg.map(|_| ()),
+            };
+            if let skip::Decision::Fail(why) = skip::decide(skip::ci(), &machine, Err(why.clone()))
+            {
+                eprintln!("roundtrip benchmark cannot run: {why}");
+                std::process::exit(1);
+            }
             println!("roundtrip benchmark not run: {why}");
             return;
         }

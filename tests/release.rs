@@ -51,11 +51,10 @@ fn has_pt_interp(elf: &[u8]) -> bool {
     })
 }
 
-#[test]
-fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
-    let repo = repo();
+/// Run scripts/release.sh; returns dist/.
+fn build_release(repo: &Path) -> PathBuf {
     let out = run(
-        Command::new(repo.join("scripts/release.sh")).current_dir(&repo),
+        Command::new(repo.join("scripts/release.sh")).current_dir(repo),
         "",
     );
     assert!(
@@ -65,27 +64,28 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
         text(&out.stderr),
         text(&out.stdout)
     );
-    let dist = repo.join("dist");
-    let bin = dist.join("cgleak");
+    repo.join("dist")
+}
 
-    // Static, and it runs.
-    let elf = std::fs::read(&bin).unwrap();
+/// Static, it runs, and --version names the version and the commit.
+fn check_static_and_version(bin: &Path, repo: &Path) {
+    let elf = std::fs::read(bin).unwrap();
     assert!(
         !has_pt_interp(&elf),
         "{} has a PT_INTERP header: not static",
         bin.display()
     );
-    let out = run(&mut Command::new(&bin), "");
+    let out = run(&mut Command::new(bin), "");
     assert_eq!(
         out.status.code(),
         Some(2),
         "cgleak without a command: usage"
     );
-    let out = run(Command::new(&bin).arg("--version"), "");
+    let out = run(Command::new(bin).arg("--version"), "");
     let version = text(&out.stdout);
     let head = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(&repo)
+        .current_dir(repo)
         .output()
         .unwrap();
     let head = text(&head.stdout).trim().to_string();
@@ -95,12 +95,14 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
             && version.contains(&head),
         "--version {version:?} does not name version and commit {head}"
     );
+}
 
-    // An emulated leaking 3.10 node, made and diagnosed by the static binary.
+/// An emulated leaking 3.10 node, made and diagnosed by the static binary, and probed.
+fn check_emulated_node(bin: &Path) {
     let tmp = cgleak::host::emulated::tempdir().unwrap();
     let node = tmp.path().join("node");
     let out = run(
-        Command::new(&bin).arg("emulate").arg(&node).args([
+        Command::new(bin).arg("emulate").arg(&node).args([
             "--profile",
             "3.10",
             "--pods",
@@ -115,7 +117,7 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
     let root = node.join("memory");
     let ids = EmulatedFs::open(&node).unwrap().ids_used();
     let out = run(
-        Command::new(&bin)
+        Command::new(bin)
             .arg("--root")
             .arg(&root)
             .args(["diagnose", "--ids-used", "-"]),
@@ -125,7 +127,7 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
     assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
     assert!(report.contains("VERDICT: LEAKING"), "{report}");
     let out = run(
-        Command::new(&bin).arg("--root").arg(&root).arg("diagnose"),
+        Command::new(bin).arg("--root").arg(&root).arg("diagnose"),
         "",
     );
     // Without the count the verdict stays short of LEAKING and asks for it.
@@ -136,7 +138,7 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
         "{report}"
     );
     let out = run(
-        Command::new(&bin)
+        Command::new(bin)
             .arg("--root")
             .arg(&root)
             .args(["probe-headroom", "--count", "20"]),
@@ -148,8 +150,10 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
 
-    // Man pages and completions name the real commands, and not the hidden `generate`.
+/// Man pages and completions name the real commands, and not the hidden `generate`.
+fn check_man_pages_and_completions(dist: &Path) {
     let commands = [
         "diagnose",
         "plan",
@@ -193,26 +197,28 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
             assert!(s.contains(c), "completions/{f} does not offer {c}");
         }
     }
+}
 
-    // SHA256SUMS covers every file and matches.
+/// SHA256SUMS covers every file and matches.
+fn check_sums(dist: &Path) {
     let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).unwrap();
     let mut listed: Vec<&str> = sums
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
     listed.sort();
-    let mut files: Vec<String> = walkdir::WalkDir::new(&dist)
+    let mut files: Vec<String> = walkdir::WalkDir::new(dist)
         .into_iter()
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().is_file() && e.file_name() != "SHA256SUMS")
-        .map(|e| e.path().strip_prefix(&dist).unwrap().display().to_string())
+        .map(|e| e.path().strip_prefix(dist).unwrap().display().to_string())
         .collect();
     files.sort();
     assert_eq!(listed, files);
     let out = run(
         Command::new("sha256sum")
             .args(["-c", "--quiet", "SHA256SUMS"])
-            .current_dir(&dist),
+            .current_dir(dist),
         "",
     );
     assert!(
@@ -221,4 +227,15 @@ fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+#[test]
+fn release_script_builds_a_static_binary_with_man_pages_and_completions() {
+    let repo = repo();
+    let dist = build_release(&repo);
+    let bin = dist.join("cgleak");
+    check_static_and_version(&bin, &repo);
+    check_emulated_node(&bin);
+    check_man_pages_and_completions(&dist);
+    check_sums(&dist);
 }

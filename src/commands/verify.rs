@@ -3,6 +3,7 @@
 
 use super::{json, open_node, out};
 use crate::cli::{Format, Global, VerifyArgs};
+use crate::demo::pidmap::PidMap;
 use crate::error::{Error, Result};
 use crate::model::Snapshot;
 use crate::repair::{journal, verify};
@@ -10,8 +11,13 @@ use std::path::Path;
 
 pub(super) fn run(g: &Global, a: &VerifyArgs) -> Result<u8> {
     let fs = open_node(&g.root)?;
+    let mut mapped = None;
     let (snap, staging, check_kmem) = match (&a.state_dir, &a.snapshot) {
-        (_, Some(file)) => (read_snapshot(file)?, g.staging.clone(), true),
+        (_, Some(file)) => {
+            let mut snap = crate::demo::read_snapshot_file("--snapshot", file)?;
+            mapped = map_rehearsal_pids(&g.root, &mut snap)?;
+            (snap, g.staging.clone(), true)
+        }
         (dir, None) => {
             let dir = dir
                 .clone()
@@ -25,7 +31,8 @@ pub(super) fn run(g: &Global, a: &VerifyArgs) -> Result<u8> {
             (h.snapshot, h.staging, !p.rolled_back)
         }
     };
-    let r = verify::verify(fs.as_ref(), &snap, &staging, check_kmem)?;
+    let mut r = verify::verify(fs.as_ref(), &snap, &staging, check_kmem)?;
+    r.pids_mapped_through = mapped;
     match a.format {
         Format::Json => out(&json(&r)),
         Format::Text => out(&r.render_text()),
@@ -33,14 +40,18 @@ pub(super) fn run(g: &Global, a: &VerifyArgs) -> Result<u8> {
     Ok(if r.ok { 0 } else { 1 })
 }
 
-/// A snapshot file written by `cgleak snapshot`.
-fn read_snapshot(file: &Path) -> Result<Snapshot> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::Usage(format!("--snapshot {}: {e}", file.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
-        Error::Usage(format!(
-            "--snapshot {}: not a cgleak snapshot ({e})",
-            file.display()
-        ))
-    })
+/// On a rehearsal made by `cgleak emulate --from-snapshot` of this very snapshot, the emulated
+/// processes have pids of their own: map the snapshot's through the map emulate recorded.
+/// Returns the map's path when it applied.
+fn map_rehearsal_pids(root: &Path, snap: &mut Snapshot) -> Result<Option<String>> {
+    let Some(base) = crate::host::emulated::find_base(root) else {
+        return Ok(None);
+    };
+    match PidMap::load(&base)? {
+        Some(map) if map.applies_to(snap) => {
+            map.apply(snap);
+            Ok(Some(PidMap::path(&base).display().to_string()))
+        }
+        _ => Ok(None),
+    }
 }

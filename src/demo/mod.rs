@@ -5,6 +5,7 @@
 //! memcg ids), then shows diagnose, plan, repair and verify on it, and removes it.
 
 pub mod fixture;
+pub mod pidmap;
 
 use crate::cli::{DemoArgs, EmulateArgs};
 use crate::demo::fixture::FixtureSpec;
@@ -16,6 +17,8 @@ use crate::repair::plan::{self, Strategy};
 use crate::repair::report;
 use crate::repair::{self, RepairOptions};
 use crate::scan;
+use pidmap::PidMap;
+use std::path::Path;
 
 /// Ids the demo node leaves free: below diagnose's leaking threshold, yet enough for a
 /// migrate-back repair of the demo tree.
@@ -52,8 +55,99 @@ pub fn build_pods(emu: &EmulatedFs, spec: &FixtureSpec, kmem: bool) -> Result<()
     Ok(())
 }
 
+/// Demo output. A closed pipe (`cgleak demo | head -1`) is ignored rather than fatal: the demo
+/// runs to its end and removes its temporary node (see src/main.rs on SIGPIPE).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say_str(&format!($($arg)*))
+    };
+}
+
+fn say_str(s: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
 fn section(title: &str) {
-    println!("\n==================== {title} ====================");
+    say!("\n==================== {title} ====================\n");
+}
+
+/// The demo's node: 3.10, kubelet 1.12's kmem accounting under kubepods, and enough dying
+/// memcgs that only [`DEMO_IDS_FREE`] ids are left.
+fn build_demo_node(base: &std::path::Path, pods: usize) -> Result<EmulatedFs> {
+    let emu = EmulatedFs::create(base, KernelProfile::V3_10)?;
+    emu.set_cmdline(
+        "BOOT_IMAGE=/vmlinuz-3.10.0-1160.el7.x86_64 root=/dev/sda1 ro crashkernel=auto",
+    )?;
+    add_system_cgroups(&emu)?;
+    let mut spec = FixtureSpec::new("kubepods", pods);
+    spec.seed = 7;
+    build_pods(&emu, &spec, true)?;
+    // Deleted containers whose cgroups stay dying: kmem-pinned on 3.10.
+    let dying = plan::ID_LIMIT
+        .saturating_sub(emu.ids_used())
+        .saturating_sub(DEMO_IDS_FREE);
+    emu.add_dying(dying)?;
+    Ok(emu)
+}
+
+/// `cgleak diagnose` on the demo node, as printed by the command.
+fn show_diagnose(emu: &EmulatedFs) -> Result<crate::diagnose::Facts> {
+    let root = emu.root().display().to_string();
+    let ids_used = emu.ids_used();
+    section(&format!(
+        "cgleak --root {root} diagnose --ids-used {ids_used}"
+    ));
+    let facts = crate::diagnose::gather(
+        emu,
+        &crate::diagnose::DiagnoseOptions {
+            kubepods: "kubepods".into(),
+            ids_used: Some(ids_used),
+            check_kubelet: true,
+        },
+    )?;
+    say!("{}", crate::diagnose::render_text(&facts));
+    Ok(facts)
+}
+
+/// `cgleak plan` then `cgleak repair --yes` on the demo node; returns the snapshot taken before
+/// the repair and its outcome.
+fn show_plan_and_repair(
+    emu: &EmulatedFs,
+    state_dir: &std::path::Path,
+) -> Result<(Snapshot, repair::Outcome)> {
+    let root = emu.root().display().to_string();
+    let ids_used = emu.ids_used();
+    section(&format!(
+        "cgleak --root {root} plan --ids-used {ids_used} --summary"
+    ));
+    let mut opts = RepairOptions::new("kubepods", "kubepods2", Strategy::MigrateBack, state_dir);
+    opts.ids_used = Some(ids_used);
+    let prepared = repair::prepare(emu, &opts)?;
+    say!(
+        "{}",
+        report::render_plan(&prepared.snapshot, &prepared.plan, false)
+    );
+    say!("First operations of phase 1:\n");
+    for s in prepared.plan.phases[0].steps.iter().take(8) {
+        say!("  {s}\n");
+    }
+    section(&format!(
+        "cgleak --root {root} repair --yes --ids-used {ids_used} --state-dir {}",
+        state_dir.display()
+    ));
+    say!("{}", report::render_checks(&prepared.checks));
+    let before: Snapshot = prepared.snapshot.clone();
+    let outcome = repair::execute(emu, &opts, prepared, None)?;
+    say!("{}", report::render_outcome(&outcome));
+    Ok((before, outcome))
+}
+
+fn kmem_active_count(snap: &Snapshot) -> usize {
+    snap.cgroups
+        .iter()
+        .filter(|c| c.kmem_active == Some(true))
+        .count()
 }
 
 pub fn run(a: &DemoArgs) -> Result<u8> {
@@ -66,102 +160,33 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
             tmp.path().join("node")
         }
     };
-    let emu = EmulatedFs::create(&base, KernelProfile::V3_10)?;
-    emu.set_cmdline(
-        "BOOT_IMAGE=/vmlinuz-3.10.0-1160.el7.x86_64 root=/dev/sda1 ro crashkernel=auto",
-    )?;
-    add_system_cgroups(&emu)?;
-    let mut spec = FixtureSpec::new("kubepods", a.pods);
-    spec.seed = 7;
-    build_pods(&emu, &spec, true)?;
-    // Deleted containers whose cgroups stay dying: kmem-pinned on 3.10.
-    let dying = plan::ID_LIMIT
-        .saturating_sub(emu.ids_used())
-        .saturating_sub(DEMO_IDS_FREE);
-    emu.add_dying(dying)?;
+    let emu = build_demo_node(&base, a.pods)?;
     let ids_used = emu.ids_used();
+    let dying = emu.dying();
     let root = emu.root().display().to_string();
-    println!(
-        "An emulated CentOS 7 node (kernel {}) in {}",
+    say!(
+        "An emulated CentOS 7 node (kernel {}) in {}\n",
         emu.kernel_release()?,
         base.display()
     );
-    println!("kubelet 1.12 activated kmem accounting under kubepods; {dying} deleted container cgroups still hold memcg ids.");
-    println!(
-        "On 3.10 the kernel hides them: scripts/memcg-ids.stp would report {ids_used} ids in use."
+    say!("kubelet 1.12 activated kmem accounting under kubepods; {dying} deleted container cgroups still hold memcg ids.\n");
+    say!(
+        "On 3.10 the kernel hides them: scripts/memcg-ids.stp would report {ids_used} ids in use.\n"
     );
-
-    section(&format!(
-        "cgleak --root {root} diagnose --ids-used {ids_used}"
-    ));
-    let facts = crate::diagnose::gather(
-        &emu,
-        &crate::diagnose::DiagnoseOptions {
-            kubepods: "kubepods".into(),
-            ids_used: Some(ids_used),
-            check_kubelet: true,
-        },
-    )?;
-    print!("{}", crate::diagnose::render_text(&facts));
-    println!("(exit code {})", facts.verdict.exit_code());
-
-    section(&format!(
-        "cgleak --root {root} plan --ids-used {ids_used} --summary"
-    ));
-    let state_dir = base.with_file_name("state");
-    let mut opts = RepairOptions::new("kubepods", "kubepods2", Strategy::MigrateBack, &state_dir);
-    opts.ids_used = Some(ids_used);
-    let prepared = repair::prepare(&emu, &opts)?;
-    print!(
-        "{}",
-        report::render_plan(&prepared.snapshot, &prepared.plan, false)
-    );
-    println!("First operations of phase 1:");
-    for s in prepared.plan.phases[0].steps.iter().take(8) {
-        println!("  {s}");
-    }
-
-    section(&format!(
-        "cgleak --root {root} repair --yes --ids-used {ids_used} --state-dir {}",
-        state_dir.display()
-    ));
-    print!("{}", report::render_checks(&prepared.checks));
-    let before: Snapshot = prepared.snapshot.clone();
-    let outcome = repair::execute(&emu, &opts, prepared, None)?;
-    print!("{}", report::render_outcome(&outcome));
-
-    section(&format!(
-        "cgleak --root {root} diagnose --ids-used {}",
-        emu.ids_used()
-    ));
-    let after = crate::diagnose::gather(
-        &emu,
-        &crate::diagnose::DiagnoseOptions {
-            kubepods: "kubepods".into(),
-            ids_used: Some(emu.ids_used()),
-            check_kubelet: true,
-        },
-    )?;
-    print!("{}", crate::diagnose::render_text(&after));
-    let snap = scan::scan(&emu, "kubepods")?;
-    let kmem_before = before
-        .cgroups
-        .iter()
-        .filter(|c| c.kmem_active == Some(true))
-        .count();
-    let kmem_after = snap
-        .cgroups
-        .iter()
-        .filter(|c| c.kmem_active == Some(true))
-        .count();
-    println!(
-        "\nkmem accounting active in {kmem_before} of {} pods cgroups before, {kmem_after} after: containers deleted from now on free their ids.",
+    let facts = show_diagnose(&emu)?;
+    say!("(exit code {})\n", facts.verdict.exit_code());
+    let (before, outcome) = show_plan_and_repair(&emu, &base.with_file_name("state"))?;
+    show_diagnose(&emu)?;
+    let kmem_after = kmem_active_count(&scan::scan(&emu, "kubepods")?);
+    say!(
+        "\nkmem accounting active in {} of {} pods cgroups before, {kmem_after} after: containers deleted from now on free their ids.\n",
+        kmem_active_count(&before),
         before.cgroups.len()
     );
-    println!("Ids leaked before the repair come back as the kernel frees those dying memcgs, or at the next reboot.");
+    say!("Ids leaked before the repair come back as the kernel frees those dying memcgs, or at the next reboot.\n");
     if a.keep.is_some() {
-        println!(
-            "The emulated node stays in {} (try: cgleak --root {root} plan).",
+        say!(
+            "The emulated node stays in {} (try: cgleak --root {root} plan).\n",
             base.display()
         );
     }
@@ -172,7 +197,9 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     })
 }
 
-/// `cgleak emulate DIR`: a node to rehearse on.
+/// `cgleak emulate DIR`: a node to rehearse on. Every input is checked before DIR is touched;
+/// if building the node fails half-way, DIR goes back to how it was (removed if cgleak created
+/// it, emptied if it was an empty directory), so a failed emulate leaves nothing to clean up.
 pub fn emulate(a: &EmulateArgs) -> Result<u8> {
     let profile = KernelProfile::parse(&a.profile).ok_or_else(|| {
         Error::Usage(format!(
@@ -180,50 +207,159 @@ pub fn emulate(a: &EmulateArgs) -> Result<u8> {
             a.profile
         ))
     })?;
-    if a.dir.exists()
-        && std::fs::read_dir(&a.dir)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(Error::Usage(format!(
-            "{}: exists and is not empty; give a new directory",
-            a.dir.display()
-        )));
-    }
+    let snap = match &a.from_snapshot {
+        Some(file) => Some(read_snapshot(file)?),
+        None => None,
+    };
+    let existed = check_target(&a.dir)?;
+    // EmulatedFs::create makes missing parents too: a failure removes the topmost one made.
+    let made = (!existed).then(|| topmost_missing(&a.dir));
+    let emu = match populate(a, profile, snap.as_ref()) {
+        Ok(emu) => emu,
+        Err(e) => return Err(undo_failed_emulate(&a.dir, made.as_deref(), e)),
+    };
+    say!(
+        "emulated {} node in {}: {} ids in use\n",
+        profile.name(),
+        a.dir.display(),
+        emu.ids_used()
+    );
+    say!(
+        "use it with: cgleak --root {} diagnose\n",
+        emu.root().display()
+    );
+    Ok(0)
+}
+
+/// Build the node of `cgleak emulate` in `a.dir` (checked by [`check_target`]).
+fn populate(
+    a: &EmulateArgs,
+    profile: KernelProfile,
+    snap: Option<&Snapshot>,
+) -> Result<EmulatedFs> {
     let emu = EmulatedFs::create(&a.dir, profile)?;
     add_system_cgroups(&emu)?;
-    match &a.from_snapshot {
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Error::Usage(format!("--from-snapshot {}: {e}", file.display())))?;
-            let snap: Snapshot = serde_json::from_str(&text).map_err(|e| {
-                Error::Usage(format!(
-                    "--from-snapshot {}: not a cgleak snapshot ({e})",
-                    file.display()
-                ))
-            })?;
-            from_snapshot(&emu, &snap)?;
+    match snap {
+        Some(snap) => {
+            let map = from_snapshot(&emu, snap)?;
+            map.save(emu.base())?;
         }
         None => build_pods(&emu, &FixtureSpec::new("kubepods", a.pods), a.kmem)?,
     }
     if a.dying > 0 {
         emu.add_dying(a.dying)?;
     }
-    println!(
-        "emulated {} node in {}: {} ids in use",
-        profile.name(),
-        a.dir.display(),
-        emu.ids_used()
-    );
-    println!(
-        "use it with: cgleak --root {} diagnose",
-        emu.root().display()
-    );
-    Ok(0)
+    Ok(emu)
 }
 
-/// Recreate a snapshot's tree (settings, one emulated process per task, kmem where active).
-pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<()> {
+/// `dir` must be absent or an empty directory; returns whether it existed.
+fn check_target(dir: &Path) -> Result<bool> {
+    match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+        Ok(true) => Ok(true),
+        Ok(false) => Err(Error::Usage(format!(
+            "{}: exists and is not empty; give a new directory",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.symlink_metadata().is_ok() => {
+            Err(Error::Usage(format!(
+                "{}: is a symlink to nothing; give a new directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => Err(Error::Usage(format!(
+            "{}: exists and is not a directory; give a new directory",
+            dir.display()
+        ))),
+        Err(e) => Err(Error::Usage(format!(
+            "{}: cannot be read ({e}); give a new directory you can write",
+            dir.display()
+        ))),
+    }
+}
+
+/// The topmost ancestor of `dir` (itself included) that does not exist (not even as a
+/// dangling symlink, which is the user's and must not be removed).
+fn topmost_missing(dir: &Path) -> std::path::PathBuf {
+    let mut top = dir;
+    while let Some(parent) = top.parent() {
+        if parent.as_os_str().is_empty() || parent.symlink_metadata().is_ok() {
+            break;
+        }
+        top = parent;
+    }
+    top.to_path_buf()
+}
+
+/// Put `dir` back as it was before a failed emulate, and say so with the cause: remove `made`
+/// (the directory emulate made for it), or empty `dir` if it existed.
+fn undo_failed_emulate(dir: &Path, made: Option<&Path>, cause: Error) -> Error {
+    let existed = made.is_none();
+    let undone = if let Some(made) = made {
+        std::fs::remove_dir_all(made)
+    } else {
+        std::fs::read_dir(dir).and_then(|entries| {
+            entries.into_iter().try_for_each(|e| {
+                let p = e?.path();
+                if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                }
+            })
+        })
+    };
+    let (d, how) = (dir.display(), if existed { "emptied" } else { "removed" });
+    match undone {
+        Ok(()) => Error::Usage(format!(
+            "{d}: the emulated node could not be built ({cause}); {d} was {how}, nothing is left; fix the cause and run cgleak emulate again"
+        )),
+        Err(e) => Error::Usage(format!(
+            "{d}: the emulated node could not be built ({cause}), and cleaning up failed ({e}); remove {d} by hand"
+        )),
+    }
+}
+
+/// A snapshot file written by `cgleak snapshot`, given as `flag FILE`.
+pub fn read_snapshot_file(flag: &str, file: &Path) -> Result<Snapshot> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Usage(format!("{flag} {}: {e}", file.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::Usage(format!(
+            "{flag} {}: not a cgleak snapshot ({e})",
+            file.display()
+        ))
+    })
+}
+
+/// The snapshot of `--from-snapshot`, checked so that its tree can be rebuilt: every cgroup
+/// after the pods cgroup is below one listed before it.
+fn read_snapshot(file: &Path) -> Result<Snapshot> {
+    let snap = read_snapshot_file("--from-snapshot", file)?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, rec) in snap.cgroups.iter().enumerate() {
+        let first = i == 0 && rec.kind == Kind::PodsRoot && rec.path == snap.kubepods;
+        let path_ok = rec
+            .path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !path_ok || !(first || seen.contains(crate::host::parent(&rec.path))) {
+            return Err(Error::Usage(format!(
+                "--from-snapshot {}: cgroup {:?} is not below a cgroup listed before it; pass a file written by cgleak snapshot",
+                file.display(),
+                rec.path
+            )));
+        }
+        seen.insert(rec.path.as_str());
+    }
+    Ok(snap)
+}
+
+/// Recreate a snapshot's tree (settings, one emulated process per task, kmem where active);
+/// returns which emulated process stands for which task of the snapshot. The snapshot must
+/// have passed [`read_snapshot`]'s check (parents first).
+pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<PidMap> {
+    let mut map = PidMap::new(&snap.kubepods);
     for rec in &snap.cgroups {
         emu.mkdir(&rec.path)?;
         let parent = if rec.kind == Kind::PodsRoot {
@@ -231,7 +367,12 @@ pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<()> {
         } else {
             &snap
                 .find(crate::host::parent(&rec.path))
-                .expect("pre-order")
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "snapshot: cgroup {} comes before its parent",
+                        rec.path
+                    ))
+                })?
                 .settings
         };
         for step in plan::settings_steps(&rec.path, parent, &rec.settings) {
@@ -247,9 +388,9 @@ pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<()> {
                 .unwrap_or_else(|| "-1".into());
             emu.write(&rec.path, knob::KMEM_LIMIT, &limit)?;
         }
-        for _ in &rec.tasks {
-            emu.spawn(&rec.path, "task")?;
+        for &pid in &rec.tasks {
+            map.add(&rec.path, pid, emu.spawn(&rec.path, "task")?);
         }
     }
-    Ok(())
+    Ok(map)
 }

@@ -85,11 +85,20 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
     /// Whether the 3.10 kmem check applied.
     pub kmem_checked: bool,
+    /// The pid map the snapshot's pids went through, when the live tree is a rehearsal made by
+    /// `cgleak emulate --from-snapshot` of that snapshot (see [`crate::demo::pidmap`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_mapped_through: Option<String>,
 }
 
 impl VerifyReport {
     pub fn render_text(&self) -> String {
         let mut s = String::new();
+        if let Some(map) = &self.pids_mapped_through {
+            s.push_str(&format!(
+                "verify: a rehearsal of the snapshot: its pids were mapped to the emulated ones through {map}\n"
+            ));
+        }
         s.push_str(&format!(
             "verify: {} cgroups, {} tasks checked: {} in place, {} exited meanwhile, {} new\n",
             self.cgroups_checked,
@@ -181,41 +190,69 @@ pub fn verify(
     check_kmem: bool,
 ) -> Result<VerifyReport> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-    let mut differences = Vec::new();
     // One scan of the live tree gives every cgroup's settings and tasks (and, on 3.10, whether
     // kmem accounting is active): each file is read once, not once for the snapshot's cgroups
     // and again for the cgroups the snapshot lacks.
     let live_snap = scan::scan_live(fs, &snap.kubepods)?;
+    let check_kmem = check_kmem && kernel.kmem_per_cgroup() == Some(true);
+    let mut differences = Vec::new();
+    let (live_pids, any_live) = check_cgroups(snap, &live_snap, check_kmem, &mut differences);
+    let tasks = check_tasks(fs, snap, &live_pids, &mut differences);
+    if !staging.is_empty() && staging != snap.kubepods && fs.exists(staging) {
+        differences.push(Difference::StagingPresent {
+            cgroup: staging.to_string(),
+        });
+    }
+    Ok(VerifyReport {
+        ok: differences.is_empty(),
+        cgroups_checked: snap.cgroups.len(),
+        tasks_checked: tasks.checked,
+        tasks_in_place: tasks.in_place,
+        exited: tasks.exited,
+        new_tasks: tasks.new,
+        differences,
+        kmem_checked: check_kmem && any_live,
+        pids_mapped_through: None,
+    })
+}
+
+/// Where every task of the live tree is. A pid can be listed in several cgroups: in v1,
+/// cgroup.procs shows the thread-group id of every thread in the cgroup, so a process with a
+/// thread elsewhere is listed in both.
+type LivePids = HashMap<u32, Vec<String>>;
+
+/// Each cgroup of the snapshot against the live tree (present, settings, kmem when
+/// `check_kmem`); returns where every live task is (in the snapshot's cgroups and the others),
+/// and whether any of the snapshot's cgroups is live.
+fn check_cgroups(
+    snap: &Snapshot,
+    live_snap: &Snapshot,
+    check_kmem: bool,
+    differences: &mut Vec<Difference>,
+) -> (LivePids, bool) {
     let live: HashMap<&str, &CgroupRecord> = live_snap
         .cgroups
         .iter()
         .map(|r| (r.path.as_str(), r))
         .collect();
-    // Where every task of the live tree is. A pid can be listed in several cgroups: in v1,
-    // cgroup.procs shows the thread-group id of every thread in the cgroup, so a process with a
-    // thread elsewhere is listed in both.
-    let mut live_pids: HashMap<u32, Vec<String>> = HashMap::new();
-    let mut cgroups_checked = 0;
-    let mut kmem_checked = false;
+    let mut live_pids = LivePids::new();
+    let mut any_live = false;
     for rec in &snap.cgroups {
-        cgroups_checked += 1;
         let Some(got) = live.get(rec.path.as_str()) else {
             differences.push(Difference::MissingCgroup {
                 cgroup: rec.path.clone(),
             });
             continue;
         };
-        compare(&rec.path, &rec.settings, &got.settings, &mut differences);
+        any_live = true;
+        compare(&rec.path, &rec.settings, &got.settings, differences);
         for &pid in &got.tasks {
             live_pids.entry(pid).or_default().push(rec.path.clone());
         }
-        if check_kmem && kernel.kmem_per_cgroup() == Some(true) {
-            kmem_checked = true;
-            if got.kmem_active == Some(true) {
-                differences.push(Difference::KmemActive {
-                    cgroup: rec.path.clone(),
-                });
-            }
+        if check_kmem && got.kmem_active == Some(true) {
+            differences.push(Difference::KmemActive {
+                cgroup: rec.path.clone(),
+            });
         }
     }
     // Cgroups in the live tree that the snapshot lacks may hold tasks too.
@@ -227,22 +264,43 @@ pub fn verify(
             }
         }
     }
-    let mut tasks_checked = 0;
-    let mut in_place = 0;
-    let mut exited = Vec::new();
+    (live_pids, any_live)
+}
+
+/// What became of the snapshot's tasks.
+struct TaskCheck {
+    checked: usize,
+    in_place: usize,
+    exited: Vec<(u32, String)>,
+    new: usize,
+}
+
+/// Every task of the snapshot: in its cgroup, elsewhere (a difference), or exited (not lost).
+fn check_tasks(
+    fs: &dyn Node,
+    snap: &Snapshot,
+    live_pids: &LivePids,
+    differences: &mut Vec<Difference>,
+) -> TaskCheck {
+    let mut t = TaskCheck {
+        checked: 0,
+        in_place: 0,
+        exited: Vec::new(),
+        new: 0,
+    };
     let mut expected_pids = HashSet::new();
     for rec in &snap.cgroups {
         for &pid in &rec.tasks {
-            tasks_checked += 1;
+            t.checked += 1;
             expected_pids.insert(pid);
             match live_pids.get(&pid) {
-                Some(cgs) if cgs.contains(&rec.path) => in_place += 1,
+                Some(cgs) if cgs.contains(&rec.path) => t.in_place += 1,
                 Some(cgs) => differences.push(Difference::Misplaced {
                     pid,
                     expected: rec.path.clone(),
                     actual: Some(cgs.join(", ")),
                 }),
-                None if !fs.pid_alive(pid) => exited.push((pid, rec.path.clone())),
+                None if !fs.pid_alive(pid) => t.exited.push((pid, rec.path.clone())),
                 None => differences.push(Difference::Misplaced {
                     pid,
                     expected: rec.path.clone(),
@@ -251,23 +309,9 @@ pub fn verify(
             }
         }
     }
-    let new_tasks = live_pids
+    t.new = live_pids
         .keys()
         .filter(|p| !expected_pids.contains(p))
         .count();
-    if !staging.is_empty() && staging != snap.kubepods && fs.exists(staging) {
-        differences.push(Difference::StagingPresent {
-            cgroup: staging.to_string(),
-        });
-    }
-    Ok(VerifyReport {
-        ok: differences.is_empty(),
-        cgroups_checked,
-        tasks_checked,
-        tasks_in_place: in_place,
-        exited,
-        new_tasks,
-        differences,
-        kmem_checked,
-    })
+    t
 }

@@ -4,12 +4,15 @@
 //! below this process's own memory cgroup, removed on drop) or `None` when the machine cannot
 //! run the test (not root, no memory v1 hierarchy, own cgroup not writable). Every call is
 //! recorded as `RAN <name>` or `SKIP <name>: <reason>` in the file named by `CGLEAK_REAL_LOG`,
-//! so a CI run can tell how many real-kernel tests actually ran.
+//! so a CI run can tell how many real-kernel tests actually ran. Under `CI=true` on a machine
+//! that could run them, a test that cannot make its sandbox fails instead (see skip.rs).
 #![allow(dead_code)]
 
 mod sandbox;
+mod skip;
 
 pub use sandbox::Sandbox;
+use skip::{decide, Decision, Machine};
 
 use std::io::Write;
 
@@ -34,17 +37,34 @@ fn log_line(line: &str) {
 }
 
 /// A sandbox for the real-kernel test `test_name`, or None (with the reason printed and logged)
-/// when real-kernel tests cannot run here.
+/// when real-kernel tests cannot run here. Panics under CI where they could (see skip.rs).
 pub fn real_kernel(test_name: &str) -> Option<Sandbox> {
-    match Sandbox::new(test_name) {
-        Ok(sb) => {
+    let (root, memcg) = sandbox::machine();
+    let made = match &memcg {
+        Ok(own) if root => Some(Sandbox::create_in(own, test_name)),
+        _ => None,
+    };
+    let machine = Machine {
+        root,
+        memcg: memcg.map(|_| ()),
+    };
+    let setup = match &made {
+        Some(Err(why)) => Err(why.clone()),
+        _ => Ok(()),
+    };
+    match decide(skip::ci(), &machine, setup) {
+        Decision::Run => {
             log_line(&format!("RAN {test_name}"));
-            Some(sb)
+            made.and_then(Result::ok)
         }
-        Err(reason) => {
+        Decision::Skip(reason) => {
             eprintln!("SKIP real-kernel test {test_name}: {reason}");
             log_line(&format!("SKIP {test_name}: {reason}"));
             None
+        }
+        Decision::Fail(reason) => {
+            log_line(&format!("SKIP {test_name}: {reason}"));
+            panic!("real-kernel test {test_name} could not run: {reason}");
         }
     }
 }

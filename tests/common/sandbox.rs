@@ -200,6 +200,45 @@ fn remove_cgroup(dir: &Path) {
     }
 }
 
+/// What this machine offers real-kernel tests: whether we are root, and this process's own
+/// memory cgroup when it is a writable cgroup v1 memory cgroup (why not, otherwise; only probed
+/// as root). Writability is probed with an mkdir and rmdir of a uniquely named cgroup.
+pub fn machine() -> (bool, Result<PathBuf, String>) {
+    if !nix::unistd::geteuid().is_root() {
+        return (false, Err("not probed: not root".into()));
+    }
+    (true, writable_own_memcg())
+}
+
+fn writable_own_memcg() -> Result<PathBuf, String> {
+    let own = cgleak::host::kernel::own_memory_cgroup().ok_or_else(|| {
+        "no memory cgroup v1 hierarchy (no memory line in /proc/self/cgroup or no cgroup \
+         mount with the memory controller)"
+            .to_string()
+    })?;
+    match statfs(&own) {
+        Ok(st) if st.filesystem_type() == CGROUP_SUPER_MAGIC => {}
+        Ok(_) => {
+            return Err(format!(
+                "own memory cgroup {} is not on a cgroup v1 filesystem",
+                own.display()
+            ))
+        }
+        Err(e) => return Err(format!("own memory cgroup {}: {e}", own.display())),
+    }
+    let probe = own.join(unique("cgleak-probe"));
+    std::fs::create_dir(&probe).map_err(|e| {
+        format!(
+            "own memory cgroup {} is not writable (mkdir {}: {e})",
+            own.display(),
+            probe.display()
+        )
+    })?;
+    std::fs::remove_dir(&probe)
+        .map_err(|e| format!("cannot remove probe cgroup {}: {e}", probe.display()))?;
+    Ok(own)
+}
+
 /// A uniquely named cgroup below this process's own memory cgroup, removed on drop.
 pub struct Sandbox {
     path: PathBuf,
@@ -209,37 +248,18 @@ pub struct Sandbox {
 impl Sandbox {
     /// Make a sandbox, or say why real-kernel tests cannot run here.
     pub fn new(tag: &str) -> Result<Sandbox, String> {
-        let euid = nix::unistd::geteuid();
-        if !euid.is_root() {
+        let (root, memcg) = machine();
+        if !root {
             return Err(format!(
-                "not root (euid {euid}): creating memory cgroups needs root"
+                "not root (euid {}): creating memory cgroups needs root",
+                nix::unistd::geteuid()
             ));
         }
-        let own = cgleak::host::kernel::own_memory_cgroup().ok_or_else(|| {
-            "no memory cgroup v1 hierarchy (no memory line in /proc/self/cgroup or no cgroup \
-             mount with the memory controller)"
-                .to_string()
-        })?;
-        match statfs(&own) {
-            Ok(st) if st.filesystem_type() == CGROUP_SUPER_MAGIC => {}
-            Ok(_) => {
-                return Err(format!(
-                    "own memory cgroup {} is not on a cgroup v1 filesystem",
-                    own.display()
-                ))
-            }
-            Err(e) => return Err(format!("own memory cgroup {}: {e}", own.display())),
-        }
-        let probe = own.join(unique("cgleak-probe"));
-        std::fs::create_dir(&probe).map_err(|e| {
-            format!(
-                "own memory cgroup {} is not writable (mkdir {}: {e})",
-                own.display(),
-                probe.display()
-            )
-        })?;
-        std::fs::remove_dir(&probe)
-            .map_err(|e| format!("cannot remove probe cgroup {}: {e}", probe.display()))?;
+        Sandbox::create_in(&memcg?, tag)
+    }
+
+    /// Make a sandbox below `own`, this process's memory cgroup as [`machine`] found it.
+    pub fn create_in(own: &Path, tag: &str) -> Result<Sandbox, String> {
         // Orphans of our children come to us, not to a PID 1 that may never reap them.
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
