@@ -118,10 +118,17 @@ fn npd_exit_codes_and_lines_on_emulated_nodes() {
             vec![
                 // kmem active is the trigger: at-risk before ids can be counted.
                 (&[], 1, "AT-RISK: memcg ids free ?, dying ?, kmem active"),
+                // 1,035 free: short, not yet at the leaking bound; the trigger and 64,423 dying
+                // do not make it leaking on their own.
                 (
                     &["--ids-used", "64500"],
                     1,
-                    "LEAKING: memcg ids free 1035, dying 64423,",
+                    "AT-RISK: memcg ids free 1035, dying 64423,",
+                ),
+                (
+                    &["--ids-used", "64600"],
+                    1,
+                    "LEAKING: memcg ids free 935, dying 64523,",
                 ),
                 // Every id taken: the line stays within 80 bytes (longer numbers: export's
                 // unit tests drop whole fields).
@@ -453,12 +460,16 @@ fn prometheus_on_emulated_nodes() {
     assert_eq!(prom::get(&s, "cgleak_memcg_live"), Some(77.0));
     assert_eq!(prom::get(&s, "cgleak_kubepods_pods"), Some(20.0));
     assert_eq!(prom::get(&s, "cgleak_move_charge_supported"), Some(1.0));
-    // With the systemtap count: leaking, and the numbers are there.
+    // With the systemtap count the numbers are there: 1,035 free is at-risk, 935 leaking.
     let (code, out, _) = n.diagnose(&["--format", "prometheus", "--ids-used", "64500"]);
     assert_eq!(code, 1);
-    let s = check_prometheus(&out, "leaking");
+    let s = check_prometheus(&out, "at-risk");
     assert_eq!(prom::get(&s, "cgleak_memcg_ids_free"), Some(1035.0));
     assert_eq!(prom::get(&s, "cgleak_memcg_dying"), Some(64_423.0));
+    let (code, out, _) = n.diagnose(&["--format", "prometheus", "--ids-used", "64600"]);
+    assert_eq!(code, 1);
+    let s = check_prometheus(&out, "leaking");
+    assert_eq!(prom::get(&s, "cgleak_memcg_ids_free"), Some(935.0));
     // Every id taken.
     let (_, out, _) = n.diagnose(&["--format", "prometheus", "--ids-used", "65535"]);
     let s = check_prometheus(&out, "leaking");
@@ -528,7 +539,7 @@ fn textfile_is_written_through_a_temp_file_and_a_rename() {
             "--textfile",
             &f,
             "--ids-used",
-            "64500",
+            "64600",
         ]);
     });
     let (code, out, err) = result;
@@ -537,7 +548,7 @@ fn textfile_is_written_through_a_temp_file_and_a_rename() {
     assert_eq!(out, "");
     let text = std::fs::read_to_string(&file).unwrap();
     let s = check_prometheus(&text, "leaking");
-    assert_eq!(prom::get(&s, "cgleak_memcg_ids_free"), Some(1035.0));
+    assert_eq!(prom::get(&s, "cgleak_memcg_ids_free"), Some(935.0));
     let meta = std::fs::metadata(&file).unwrap();
     assert_ne!(meta.ino(), old_inode, "the old file was rewritten in place");
     assert_eq!(meta.permissions().mode() & 0o777, 0o644);
@@ -976,12 +987,10 @@ fn daemonset_is_read_only_and_runs_cgleak_with_real_flags() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let stopped = Instant::now();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    assert!(
-        stopped.elapsed() < Duration::from_secs(2),
-        "SIGTERM took {:?}",
-        stopped.elapsed()
-    );
+    // The loop stopped on the signal through its trap (exit 0), not killed by it (a shell
+    // without the trap dies of SIGTERM: no exit code).
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), None, "{status:?}");
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }

@@ -96,6 +96,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
     ));
     let facts = crate::diagnose::gather(
         &emu,
+        &emu,
         &crate::diagnose::DiagnoseOptions {
             kubepods: "kubepods".into(),
             ids_used: Some(ids_used),
@@ -135,6 +136,7 @@ pub fn run(a: &DemoArgs) -> Result<u8> {
         emu.ids_used()
     ));
     let after = crate::diagnose::gather(
+        &emu,
         &emu,
         &crate::diagnose::DiagnoseOptions {
             kubepods: "kubepods".into(),
