@@ -9,69 +9,20 @@
 //! ([`prom::check`]): the crates.io parsers are lenient (they accept samples before TYPE and
 //! duplicate series), and leniency is what this test must not have.
 
+#[path = "support/emulated_node.rs"]
+mod emulated_node;
+
 use assert_cmd::Command;
 use cgleak::cli::{Cli, Command as Cmd, DiagnoseFormat};
 use cgleak::diagnose::export::NPD_MAX_LINE;
 use clap::Parser;
+use emulated_node::{cgleak, Node};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-fn cgleak(args: &[&str]) -> (i32, String, String) {
-    let out = Command::cargo_bin("cgleak")
-        .unwrap()
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).expect("stdout is UTF-8"),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-/// An emulated node made by `cgleak emulate` (what an operator rehearses on), in /dev/shm.
-struct Node {
-    _dir: tempfile::TempDir,
-    root: String,
-}
-
-impl Node {
-    fn new(profile: &str, dying: u64, kmem: bool) -> Node {
-        let dir = cgleak::host::emulated::tempdir().unwrap();
-        let base = dir.path().join("node");
-        let dying = dying.to_string();
-        let mut args = vec![
-            "emulate",
-            base.to_str().unwrap(),
-            "--profile",
-            profile,
-            "--pods",
-            "20",
-            "--dying",
-            &dying,
-        ];
-        if kmem {
-            args.push("--kmem");
-        }
-        let (code, _, err) = cgleak(&args);
-        assert_eq!(code, 0, "{err}");
-        Node {
-            root: base.join("memory").display().to_string(),
-            _dir: dir,
-        }
-    }
-
-    fn diagnose(&self, extra: &[&str]) -> (i32, String, String) {
-        let mut args = vec!["--root", self.root.as_str(), "diagnose"];
-        args.extend_from_slice(extra);
-        cgleak(&args)
-    }
 }
 
 /// One ASCII line of at most NPD_MAX_LINE bytes plus its newline (NPD's message).
@@ -153,7 +104,7 @@ fn npd_exit_codes_and_lines_on_emulated_nodes() {
         ),
     ];
     for (profile, dying, kmem, runs) in nodes {
-        let node = Node::new(profile, dying, kmem);
+        let node = Node::new(profile, 20, dying, kmem);
         for (extra, want, start) in runs {
             let mut args = vec!["--format", "npd"];
             args.extend_from_slice(extra);
@@ -445,7 +396,7 @@ fn check_prometheus(text: &str, want_status: &str) -> Vec<prom::Sample> {
 #[test]
 fn prometheus_on_emulated_nodes() {
     // 3.10 leaking, dying count unknown: at-risk, and no ids/dying series rather than fake ones.
-    let n = Node::new("3.10", 64_000, true);
+    let n = Node::new("3.10", 20, 64_000, true);
     let (code, out, err) = n.diagnose(&["--format", "prometheus"]);
     assert_eq!(code, 1, "{err}");
     let s = check_prometheus(&out, "at-risk");
@@ -477,13 +428,13 @@ fn prometheus_on_emulated_nodes() {
     assert_eq!(prom::get(&s, "cgleak_memcg_ids_free"), Some(0.0));
 
     // 6.1: the kernel counts dying memcgs itself.
-    let n = Node::new("6.1", 0, false);
+    let n = Node::new("6.1", 20, 0, false);
     let (code, out, _) = n.diagnose(&["--format", "prometheus"]);
     assert_eq!(code, 0);
     let s = check_prometheus(&out, "healthy");
     assert_eq!(prom::get(&s, "cgleak_memcg_dying"), Some(0.0));
     assert_eq!(prom::get(&s, "cgleak_kmem_accounting_active"), Some(1.0));
-    let n = Node::new("6.1", 64_000, false);
+    let n = Node::new("6.1", 20, 64_000, false);
     let (code, out, _) = n.diagnose(&["--format", "prometheus"]);
     assert_eq!(code, 1);
     let s = check_prometheus(&out, "at-risk");
@@ -525,7 +476,7 @@ fn watch_dir<F: FnOnce()>(dir: &Path, f: F) -> Vec<(&'static str, String)> {
 #[test]
 fn textfile_is_written_through_a_temp_file_and_a_rename() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let n = Node::new("3.10", 64_000, true);
+    let n = Node::new("3.10", 20, 64_000, true);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cgleak.prom");
     std::fs::write(&file, "old\n").unwrap();
@@ -607,7 +558,7 @@ fn textfile_is_written_through_a_temp_file_and_a_rename() {
 
 #[test]
 fn textfile_refusals_exit_2_and_write_nothing() {
-    let n = Node::new("6.1", 0, false);
+    let n = Node::new("6.1", 20, 0, false);
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no/such/dir/cgleak.prom");
     let m = missing.display().to_string();
@@ -934,7 +885,7 @@ fn daemonset_is_read_only_and_runs_cgleak_with_real_flags() {
 
     // Run the container's loop here (PATH finds this build's cgleak) on an emulated node, with
     // the paths swapped and a 1 s interval: it writes the file, goes on, and ends on SIGTERM.
-    let node = Node::new("3.10", 64_000, true);
+    let node = Node::new("3.10", 20, 64_000, true);
     let out = tempfile::tempdir().unwrap();
     let prom = out.path().join("cgleak.prom");
     let args: Vec<String> = args

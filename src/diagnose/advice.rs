@@ -72,7 +72,14 @@ fn unknown(f: &Facts) -> Vec<String> {
         }
         a.push(STAP_HINT.to_string());
     }
-    if f.is_v2() {
+    if f.is_v2() && f.hierarchy.live.is_none() && f.hierarchy.nr_dying_descendants.is_none() {
+        a.push(
+            "pass --root a cgroup v2 directory whose cgroup.controllers lists memory (usually \
+             /sys/fs/cgroup on a v2 host), or the memory cgroup v1 directory \
+             (/sys/fs/cgroup/memory) where memory is mounted as v1"
+                .to_string(),
+        );
+    } else if f.is_v2() {
         a.push(
             "read nr_dying_descendants from /sys/fs/cgroup/cgroup.stat and count the live \
              cgroups"
@@ -118,7 +125,7 @@ fn legacy_trigger(f: &Facts) -> Vec<String> {
     let need = f
         .kubepods
         .cgroups
-        .map(|n| format!(" {}", repair_ids(n)))
+        .map(|n| format!(" The repair of {} cgroups needs {}.", sep(n), repair_ids(n)))
         .unwrap_or_default();
     a.push(format!(
         "then, in a maintenance window with kubelet stopped, run `cgleak plan` and \
@@ -148,16 +155,17 @@ fn legacy_trigger(f: &Facts) -> Vec<String> {
 /// What a repair of `cgroups` cgroups needs, per strategy, as `cgleak plan` counts it.
 pub fn repair_ids(cgroups: u64) -> String {
     let n = cgroups as usize;
+    let (back, rename) = (
+        ids_needed(n, Strategy::MigrateBack),
+        ids_needed(n, Strategy::Rename),
+    );
     format!(
-        "The repair needs {} free ids with --strategy migrate-back ({} + {} margin) or {} \
-         with --strategy rename ({} + {} margin), for {} cgroups.",
-        sep(ids_needed(n, Strategy::MigrateBack) + ID_SAFETY_MARGIN),
-        sep(ids_needed(n, Strategy::MigrateBack)),
-        ID_SAFETY_MARGIN,
-        sep(ids_needed(n, Strategy::Rename) + ID_SAFETY_MARGIN),
-        sep(ids_needed(n, Strategy::Rename)),
-        ID_SAFETY_MARGIN,
-        sep(cgroups)
+        "{} free ids with --strategy migrate-back ({} + {ID_SAFETY_MARGIN} margin), {} with \
+         --strategy rename ({} + {ID_SAFETY_MARGIN} margin)",
+        sep(back + ID_SAFETY_MARGIN),
+        sep(back),
+        sep(rename + ID_SAFETY_MARGIN),
+        sep(rename),
     )
 }
 

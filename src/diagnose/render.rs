@@ -80,9 +80,15 @@ pub fn render_text(f: &Facts) -> String {
         None => "not checked".to_string(),
     };
     row(&mut o, "running", &kl);
-    if !f.errors.is_empty() {
+    // A note the verdict already gives as a reason is not said twice.
+    let notes: Vec<&String> = f
+        .errors
+        .iter()
+        .filter(|e| !f.verdict.reasons.contains(e))
+        .collect();
+    if !notes.is_empty() {
         o.push_str("\nNotes\n");
-        for e in &f.errors {
+        for e in notes {
             wrap(&mut o, "  - ", "    ", e);
         }
     }

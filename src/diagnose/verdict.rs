@@ -293,7 +293,10 @@ fn legacy_kmem_reason(f: &Facts, reasons: &mut Vec<String>) -> bool {
 fn v2_signals(f: &Facts, t: &Thresholds, reasons: &mut Vec<String>) -> (FreeIds, bool) {
     let h = &f.hierarchy;
     let Some(nd) = h.nr_dying_descendants else {
-        reasons.push("nr_dying_descendants unknown on this cgroup v2 host".to_string());
+        // What could not be read (or holds no memcg) is the reason, when there is one.
+        if f.errors.is_empty() {
+            reasons.push("nr_dying_descendants unknown on this cgroup v2 host".to_string());
+        }
         reasons.extend(f.errors.iter().cloned());
         return (FreeIds::Unknown, false);
     };
