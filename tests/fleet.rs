@@ -219,105 +219,127 @@ mod prom {
     /// A parsed sample: metric name, labels, value.
     pub type Sample = (String, BTreeMap<String, String>, f64);
 
+    /// The state of a strict read: the families seen, the open one, the samples.
+    #[derive(Default)]
+    struct Checker {
+        samples: Vec<Sample>,
+        seen_series: BTreeSet<String>,
+        done_families: BTreeSet<String>,
+        helped: BTreeSet<String>,
+        current: Option<String>,
+        typed: bool,
+        count_in_family: usize,
+    }
+
+    impl Checker {
+        /// The open family must have a sample before another opens or the text ends.
+        fn close(&self) -> Result<(), String> {
+            match &self.current {
+                Some(c) if self.count_in_family == 0 => Err(format!("family {c} has no sample")),
+                _ => Ok(()),
+            }
+        }
+
+        fn help(&mut self, rest: &str) -> Result<(), String> {
+            let (name, help) = rest.split_once(' ').ok_or("no help text")?;
+            if !metric_name_ok(name) {
+                return Err("bad metric name".into());
+            }
+            if help.trim().is_empty() {
+                return Err("empty help".into());
+            }
+            let mut it = help.chars();
+            while let Some(c) = it.next() {
+                if c == '\\' && !matches!(it.next(), Some('\\' | 'n')) {
+                    return Err("bad escape in help".into());
+                }
+            }
+            // HELP opens a family: the previous one is finished for good.
+            if self.current.as_deref() != Some(name) {
+                self.close()?;
+                if let Some(c) = self.current.take() {
+                    self.done_families.insert(c);
+                }
+                if self.done_families.contains(name) {
+                    return Err(format!("family {name} resumed"));
+                }
+                self.current = Some(name.to_string());
+                self.typed = false;
+                self.count_in_family = 0;
+            }
+            if !self.helped.insert(name.to_string()) {
+                return Err("second HELP".into());
+            }
+            Ok(())
+        }
+
+        fn type_line(&mut self, rest: &str) -> Result<(), String> {
+            let (name, kind) = rest.split_once(' ').ok_or("no type")?;
+            if self.current.as_deref() != Some(name) {
+                return Err("TYPE without HELP before it".into());
+            }
+            if self.typed || self.count_in_family > 0 {
+                return Err("TYPE twice or after samples".into());
+            }
+            if kind != "gauge" {
+                return Err(format!("type {kind}, want gauge"));
+            }
+            self.typed = true;
+            Ok(())
+        }
+
+        fn sample(&mut self, line: &str) -> Result<(), String> {
+            let name_end = line.find(['{', ' ']).ok_or("no value")?;
+            let name = &line[..name_end];
+            if self.current.as_deref() != Some(name) || !self.typed {
+                return Err("sample without HELP and TYPE of its family".into());
+            }
+            let (labels, rest) = if line[name_end..].starts_with('{') {
+                labels(&line[name_end..])?
+            } else {
+                (BTreeMap::new(), &line[name_end..])
+            };
+            let value = rest.strip_prefix(' ').ok_or("no space before the value")?;
+            // A timestamp would be a second field: the textfile collector refuses those.
+            if !value_ok(value) {
+                return Err(format!("bad value {value:?}"));
+            }
+            if !self.seen_series.insert(format!("{name}{labels:?}")) {
+                return Err("duplicate series".into());
+            }
+            self.count_in_family += 1;
+            let v = if value == "+Inf" {
+                f64::INFINITY
+            } else {
+                value.parse().unwrap()
+            };
+            self.samples.push((name.to_string(), labels, v));
+            Ok(())
+        }
+    }
+
     /// Check `text` strictly; the samples in order.
     pub fn check(text: &str) -> Result<Vec<Sample>, String> {
         if !text.ends_with('\n') {
             return Err("does not end with a newline".into());
         }
-        let mut samples = Vec::new();
-        let mut seen_series = BTreeSet::new();
-        let mut done_families = BTreeSet::new();
-        let mut helped = BTreeSet::new();
-        let mut current: Option<String> = None;
-        let mut typed = false;
-        let mut count_in_family = 0;
-        let close = |cur: &Option<String>, n: usize| match cur {
-            Some(c) if n == 0 => Err(format!("family {c} has no sample")),
-            _ => Ok(()),
-        };
+        let mut c = Checker::default();
         for (no, line) in text.lines().enumerate() {
-            let at = |e: String| format!("line {}: {e}: {line:?}", no + 1);
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let (name, help) = rest
-                    .split_once(' ')
-                    .ok_or_else(|| at("no help text".into()))?;
-                if !metric_name_ok(name) {
-                    return Err(at("bad metric name".into()));
-                }
-                if help.trim().is_empty() {
-                    return Err(at("empty help".into()));
-                }
-                let mut it = help.chars();
-                while let Some(c) = it.next() {
-                    if c == '\\' && !matches!(it.next(), Some('\\' | 'n')) {
-                        return Err(at("bad escape in help".into()));
-                    }
-                }
-                // HELP opens a family: the previous one is finished for good.
-                if current.as_deref() != Some(name) {
-                    close(&current, count_in_family).map_err(at)?;
-                    if let Some(c) = current.take() {
-                        done_families.insert(c);
-                    }
-                    if done_families.contains(name) {
-                        return Err(at(format!("family {name} resumed")));
-                    }
-                    current = Some(name.to_string());
-                    typed = false;
-                    count_in_family = 0;
-                }
-                if !helped.insert(name.to_string()) {
-                    return Err(at("second HELP".into()));
-                }
+            let r = if let Some(rest) = line.strip_prefix("# HELP ") {
+                c.help(rest)
             } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').ok_or_else(|| at("no type".into()))?;
-                if current.as_deref() != Some(name) {
-                    return Err(at("TYPE without HELP before it".into()));
-                }
-                if typed || count_in_family > 0 {
-                    return Err(at("TYPE twice or after samples".into()));
-                }
-                if kind != "gauge" {
-                    return Err(at(format!("type {kind}, want gauge")));
-                }
-                typed = true;
+                c.type_line(rest)
             } else if line.starts_with('#') {
-                return Err(at("comment line".into()));
+                Err("comment line".into())
             } else if line.is_empty() {
-                return Err(at("empty line".into()));
+                Err("empty line".into())
             } else {
-                let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value".into()))?;
-                let name = &line[..name_end];
-                if current.as_deref() != Some(name) || !typed {
-                    return Err(at("sample without HELP and TYPE of its family".into()));
-                }
-                let (labels, rest) = if line[name_end..].starts_with('{') {
-                    labels(&line[name_end..]).map_err(at)?
-                } else {
-                    (BTreeMap::new(), &line[name_end..])
-                };
-                let value = rest
-                    .strip_prefix(' ')
-                    .ok_or_else(|| at("no space before the value".into()))?;
-                // A timestamp would be a second field: the textfile collector refuses those.
-                if !value_ok(value) {
-                    return Err(at(format!("bad value {value:?}")));
-                }
-                let key = format!("{name}{labels:?}");
-                if !seen_series.insert(key) {
-                    return Err(at("duplicate series".into()));
-                }
-                count_in_family += 1;
-                let v = if value == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    value.parse().unwrap()
-                };
-                samples.push((name.to_string(), labels, v));
-            }
+                c.sample(line)
+            };
+            r.map_err(|e| format!("line {}: {e}: {line:?}", no + 1))?;
         }
-        close(&current, count_in_family)?;
-        Ok(samples)
+        c.close()?;
+        Ok(c.samples)
     }
 
     /// The value of the unlabelled sample `name`, if present.
@@ -737,58 +759,63 @@ fn npd_config_passes_npd_validation() {
     let rules = c["rules"].as_array().unwrap();
     assert!(!rules.is_empty());
     for rule in rules {
-        only_keys(
-            rule,
-            &[
-                "type",
-                "condition",
-                "reason",
-                "path",
-                "args",
-                "timeout",
-                "invoke_interval",
-            ],
-            "rule",
-        );
-        // Validate(): rule timeout <= global timeout.
-        let t = go_duration(rule["timeout"].as_str().unwrap());
-        assert!(
-            t <= global_timeout,
-            "rule timeout {t:?} > global {global_timeout:?}"
-        );
-        // Validate(): a permanent rule's condition has a default in "conditions".
-        assert_eq!(rule["type"], "permanent");
-        let cond = rule["condition"].as_str().unwrap();
-        assert!(
-            conditions.iter().any(|c| c["type"] == cond),
-            "condition {cond} not declared"
-        );
-        // The reason while the problem lasts must differ from the default one, or the node
-        // condition would read the same healthy or not.
-        let default = conditions.iter().find(|c| c["type"] == cond).unwrap();
-        assert_ne!(rule["reason"], default["reason"]);
-        // Validate() stats the path on the node; here: an absolute path to the cgleak binary.
-        let p = Path::new(rule["path"].as_str().unwrap());
-        assert!(
-            p.is_absolute() && p.file_name().unwrap() == "cgleak",
-            "{p:?}"
-        );
-        // The args are cgleak's real flags (a renamed flag breaks this) and ask for npd.
-        let args: Vec<&str> = rule["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let cli = Cli::try_parse_from(std::iter::once("cgleak").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        match cli.command {
-            Cmd::Diagnose(d) => {
-                assert_eq!(d.format, DiagnoseFormat::Npd);
-                assert!(d.textfile.is_none());
-            }
-            other => panic!("rule runs {other:?}"),
+        check_rule(rule, conditions, global_timeout);
+    }
+}
+
+/// One rule of the NPD config: Validate()'s rules, and cgleak's real flags asking for npd.
+fn check_rule(rule: &Value, conditions: &[Value], global_timeout: Duration) {
+    only_keys(
+        rule,
+        &[
+            "type",
+            "condition",
+            "reason",
+            "path",
+            "args",
+            "timeout",
+            "invoke_interval",
+        ],
+        "rule",
+    );
+    // Validate(): rule timeout <= global timeout.
+    let t = go_duration(rule["timeout"].as_str().unwrap());
+    assert!(
+        t <= global_timeout,
+        "rule timeout {t:?} > global {global_timeout:?}"
+    );
+    // Validate(): a permanent rule's condition has a default in "conditions".
+    assert_eq!(rule["type"], "permanent");
+    let cond = rule["condition"].as_str().unwrap();
+    assert!(
+        conditions.iter().any(|c| c["type"] == cond),
+        "condition {cond} not declared"
+    );
+    // The reason while the problem lasts must differ from the default one, or the node
+    // condition would read the same healthy or not.
+    let default = conditions.iter().find(|c| c["type"] == cond).unwrap();
+    assert_ne!(rule["reason"], default["reason"]);
+    // Validate() stats the path on the node; here: an absolute path to the cgleak binary.
+    let p = Path::new(rule["path"].as_str().unwrap());
+    assert!(
+        p.is_absolute() && p.file_name().unwrap() == "cgleak",
+        "{p:?}"
+    );
+    // The args are cgleak's real flags (a renamed flag breaks this) and ask for npd.
+    let args: Vec<&str> = rule["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let cli = Cli::try_parse_from(std::iter::once("cgleak").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    match cli.command {
+        Cmd::Diagnose(d) => {
+            assert_eq!(d.format, DiagnoseFormat::Npd);
+            assert!(d.textfile.is_none());
         }
+        other => panic!("rule runs {other:?}"),
     }
 }
 
@@ -838,23 +865,7 @@ fn daemonset_is_read_only_and_runs_cgleak_with_real_flags() {
     );
 
     // Volumes: hostPath only, the memory hierarchy read-only, the textfile dir writable.
-    let host_path = |name: &str| -> String {
-        spec["volumes"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"].as_str() == Some(name))
-            .unwrap_or_else(|| panic!("volume {name}"))["hostPath"]["path"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let mut mounts = std::collections::BTreeMap::new();
-    for m in c["volumeMounts"].as_vec().unwrap() {
-        let host = host_path(m["name"].as_str().unwrap());
-        let ro = m["readOnly"].as_bool().unwrap_or(false);
-        mounts.insert(m["mountPath"].as_str().unwrap().to_string(), (host, ro));
-    }
+    let mounts = mounts_of(spec, c);
 
     // The args, through cgleak's real clap definition.
     let args = strs(&c["args"]);
@@ -883,15 +894,45 @@ fn daemonset_is_read_only_and_runs_cgleak_with_real_flags() {
         assert!(*ro || *path == tdir, "{path} writable");
     }
 
-    // Run the container's loop here (PATH finds this build's cgleak) on an emulated node, with
-    // the paths swapped and a 1 s interval: it writes the file, goes on, and ends on SIGTERM.
+    run_the_loop(&strs(&c["command"]), &args, &root, &textfile);
+}
+
+/// The DaemonSet's mounts: mount path -> (host path, read-only).
+fn mounts_of(
+    spec: &yaml_rust2::Yaml,
+    c: &yaml_rust2::Yaml,
+) -> std::collections::BTreeMap<String, (String, bool)> {
+    let host_path = |name: &str| -> String {
+        spec["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("volume {name}"))["hostPath"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut mounts = std::collections::BTreeMap::new();
+    for m in c["volumeMounts"].as_vec().unwrap() {
+        let host = host_path(m["name"].as_str().unwrap());
+        let ro = m["readOnly"].as_bool().unwrap_or(false);
+        mounts.insert(m["mountPath"].as_str().unwrap().to_string(), (host, ro));
+    }
+
+    mounts
+}
+
+/// Run the container's loop here (PATH finds this build's cgleak) on an emulated node, with
+/// the paths swapped and a 1 s interval: it writes the file, goes on, and ends on SIGTERM.
+fn run_the_loop(command: &[String], args: &[String], root: &str, textfile: &Path) {
     let node = Node::new("3.10", 20, 64_000, true);
     let out = tempfile::tempdir().unwrap();
     let prom = out.path().join("cgleak.prom");
     let args: Vec<String> = args
         .iter()
         .map(|a| {
-            if *a == root {
+            if a == root {
                 node.root.clone()
             } else if Path::new(a) == textfile {
                 prom.display().to_string()
@@ -900,7 +941,6 @@ fn daemonset_is_read_only_and_runs_cgleak_with_real_flags() {
             }
         })
         .collect();
-    let command = strs(&c["command"]);
     let bin_dir = assert_cmd::cargo::cargo_bin("cgleak")
         .parent()
         .unwrap()
