@@ -4,7 +4,6 @@
 use super::{open_node, out, resolve_ids_used};
 use crate::cli::{DiagnoseArgs, DiagnoseFormat, Global};
 use crate::error::{Error, Result};
-use std::path::Path;
 
 /// `cgleak diagnose` in every format. The machine formats (npd, prometheus) turn any error into
 /// exit 2 ("could not tell"): their readers take exit 1 for "problem found", which some errors
@@ -55,41 +54,27 @@ pub(super) fn run(g: &Global, a: &DiagnoseArgs) -> Result<u8> {
 }
 
 /// Everything diagnose found: from the v1 memory hierarchy at --root, or, when --root is on the
-/// unified hierarchy, the cgroup v2 report.
+/// unified hierarchy, the cgroup v2 report (read from --root, the machine's own host facts).
 pub(super) fn diagnose_facts(g: &Global, a: &DiagnoseArgs) -> Result<crate::diagnose::Facts> {
     let fs = match open_node(&g.root) {
         Ok(fs) => fs,
         Err(Error::BadRoot {
             reason: crate::error::BadRoot::CgroupV2,
             ..
-        }) => return Ok(diagnose_v2(&g.root)),
+        }) => {
+            let host = crate::host::kernel::KernelHost;
+            return Ok(crate::diagnose::gather_v2(&g.root, &host, true));
+        }
         Err(e) => return Err(e),
     };
+    let node = fs.as_ref();
     crate::diagnose::gather(
-        fs.as_ref(),
+        node,
+        node,
         &crate::diagnose::DiagnoseOptions {
             kubepods: g.kubepods.clone(),
             ids_used: resolve_ids_used(a.ids_used, "diagnose")?,
             check_kubelet: true,
         },
     )
-}
-
-/// diagnose on a cgroup v2 host: there is no v1 memory hierarchy; report the unified
-/// hierarchy's dying descendants (cgroup.stat nr_dying_descendants).
-pub(super) fn diagnose_v2(root: &Path) -> crate::diagnose::Facts {
-    use crate::host::kernel;
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let kubelets = kernel::find_processes_in_proc("kubelet");
-    let inputs = crate::diagnose::V2Inputs {
-        root: root.to_path_buf(),
-        release: nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().to_string())
-            .unwrap_or_default(),
-        cmdline: read("/proc/cmdline"),
-        live: kernel::count_cgroup_dirs(root).ok(),
-        nr_dying_descendants: kernel::v2_dying_descendants(root).ok().flatten(),
-        kubelet_pids: kubelets.ok(),
-    };
-    crate::diagnose::gather_v2(&inputs)
 }

@@ -8,15 +8,18 @@ use crate::reclaim::{self, ReclaimOptions};
 
 pub(super) fn run(g: &Global, a: &ReclaimArgs) -> Result<u8> {
     let fs = open_node(&g.root)?;
+    let node = fs.as_ref();
     let opts = ReclaimOptions {
         dry_run: a.dry_run,
         swap_cycle: a.swap_cycle,
     };
+    // Refusals (3.10, not root, a swap cycle that does not fit) come before the question.
+    reclaim::preflight(node, &opts)?;
     if !a.dry_run && !consent(a)? {
         eprintln!("Nothing was changed.");
         return Ok(2);
     }
-    let r = reclaim::reclaim(fs.as_ref(), &opts, std::time::Duration::from_secs(60))?;
+    let r = reclaim::reclaim(node, node, &opts, std::time::Duration::from_secs(60))?;
     match a.format {
         Format::Json => out(&json(&r)),
         Format::Text => out(&r.render_text()),

@@ -100,6 +100,7 @@ fn show_diagnose(emu: &EmulatedFs) -> Result<crate::diagnose::Facts> {
     ));
     let facts = crate::diagnose::gather(
         emu,
+        emu,
         &crate::diagnose::DiagnoseOptions {
             kubepods: "kubepods".into(),
             ids_used: Some(ids_used),

@@ -187,9 +187,17 @@ const STATUSES: [Status; 4] = [
 /// The Prometheus text exposition (format 0.0.4) of a diagnosis taken at `now`. Every family is
 /// a gauge; families whose value is unknown are left out (see the module doc).
 pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
-    let h = &f.hierarchy;
-    let k = &f.kubepods;
     let mut m = Families::default();
+    ids_families(&mut m, f);
+    pods_families(&mut m, f);
+    node_families(&mut m, f);
+    info_families(&mut m, f, now);
+    m.render()
+}
+
+/// The memcg id and dying counts.
+fn ids_families(m: &mut Families, f: &Facts) {
+    let h = &f.hierarchy;
     m.gauge(
         "cgleak_memcg_ids_free",
         "Memory cgroup ids free (cgleak_memcg_id_limit minus live and dying memcgs); mkdir fails with ENOSPC at 0. \
@@ -203,7 +211,7 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
     );
     m.gauge(
         "cgleak_memcg_id_limit",
-        "Memory cgroup ids that can exist at once: 65535, or 65534 on kernels 4.4-5.18.",
+        "Memory cgroup ids that can exist at once on this kernel (MEM_CGROUP_ID_MAX, less one on some kernels: docs/kernel-facts.md).",
         Some(h.id_limit),
     );
     m.gauge(
@@ -227,6 +235,11 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
         "cgroup v2 only: nr_dying_descendants of the root cgroup.",
         h.nr_dying_descendants,
     );
+}
+
+/// kmem accounting and the pods tree.
+fn pods_families(m: &mut Families, f: &Facts) {
+    let k = &f.kubepods;
     m.flag(
         "cgleak_kmem_accounting_active",
         "1 when kernel-memory accounting is active under the pods cgroup (on 3.10 it makes every \
@@ -264,6 +277,10 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
         "Processes (cgroup.procs entries) in the pods tree.",
         k.tasks,
     );
+}
+
+/// What the kernel and the node run.
+fn node_families(m: &mut Families, f: &Facts) {
     m.flag(
         "cgleak_move_charge_supported",
         "1 when the kernel can move charges between memory cgroups (memory.move_charge_at_immigrate; gone in 6.13).",
@@ -279,6 +296,10 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
         "1 when a kubelet process runs on the node (a repair needs it stopped). Absent when processes could not be listed.",
         f.kubelet.running,
     );
+}
+
+/// The verdict, errors, kernel and build, and the time of the run.
+fn info_families(m: &mut Families, f: &Facts, now: SystemTime) {
     m.labelled(
         "cgleak_verdict",
         "The verdict of cgleak diagnose: 1 for the current status, 0 for the others.",
@@ -329,7 +350,6 @@ pub fn render_prometheus(f: &Facts, now: SystemTime) -> String {
         "When this diagnosis ran, in seconds since the epoch: alert when it gets old (the loop stopped).",
         vec![(String::new(), format!("{secs:.3}"))],
     );
-    m.render()
 }
 
 /// Check `--textfile PATH` before diagnosing: its directory must exist (cgleak does not create
@@ -373,19 +393,19 @@ pub fn write_textfile(path: &Path, data: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::{gather_v2, V2Inputs};
+    use crate::diagnose::{facts_v2, KernelFacts, KubeletFacts, V2Inputs};
     use std::time::Duration;
 
     /// Facts of a cgroup v2 host (built without a filesystem), turned into a v1-looking report
     /// by the tests that need one.
     fn facts() -> Facts {
-        gather_v2(&V2Inputs {
+        facts_v2(&V2Inputs {
             root: "/sys/fs/cgroup".into(),
-            release: "5.10.0-30-cloud-amd64".into(),
-            cmdline: String::new(),
+            kernel: KernelFacts::from_release("5.10.0-30-cloud-amd64", false),
             live: Some(120),
             nr_dying_descendants: Some(40),
-            kubelet_pids: Some(vec![]),
+            kubelet: KubeletFacts::from_pids(Some(vec![])),
+            errors: vec![],
         })
     }
 

@@ -1,0 +1,337 @@
+//! Reading a cgroup v1 node into [`Facts`]: read-only (a diagnosis must be safe on a node that is
+//! already failing: it never writes a file and never creates a cgroup).
+//!
+//! It takes the two halves of the boundary it reads: the memory hierarchy (the pods tree, the
+//! live memcgs) and the host (kernel release, command line, /proc/cgroups, kubelet). What cannot
+//! be read becomes null and a line in `errors`, never a guess.
+
+use super::facts::{Facts, HierarchyFacts, IdsSource, KernelFacts, KubeletFacts, KubepodsFacts};
+use crate::error::{Error, Result};
+use crate::host::{self, CgroupMode, Hierarchy, Host};
+use crate::model::kernel::{cmdline_nokmem, Era};
+use crate::model::{is_unlimited, Kind, Snapshot};
+use crate::scan;
+use std::path::{Path, PathBuf};
+
+/// What to diagnose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagnoseOptions {
+    /// Name of the pods cgroup directly below `--root` (`kubepods`).
+    pub kubepods: String,
+    /// Memcg ids in use (live and dying), counted with the systemtap probe
+    /// (scripts/memcg-ids.stp): on 3.10 the kernel shows no other way to count dying memcgs.
+    pub ids_used: Option<u64>,
+    /// Look for a running kubelet (a repair needs it stopped).
+    pub check_kubelet: bool,
+}
+
+impl Default for DiagnoseOptions {
+    fn default() -> Self {
+        DiagnoseOptions {
+            kubepods: "kubepods".to_string(),
+            ids_used: None,
+            check_kubelet: true,
+        }
+    }
+}
+
+/// The ids part of the hierarchy facts (docs/kernel-facts.md, "Counting dying memcgs"): on
+/// kernels that count dying memcgs in /proc/cgroups, ids used = num_cgroups and dying =
+/// num_cgroups - live; on 3.10 num_cgroups is live only, so the count must come from
+/// `--ids-used` (systemtap). Returns (dying, ids_used, ids_free, source, notes).
+pub fn compute_ids(
+    counts_dying: Option<bool>,
+    id_limit: u64,
+    live: Option<u64>,
+    counted: Option<u64>,
+    ids_used_opt: Option<u64>,
+) -> (
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    IdsSource,
+    Vec<String>,
+) {
+    let (c, notes) = crate::ids::compute_with(counts_dying, id_limit, live, counted, ids_used_opt);
+    (c.dying, c.ids_used, c.ids_free, c.ids_source, notes)
+}
+
+/// The hierarchy facts of a v1 node from its counts (live, /proc/cgroups' count, `--ids-used`),
+/// with the notes the id count makes. The id limit is the kernel's
+/// ([`crate::model::kernel::KernelInfo::memcg_id_limit`]).
+pub fn hierarchy_facts(
+    mount: String,
+    root: String,
+    kernel: &KernelFacts,
+    (live, counted, ids_used): (Option<u64>, Option<u64>, Option<u64>),
+) -> (HierarchyFacts, Vec<String>) {
+    let id_limit = kernel.info().memcg_id_limit();
+    let (dying, ids_used, ids_free, ids_source, notes) =
+        compute_ids(kernel.counts_dying, id_limit, live, counted, ids_used);
+    let facts = HierarchyFacts {
+        mount,
+        root,
+        live,
+        counted,
+        dying,
+        id_limit,
+        ids_used,
+        ids_free,
+        ids_source,
+        nr_dying_descendants: None,
+    };
+    (facts, notes)
+}
+
+/// 3.10: kmem state per cgroup, as scan found it (slabinfo readable = active): (active under the
+/// pods cgroup, cgroups with it active).
+fn legacy_kmem(snap: &Snapshot) -> (Option<bool>, Option<u64>) {
+    let known: Vec<bool> = snap.cgroups.iter().filter_map(|c| c.kmem_active).collect();
+    let active = known.iter().filter(|&&a| a).count() as u64;
+    let any_unknown = known.len() < snap.cgroups.len();
+    let state = if active > 0 {
+        Some(true)
+    } else if !any_unknown && !known.is_empty() {
+        Some(false)
+    } else {
+        None
+    };
+    (state, if known.is_empty() { None } else { Some(active) })
+}
+
+/// Facts about the pods cgroup from its snapshot. `kernel` decides what kmem_active means.
+pub fn kubepods_facts(snap: &Snapshot, found: bool, kernel: &KernelFacts) -> KubepodsFacts {
+    if !found {
+        return KubepodsFacts::missing(&snap.kubepods);
+    }
+    let count = |k: Kind| Some(snap.count_kind(k) as u64);
+    let kmem_limits_set = snap
+        .cgroups
+        .iter()
+        .filter(|c| c.kmem_limit_in_bytes.is_some_and(|v| !is_unlimited(v)))
+        .count() as u64;
+    // docs/kernel-facts.md, "The 3.10 kmem trigger": only 3.10 answers per cgroup; from 3.16
+    // every v1 memcg accounts kmem unless the boot parameter turned it off.
+    let (kmem_active, kmem_active_cgroups) = match kernel.era {
+        Some(Era::Legacy) => legacy_kmem(snap),
+        Some(_) => (Some(!kernel.nokmem), None),
+        None => (None, None),
+    };
+    KubepodsFacts {
+        found: true,
+        name: snap.kubepods.clone(),
+        layout: Some(snap.layout),
+        cgroups: Some(snap.cgroups.len() as u64),
+        qos: count(Kind::Qos),
+        pods: count(Kind::Pod),
+        containers: count(Kind::Container),
+        other: count(Kind::Other),
+        tasks: Some(snap.task_count() as u64),
+        kmem_active,
+        kmem_active_cgroups,
+        kmem_limits_set: Some(kmem_limits_set),
+    }
+}
+
+/// A bad `--kubepods` name: a usage error (exit 2), nothing read.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::Usage(format!(
+            "--kubepods {name:?}: give the name of a cgroup directly below --root"
+        )));
+    }
+    Ok(())
+}
+
+/// The kernel release and command line, as the host tells them.
+pub(crate) fn kernel_facts(host: &dyn Host, errors: &mut Vec<String>) -> KernelFacts {
+    let release = host.kernel_release().unwrap_or_else(|e| {
+        errors.push(format!("kernel release: {e}"));
+        String::new()
+    });
+    let nokmem = match host.kernel_cmdline() {
+        Ok(c) => cmdline_nokmem(&c),
+        Err(e) => {
+            errors.push(format!("kernel command line: {e}"));
+            false
+        }
+    };
+    KernelFacts::from_release(release.trim(), nokmem)
+}
+
+/// The kubelet's pids, when asked for and listable.
+pub(crate) fn kubelet_facts(
+    host: &dyn Host,
+    check: bool,
+    errors: &mut Vec<String>,
+) -> KubeletFacts {
+    if !check {
+        return KubeletFacts::from_pids(None);
+    }
+    let pids = host
+        .find_processes("kubelet")
+        .map_err(|e| errors.push(format!("process list: {e}")))
+        .ok();
+    KubeletFacts::from_pids(pids)
+}
+
+/// num_cgroups of the memory row of /proc/cgroups.
+fn counted(host: &dyn Host, errors: &mut Vec<String>) -> Option<u64> {
+    match host.proc_cgroups() {
+        Ok(s) => {
+            let row = host::parse_proc_cgroups_memory(&s);
+            if row.is_none() {
+                errors.push("/proc/cgroups: no memory row".to_string());
+            }
+            row.map(|(_, n, _)| n)
+        }
+        Err(e) => {
+            errors.push(format!("/proc/cgroups: {e}"));
+            None
+        }
+    }
+}
+
+/// Read everything a diagnosis of a v1 node needs. Read-only. Unreadable facts become null and
+/// a line in `errors`; only a bad `--kubepods` name is an error.
+pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Result<Facts> {
+    let name = opts.kubepods.as_str();
+    check_name(name)?;
+    let mut errors = Vec::new();
+    let kernel = kernel_facts(host, &mut errors);
+    let cgroup_mode = host
+        .cgroup_mode()
+        .map_err(|e| errors.push(format!("cgroup mode: {e}")))
+        .ok();
+    let live = h
+        .hierarchy_live()
+        .map_err(|e| errors.push(format!("live cgroups of the hierarchy: {e}")))
+        .ok();
+    let counted = counted(host, &mut errors);
+    let node = Joined { h, host };
+    let pods = scan::locate(&node, name).0;
+    let found = h.exists(&pods);
+    let kubepods = match scan::scan(&node, name) {
+        Ok(snap) => kubepods_facts(&snap, found, &kernel),
+        Err(e) => {
+            errors.push(format!("scan of the pods cgroup: {e}"));
+            KubepodsFacts::unreadable(&pods, found)
+        }
+    };
+    let kubelet = kubelet_facts(host, opts.check_kubelet, &mut errors);
+    let (hierarchy, notes) = hierarchy_facts(
+        h.hierarchy_mount().display().to_string(),
+        h.root().display().to_string(),
+        &kernel,
+        (live, counted, opts.ids_used),
+    );
+    errors.extend(notes);
+    Ok(Facts::judged(
+        kernel,
+        cgroup_mode,
+        hierarchy,
+        kubepods,
+        kubelet,
+        errors,
+    ))
+}
+
+/// The two halves seen as one node, for [`scan`] (which reads the release with the tree). Every
+/// call goes to the half that owns it; nothing is added.
+struct Joined<'a> {
+    h: &'a dyn Hierarchy,
+    host: &'a dyn Host,
+}
+
+impl Hierarchy for Joined<'_> {
+    fn root(&self) -> &Path {
+        self.h.root()
+    }
+    fn describe(&self) -> String {
+        self.h.describe()
+    }
+    fn is_emulated(&self) -> bool {
+        self.h.is_emulated()
+    }
+    fn exists(&self, cg: &str) -> bool {
+        self.h.exists(cg)
+    }
+    fn children(&self, cg: &str) -> Result<Vec<String>> {
+        self.h.children(cg)
+    }
+    fn has_file(&self, cg: &str, file: &str) -> bool {
+        self.h.has_file(cg, file)
+    }
+    fn read(&self, cg: &str, file: &str) -> Result<String> {
+        self.h.read(cg, file)
+    }
+    fn read_many(&self, cg: &str, files: &[&str]) -> Vec<Result<String>> {
+        self.h.read_many(cg, files)
+    }
+    fn write(&self, cg: &str, file: &str, value: &str) -> Result<()> {
+        self.h.write(cg, file, value)
+    }
+    fn mkdir(&self, cg: &str) -> Result<()> {
+        self.h.mkdir(cg)
+    }
+    fn rmdir(&self, cg: &str) -> Result<()> {
+        self.h.rmdir(cg)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.h.rename(from, to)
+    }
+    fn hierarchy_mount(&self) -> PathBuf {
+        self.h.hierarchy_mount()
+    }
+    fn hierarchy_live(&self) -> Result<u64> {
+        self.h.hierarchy_live()
+    }
+    fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
+        self.h.hierarchy_live_except(cg)
+    }
+    fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
+        self.h.force_empty(cg, budget)
+    }
+}
+
+impl Host for Joined<'_> {
+    fn kernel_release(&self) -> Result<String> {
+        self.host.kernel_release()
+    }
+    fn proc_cgroups(&self) -> Result<String> {
+        self.host.proc_cgroups()
+    }
+    fn kernel_cmdline(&self) -> Result<String> {
+        self.host.kernel_cmdline()
+    }
+    fn boot_id(&self) -> Result<String> {
+        self.host.boot_id()
+    }
+    fn cgroup_mode(&self) -> Result<CgroupMode> {
+        self.host.cgroup_mode()
+    }
+    fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
+        self.host.find_processes(comm)
+    }
+    fn pid_alive(&self, pid: u32) -> bool {
+        self.host.pid_alive(pid)
+    }
+    fn drop_caches(&self, what: u8) -> Result<()> {
+        self.host.drop_caches(what)
+    }
+    fn may_write(&self) -> bool {
+        self.host.may_write()
+    }
+    fn proc_swaps(&self) -> Result<String> {
+        self.host.proc_swaps()
+    }
+    fn meminfo(&self) -> Result<String> {
+        self.host.meminfo()
+    }
+    fn swapoff(&self, area: &Path) -> Result<()> {
+        self.host.swapoff(area)
+    }
+    fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
+        self.host.swapon(area, priority)
+    }
+}

@@ -1,0 +1,355 @@
+//! The verdict: how close a node is to "no space left on device", ranked the same way on every
+//! kernel.
+//!
+//! Two questions decide, on every kernel era and on cgroup v2 alike: how many memcg ids are free
+//! ([`FreeIds`]), and whether anything shows that ids are going (dying memcgs piling up next to
+//! the live ones, or on 3.10 kmem accounting active under the pods cgroup, the trigger of the
+//! leak: docs/kernel-facts.md, "The 3.10 kmem trigger"). [`rank`] is the whole table. The
+//! kernel era only changes which of those facts can be known (3.10 hides dying memcgs:
+//! docs/kernel-facts.md, "Counting dying memcgs") and the advice ([`super::advice`]). An
+//! indicator alone never makes a node leaking: leaking means mkdir fails or is about to, which
+//! only the free ids tell.
+
+use super::advice::advise;
+use super::facts::{Facts, IdsSource, Status, Verdict};
+use super::render::sep;
+use serde::{Deserialize, Serialize};
+
+/// Free ids at or below which the node is at risk. A busy node churns a few ids per pod start
+/// (pod cgroup, pause container, each container); while the leak runs, each deleted container
+/// keeps its id, so 10,000 is days of churn, not weeks. It also leaves room for the migration
+/// repair on 3.10, which needs free ids for the cgroups it recreates (see
+/// [`crate::repair::plan::ids_needed`]), so there is still time to plan a maintenance window.
+pub const AT_RISK_IDS_FREE: u64 = 10_000;
+
+/// Free ids at or below which the node is leaking now: a few hundred pod starts at most before
+/// kubelet's mkdir fails with "no space left on device", and too few ids left to be sure a
+/// migration repair can finish.
+pub const LEAKING_IDS_FREE: u64 = 1_000;
+
+/// Dying memcgs per live memcg at or above which they are piling up (an indicator: at-risk). A
+/// few dying memcgs are normal (page cache of a deleted cgroup keeps it until reclaimed); twice
+/// as many dying as live means they accumulate faster than memory pressure frees them.
+pub const AT_RISK_DYING_RATIO: f64 = 2.0;
+
+/// The dying ratio applies only from this many dying memcgs: on a small node (seen here: 7 live,
+/// 38 dying) a high ratio is harmless, 1,000 ids are 1.5% of the id space.
+pub const MIN_DYING_FOR_RATIO: u64 = 1_000;
+
+/// The limits the verdict uses (see the constants for why each value).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Free ids at or below this: at-risk ([`AT_RISK_IDS_FREE`]).
+    pub at_risk_ids_free: u64,
+    /// Free ids at or below this: leaking ([`LEAKING_IDS_FREE`]).
+    pub leaking_ids_free: u64,
+    /// dying/live at or above this (with at least `min_dying_for_ratio` dying): at-risk
+    /// ([`AT_RISK_DYING_RATIO`]).
+    pub at_risk_dying_ratio: f64,
+    /// Fewer dying memcgs than this never count as piling up ([`MIN_DYING_FOR_RATIO`]).
+    pub min_dying_for_ratio: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            at_risk_ids_free: AT_RISK_IDS_FREE,
+            leaking_ids_free: LEAKING_IDS_FREE,
+            at_risk_dying_ratio: AT_RISK_DYING_RATIO,
+            min_dying_for_ratio: MIN_DYING_FOR_RATIO,
+        }
+    }
+}
+
+/// What is known of the free memcg ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeIds {
+    /// Counted: the id limit minus /proc/cgroups' count, or minus `--ids-used`.
+    Counted(u64),
+    /// At least this many (cgroup v2: every live or dying cgroup holds at most one memcg id).
+    AtLeast(u64),
+    /// Not countable here (3.10 without `--ids-used`, an unreadable hierarchy).
+    Unknown,
+}
+
+/// The ranking, the same for every kernel era. `going`: an indicator that ids are going (dying
+/// memcgs piling up, the 3.10 kmem trigger).
+///
+/// | free ids                      | ids going | status   |
+/// |-------------------------------|-----------|----------|
+/// | counted, <= leaking           | any       | leaking  |
+/// | counted or at least, <= at-risk | any     | at-risk  |
+/// | more, or unknown              | yes       | at-risk  |
+/// | more                          | no        | healthy  |
+/// | unknown                       | no        | unknown  |
+pub fn rank(free: FreeIds, going: bool, t: &Thresholds) -> Status {
+    match free {
+        FreeIds::Counted(f) if f <= t.leaking_ids_free => Status::Leaking,
+        FreeIds::Counted(f) | FreeIds::AtLeast(f) if f <= t.at_risk_ids_free => Status::AtRisk,
+        _ if going => Status::AtRisk,
+        FreeIds::Counted(_) | FreeIds::AtLeast(_) => Status::Healthy,
+        FreeIds::Unknown => Status::Unknown,
+    }
+}
+
+/// Dying per live, the live count at least 1.
+pub fn ratio(dying: u64, live: u64) -> f64 {
+    dying as f64 / live.max(1) as f64
+}
+
+/// Decide. Pure: the same facts and thresholds always give the same verdict.
+pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
+    let mut reasons = fact_reasons(f);
+    let (free, going) = if f.is_v2() {
+        v2_signals(f, t, &mut reasons)
+    } else {
+        v1_signals(f, t, &mut reasons)
+    };
+    let status = rank(free, going, t);
+    match (status, free) {
+        (Status::Leaking, _) => reasons.push(format!(
+            "{} or fewer ids free: kubelet's mkdir fails or is about to (ENOSPC)",
+            sep(t.leaking_ids_free)
+        )),
+        (Status::AtRisk, FreeIds::Counted(n)) if n <= t.at_risk_ids_free => reasons.push(format!(
+            "{} or fewer ids free: pods will stop starting when they run out",
+            sep(t.at_risk_ids_free)
+        )),
+        _ => {}
+    }
+    Verdict {
+        status,
+        advice: advise(f, status),
+        reasons,
+    }
+}
+
+/// The facts every verdict rests on, whatever it is.
+fn fact_reasons(f: &Facts) -> Vec<String> {
+    let mut r = Vec::new();
+    let h = &f.hierarchy;
+    let kp = &f.kubepods;
+    if let Some(line) = kernel_reason(f) {
+        r.push(line);
+    }
+    if let (Some(used), Some(free)) = (h.ids_used, h.ids_free) {
+        let src = match h.ids_source {
+            IdsSource::ProcCgroups => "/proc/cgroups",
+            IdsSource::Systemtap => "--ids-used",
+            IdsSource::Unknown => "unknown source",
+        };
+        r.push(format!(
+            "{} of {} memcg ids in use ({src}), {} free",
+            sep(used),
+            sep(h.id_limit),
+            sep(free)
+        ));
+    }
+    if kp.layout == Some(crate::model::Layout::Systemd) {
+        r.push(format!(
+            "{} belongs to the systemd cgroup driver: systemd owns those cgroups, so cgleak \
+             will not migrate them (cgleak repair refuses); on this node the repair is a drain \
+             and a reboot",
+            kp.name
+        ));
+    }
+    // docs/kernel-facts.md, "Ids and swap from 4.8".
+    if h.ids_source == IdsSource::ProcCgroups
+        && f.kernel.info().ids_released_at_offline() == Some(true)
+        && h.dying.unwrap_or(0) > 0
+    {
+        r.push(format!(
+            "from 4.8 on a dying memcg keeps its id only while swapped-out pages reference it: \
+             ids free is a lower bound ({} - counted)",
+            h.id_limit
+        ));
+    }
+    if let (Some(d), Some(l)) = (h.dying, h.live) {
+        r.push(format!(
+            "{} dying memcgs (deleted, still charged) for {} live ones",
+            sep(d),
+            sep(l)
+        ));
+    }
+    if f.is_legacy() && !kp.found {
+        r.push(format!("no pods cgroup {:?} below the root", kp.name));
+    }
+    if f.kubelet.running == Some(true) {
+        r.push(format!(
+            "kubelet is running (pid {})",
+            super::render::join_pids(&f.kubelet.pids)
+        ));
+    }
+    r
+}
+
+/// What the kernel era says about kmem accounting (3.10's per-cgroup state is told with the
+/// signals, from the pods tree).
+fn kernel_reason(f: &Facts) -> Option<String> {
+    let kp = &f.kubepods;
+    match f.kernel.era {
+        None => Some(format!(
+            "kernel release {:?} not understood: cannot tell how it counts memcgs",
+            f.kernel.release
+        )),
+        Some(_) if f.nokmem && f.is_legacy() => Some(
+            "kernel booted with cgroup.memory=nokmem: kmem accounting cannot be activated"
+                .to_string(),
+        ),
+        Some(_) if f.is_legacy() => None,
+        Some(_) if f.nokmem => Some(
+            "kernel booted with cgroup.memory=nokmem: memcgs do not account kernel memory"
+                .to_string(),
+        ),
+        Some(_) if !f.is_v2() && kp.found => Some(format!(
+            "kernel {} accounts kernel memory for every v1 memcg (3.16 and later), so kmem is \
+             active under {} whatever kubelet does",
+            f.kernel.release, kp.name
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Dying memcgs piling up: at least `min_dying_for_ratio` and `at_risk_dying_ratio` per live.
+fn piling_up(dying: u64, live: u64, t: &Thresholds) -> bool {
+    dying >= t.min_dying_for_ratio && ratio(dying, live) >= t.at_risk_dying_ratio
+}
+
+/// The two questions on a v1 hierarchy: the counted free ids, and whether ids are going.
+fn v1_signals(f: &Facts, t: &Thresholds, reasons: &mut Vec<String>) -> (FreeIds, bool) {
+    let h = &f.hierarchy;
+    let kp = &f.kubepods;
+    if h.live.is_none() && h.ids_free.is_none() {
+        reasons.push("the memory hierarchy could not be read".to_string());
+        return (FreeIds::Unknown, false);
+    }
+    let free = h.ids_free.map_or(FreeIds::Unknown, FreeIds::Counted);
+    let mut going = false;
+    if let (Some(d), Some(l)) = (h.dying, h.live) {
+        if piling_up(d, l, t) {
+            reasons.push(format!(
+                "{:.1} dying memcgs per live one: they accumulate",
+                ratio(d, l)
+            ));
+            going = true;
+        }
+    }
+    if f.is_legacy() && kp.found {
+        let trigger = legacy_kmem_reason(f, reasons);
+        going |= trigger;
+        if trigger && h.dying.is_none() {
+            reasons.push(
+                "on 3.10 dying memcgs are invisible from userspace: the leak may be happening \
+                 but cannot be counted without --ids-used"
+                    .to_string(),
+            );
+        }
+    }
+    if f.is_legacy() && free == FreeIds::Unknown && !going {
+        reasons.push(
+            "on 3.10 /proc/cgroups counts live memcgs only: ids in use are unknown without \
+             --ids-used"
+                .to_string(),
+        );
+    }
+    (free, going)
+}
+
+/// On 3.10, whether kmem accounting is active under the pods cgroup (the trigger), with the
+/// reason saying so.
+fn legacy_kmem_reason(f: &Facts, reasons: &mut Vec<String>) -> bool {
+    let kp = &f.kubepods;
+    match (kp.kmem_active, kp.kmem_active_cgroups) {
+        (Some(true), n) => {
+            reasons.push(format!(
+                "kmem accounting is active under {} ({} cgroups): on 3.10 every deleted \
+                 container cgroup stays pinned by slab objects and keeps its id (the trigger \
+                 of the leak)",
+                kp.name,
+                n.map(sep).unwrap_or_else(|| "some".to_string())
+            ));
+            true
+        }
+        (Some(false), _) => {
+            reasons.push(format!(
+                "kmem accounting is not active under {}: deleted cgroups are not pinned by slab",
+                kp.name
+            ));
+            false
+        }
+        (None, _) => {
+            reasons.push(format!(
+                "cannot tell whether kmem accounting is active under {} \
+                 (memory.kmem.slabinfo unreadable)",
+                kp.name
+            ));
+            false
+        }
+    }
+}
+
+/// The two questions on cgroup v2: memcg ids are not counted there, but each live or dying
+/// cgroup holds at most one, which bounds the free ids from below.
+fn v2_signals(f: &Facts, t: &Thresholds, reasons: &mut Vec<String>) -> (FreeIds, bool) {
+    let h = &f.hierarchy;
+    let Some(nd) = h.nr_dying_descendants else {
+        // What could not be read (or holds no memcg) is the reason, when there is one.
+        if f.errors.is_empty() {
+            reasons.push("nr_dying_descendants unknown on this cgroup v2 host".to_string());
+        }
+        reasons.extend(f.errors.iter().cloned());
+        return (FreeIds::Unknown, false);
+    };
+    reasons.push(format!(
+        "{} dying cgroups (nr_dying_descendants of the root)",
+        sep(nd)
+    ));
+    let Some(live) = h.live else {
+        reasons.push("live cgroups not counted: cannot weigh the dying ones".to_string());
+        return (FreeIds::Unknown, false);
+    };
+    let bound = live + nd;
+    let free_min = h.id_limit.saturating_sub(bound);
+    if free_min <= t.at_risk_ids_free {
+        reasons.push(format!(
+            "live and dying cgroups together could hold {} of {} memcg ids",
+            sep(bound),
+            sep(h.id_limit)
+        ));
+    }
+    let going = piling_up(nd, live, t);
+    if going {
+        reasons.push(format!(
+            "{:.1} dying cgroups per live one: they accumulate",
+            ratio(nd, live)
+        ));
+    }
+    (FreeIds::AtLeast(free_min), going)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table() {
+        let t = Thresholds::default();
+        use FreeIds::*;
+        let rows = [
+            (Counted(0), false, Status::Leaking),
+            (Counted(1_000), true, Status::Leaking),
+            (Counted(1_001), false, Status::AtRisk),
+            (Counted(10_000), false, Status::AtRisk),
+            (Counted(10_001), false, Status::Healthy),
+            (Counted(10_001), true, Status::AtRisk),
+            (AtLeast(0), false, Status::AtRisk),
+            (AtLeast(10_001), false, Status::Healthy),
+            (AtLeast(10_001), true, Status::AtRisk),
+            (Unknown, true, Status::AtRisk),
+            (Unknown, false, Status::Unknown),
+        ];
+        for (free, going, want) in rows {
+            assert_eq!(rank(free, going, &t), want, "{free:?} going={going}");
+        }
+    }
+}
