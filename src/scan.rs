@@ -5,7 +5,7 @@
 //! tree before it starts and again to verify (issue 5, README "Performance").
 
 use crate::error::{Error, Result};
-use crate::host::{self, knob, Node};
+use crate::host::{self, knob, Hierarchy, Node};
 use crate::model::kernel::KernelInfo;
 use crate::model::tree::Tree;
 use crate::model::{classify, CgroupRecord, Kind, Layout, Settings, Snapshot, SNAPSHOT_FORMAT};
@@ -48,7 +48,7 @@ fn optional(r: Result<String>) -> Result<Option<String>> {
 /// Settings from the results of reading [`RECORD_FILES`]`[..SETTINGS_FILES]` of `cg`. A
 /// missing memsw or move_charge file is None; of the other failures the first is returned, in
 /// the order memsw, oom_control, move_charge, limit, soft limit, swappiness, use_hierarchy.
-fn settings_from(fs: &dyn Node, cg: &str, r: &mut [Result<String>]) -> Result<Settings> {
+fn settings_from(fs: &dyn Hierarchy, cg: &str, r: &mut [Result<String>]) -> Result<Settings> {
     let mut take = |i: usize| std::mem::replace(&mut r[i], Ok(String::new()));
     let number = |file: &str, s: String| host::parse_u64(&fs.root().join(cg).join(file), file, &s);
     let memsw = optional(take(0))?;
@@ -73,7 +73,7 @@ fn settings_from(fs: &dyn Node, cg: &str, r: &mut [Result<String>]) -> Result<Se
 }
 
 /// Read the settings of one cgroup that a repair carries over.
-pub fn read_settings(fs: &dyn Node, cg: &str) -> Result<Settings> {
+pub fn read_settings(fs: &dyn Hierarchy, cg: &str) -> Result<Settings> {
     let mut r = fs.read_many(cg, &RECORD_FILES[..SETTINGS_FILES]);
     settings_from(fs, cg, &mut r)
 }
@@ -82,7 +82,7 @@ pub fn read_settings(fs: &dyn Node, cg: &str) -> Result<Settings> {
 /// memory.kmem.slabinfo reads with EIO unless kmem accounting was activated in that cgroup
 /// (KERNEL-FACTS.md). Newer kernels account kmem for every memcg, so there is no per-cgroup
 /// answer (None); so is a cgroup without the file.
-pub fn kmem_active(fs: &dyn Node, kernel: &KernelInfo, cg: &str) -> Option<bool> {
+pub fn kmem_active(fs: &dyn Hierarchy, kernel: &KernelInfo, cg: &str) -> Option<bool> {
     if kernel.kmem_per_cgroup() != Some(true) {
         return None;
     }
@@ -95,7 +95,7 @@ pub fn kmem_active(fs: &dyn Node, kernel: &KernelInfo, cg: &str) -> Option<bool>
 
 /// Read one cgroup of the pods tree.
 pub fn read_record(
-    fs: &dyn Node,
+    fs: &dyn Hierarchy,
     kernel: &KernelInfo,
     cg: &str,
     kind: Kind,
@@ -106,7 +106,7 @@ pub fn read_record(
 /// [`read_record`]; without `figures` the reported figures (kmem limit, usage) are not read
 /// and are None: verify compares settings and tasks only.
 fn read_record_with(
-    fs: &dyn Node,
+    fs: &dyn Hierarchy,
     kernel: &KernelInfo,
     cg: &str,
     kind: Kind,
@@ -156,7 +156,11 @@ const PARALLEL_BLOCK: usize = 16;
 /// cgroup, and a repair scans the whole tree before it starts and again to verify. The emulated
 /// cgroupfs serializes every call on one lock and counts injected faults in call order: there,
 /// the calling thread does it all, in order.
-fn par_map<T: Sync, R: Send>(fs: &dyn Node, items: &[T], f: &(dyn Fn(&T) -> R + Sync)) -> Vec<R> {
+fn par_map<T: Sync, R: Send>(
+    fs: &dyn Hierarchy,
+    items: &[T],
+    f: &(dyn Fn(&T) -> R + Sync),
+) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_SCAN_THREADS);
@@ -199,7 +203,7 @@ type Walked = (String, usize, Kind);
 /// the first listing error in that order, where the walk stops. A cgroup removed while we walk
 /// (a container exited) is simply not there. The tree is listed level by level, each level's
 /// directories in parallel ([`par_map`]), then put in pre-order.
-fn walk(fs: &dyn Node, top: &str) -> (Vec<Walked>, Option<Error>) {
+fn walk(fs: &dyn Hierarchy, top: &str) -> (Vec<Walked>, Option<Error>) {
     let mut nodes: Vec<Walked> =
         vec![(top.to_string(), 0, classify(host::base_name(top), 0, None))];
     // Per node, the indices of its children once listed.
@@ -246,7 +250,7 @@ fn walk(fs: &dyn Node, top: &str) -> (Vec<Walked>, Option<Error>) {
 
 /// Which cgroup holds the pods: `kubepods` itself, or the systemd driver's `kubepods.slice`
 /// when only that exists.
-pub fn locate(fs: &dyn Node, kubepods: &str) -> (String, bool) {
+pub fn locate(fs: &dyn Hierarchy, kubepods: &str) -> (String, bool) {
     if fs.exists(kubepods) {
         (kubepods.to_string(), false)
     } else if kubepods == "kubepods" && fs.exists(SYSTEMD_PODS) {
@@ -285,23 +289,29 @@ pub fn layout_of(cgroups: &[CgroupRecord], systemd: bool) -> Layout {
 /// Scan the pods cgroup `kubepods` below the root. A missing pods cgroup gives an empty
 /// snapshot with layout `Missing`; a systemd-driver node gives layout `Systemd`.
 pub fn scan(fs: &dyn Node, kubepods: &str) -> Result<Snapshot> {
-    scan_with(fs, kubepods, true)
+    scan_tree(fs, &fs.kernel_release()?, kubepods, true)
 }
 
 /// [`scan`] for a comparison with a snapshot: every record's settings, tasks and kmem
 /// activity, without the reported figures (kmem limit, usage: None), two reads less per cgroup.
 pub fn scan_live(fs: &dyn Node, kubepods: &str) -> Result<Snapshot> {
-    scan_with(fs, kubepods, false)
+    scan_tree(fs, &fs.kernel_release()?, kubepods, false)
 }
 
-fn scan_with(fs: &dyn Node, kubepods: &str, figures: bool) -> Result<Snapshot> {
+/// [`scan`] of a hierarchy whose kernel `release` the caller read (the release decides how
+/// kmem activity is read); `figures` as in [`scan_live`].
+pub fn scan_tree(
+    fs: &dyn Hierarchy,
+    release: &str,
+    kubepods: &str,
+    figures: bool,
+) -> Result<Snapshot> {
     if kubepods.is_empty() || kubepods.contains('/') || kubepods == "." || kubepods == ".." {
         return Err(Error::Usage(format!(
             "--kubepods {kubepods:?}: give the name of a cgroup directly below --root"
         )));
     }
-    let release = fs.kernel_release()?;
-    let kernel = KernelInfo::from_release(&release);
+    let kernel = KernelInfo::from_release(release);
     let root_settings = read_settings(fs, "")?;
     let (top, systemd) = locate(fs, kubepods);
     let mut cgroups = Vec::new();

@@ -7,11 +7,10 @@
 
 use super::facts::{Facts, HierarchyFacts, IdsSource, KernelFacts, KubeletFacts, KubepodsFacts};
 use crate::error::{Error, Result};
-use crate::host::{self, CgroupMode, Hierarchy, Host};
+use crate::host::{self, Hierarchy, Host};
 use crate::model::kernel::{cmdline_nokmem, Era};
 use crate::model::{is_unlimited, Kind, Snapshot};
 use crate::scan;
-use std::path::{Path, PathBuf};
 
 /// What to diagnose.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,10 +207,12 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
         .map_err(|e| errors.push(format!("live cgroups of the hierarchy: {e}")))
         .ok();
     let counted = counted(host, &mut errors);
-    let node = Joined { h, host };
-    let pods = scan::locate(&node, name).0;
+    let pods = scan::locate(h, name).0;
     let found = h.exists(&pods);
-    let kubepods = match scan::scan(&node, name) {
+    let scanned = host
+        .kernel_release()
+        .and_then(|release| scan::scan_tree(h, &release, name, true));
+    let kubepods = match scanned {
         Ok(snap) => kubepods_facts(&snap, found, &kernel),
         Err(e) => {
             errors.push(format!("scan of the pods cgroup: {e}"));
@@ -234,104 +235,4 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
         kubelet,
         errors,
     ))
-}
-
-/// The two halves seen as one node, for [`scan`] (which reads the release with the tree). Every
-/// call goes to the half that owns it; nothing is added.
-struct Joined<'a> {
-    h: &'a dyn Hierarchy,
-    host: &'a dyn Host,
-}
-
-impl Hierarchy for Joined<'_> {
-    fn root(&self) -> &Path {
-        self.h.root()
-    }
-    fn describe(&self) -> String {
-        self.h.describe()
-    }
-    fn is_emulated(&self) -> bool {
-        self.h.is_emulated()
-    }
-    fn exists(&self, cg: &str) -> bool {
-        self.h.exists(cg)
-    }
-    fn children(&self, cg: &str) -> Result<Vec<String>> {
-        self.h.children(cg)
-    }
-    fn has_file(&self, cg: &str, file: &str) -> bool {
-        self.h.has_file(cg, file)
-    }
-    fn read(&self, cg: &str, file: &str) -> Result<String> {
-        self.h.read(cg, file)
-    }
-    fn read_many(&self, cg: &str, files: &[&str]) -> Vec<Result<String>> {
-        self.h.read_many(cg, files)
-    }
-    fn write(&self, cg: &str, file: &str, value: &str) -> Result<()> {
-        self.h.write(cg, file, value)
-    }
-    fn mkdir(&self, cg: &str) -> Result<()> {
-        self.h.mkdir(cg)
-    }
-    fn rmdir(&self, cg: &str) -> Result<()> {
-        self.h.rmdir(cg)
-    }
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.h.rename(from, to)
-    }
-    fn hierarchy_mount(&self) -> PathBuf {
-        self.h.hierarchy_mount()
-    }
-    fn hierarchy_live(&self) -> Result<u64> {
-        self.h.hierarchy_live()
-    }
-    fn hierarchy_live_except(&self, cg: &str) -> Result<u64> {
-        self.h.hierarchy_live_except(cg)
-    }
-    fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
-        self.h.force_empty(cg, budget)
-    }
-}
-
-impl Host for Joined<'_> {
-    fn kernel_release(&self) -> Result<String> {
-        self.host.kernel_release()
-    }
-    fn proc_cgroups(&self) -> Result<String> {
-        self.host.proc_cgroups()
-    }
-    fn kernel_cmdline(&self) -> Result<String> {
-        self.host.kernel_cmdline()
-    }
-    fn boot_id(&self) -> Result<String> {
-        self.host.boot_id()
-    }
-    fn cgroup_mode(&self) -> Result<CgroupMode> {
-        self.host.cgroup_mode()
-    }
-    fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
-        self.host.find_processes(comm)
-    }
-    fn pid_alive(&self, pid: u32) -> bool {
-        self.host.pid_alive(pid)
-    }
-    fn drop_caches(&self, what: u8) -> Result<()> {
-        self.host.drop_caches(what)
-    }
-    fn may_write(&self) -> bool {
-        self.host.may_write()
-    }
-    fn proc_swaps(&self) -> Result<String> {
-        self.host.proc_swaps()
-    }
-    fn meminfo(&self) -> Result<String> {
-        self.host.meminfo()
-    }
-    fn swapoff(&self, area: &Path) -> Result<()> {
-        self.host.swapoff(area)
-    }
-    fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
-        self.host.swapon(area, priority)
-    }
 }
