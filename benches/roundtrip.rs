@@ -488,7 +488,6 @@ fn run_size(args: &Args, pods: usize) -> Result<(), String> {
                 strategy,
                 move_charge: kernel.move_charge_supported(),
                 ids_free: Some(60000),
-                staging_exists: false,
             },
         )
     };

@@ -1,10 +1,9 @@
 //! cgleak's entry point: parse arguments, set up logging, run, map errors to exit codes.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cgleak::cli::Cli::parse();
+    let cli = cgleak::cli::Cli::parse_checked();
     let level = if cli.global.quiet {
         "error"
     } else {
