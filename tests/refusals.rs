@@ -165,7 +165,11 @@ fn interrupt(n: &Node, strategy: Strategy, phase: usize, into: u64) {
         .map(|s| s.mutations() as u64)
         .sum();
     // Within the phase: its last call would finish it.
-    let size: u64 = p.plan.phases[phase].steps.iter().map(|s| s.mutations() as u64).sum();
+    let size: u64 = p.plan.phases[phase]
+        .steps
+        .iter()
+        .map(|s| s.mutations() as u64)
+        .sum();
     drop(p);
     o.crash_after = Some(before + into.min(size - 1));
     let e = repair::prepare(&n.emu, &o)
@@ -301,4 +305,73 @@ fn a_foreign_staging_cgroup_is_not_a_leftover() {
             .unwrap();
         assert_eq!(staging_state(&n), StagingState::Foreign, "{profile}");
     }
+}
+
+#[test]
+fn a_rebuilt_journal_finishes_or_undoes_the_interrupted_repair() {
+    for profile in [KernelProfile::V3_10, KernelProfile::V6_1] {
+        for (phase, into) in [(0, 3), (1, 1), (1, 25), (2, 4), (3, 2), (3, 8)] {
+            for undo in [false, true] {
+                let what = format!("{profile} phase {phase}+{into} undo {undo}");
+                let n = Node::new(profile, 4);
+                let original = scan::scan(&n.emu, "kubepods").unwrap();
+                interrupt(&n, Strategy::MigrateBack, phase, into);
+                std::fs::remove_dir_all(n.state()).unwrap();
+                let st = n.state();
+                let r = leftover::rebuild_journal(&n.emu, "kubepods", "kubepods2", &st)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(r.cgroups, original.cgroups.len(), "{what}");
+                let out = if undo {
+                    repair::rollback(&n.emu, &st, None, false, None)
+                } else {
+                    repair::resume(&n.emu, &st, None, false, None)
+                }
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert!(out.verify.ok, "{what}: {:?}", out.verify.differences);
+                // The original tree: every cgroup, its settings and its tasks, staging gone.
+                let back =
+                    cgleak::repair::verify::verify(&n.emu, &original, "kubepods2", false).unwrap();
+                assert!(back.ok, "{what}: {:?}", back.differences);
+                let now = scan::scan(&n.emu, "kubepods").unwrap();
+                let mc = |s: &cgleak::model::Snapshot| -> Vec<(String, Option<u64>)> {
+                    s.cgroups
+                        .iter()
+                        .map(|c| (c.path.clone(), c.settings.move_charge_at_immigrate))
+                        .collect()
+                };
+                // verify leaves move_charge_at_immigrate out: it is back as it was too.
+                assert_eq!(mc(&now), mc(&original), "{what}");
+                if !undo && profile == KernelProfile::V3_10 {
+                    assert!(
+                        now.cgroups.iter().all(|c| c.kmem_active != Some(true)),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rebuild_journal_through_the_cli_and_refusals() {
+    let n = Node::new(KernelProfile::V6_1, 3);
+    let st = n.state().display().to_string();
+    // Nothing left over: nothing to rebuild, nothing written.
+    let (code, _, err) = n.run(&["resume", "--yes", "--rebuild-journal", "--state-dir", &st]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not the staging tree of an interrupted repair"),
+        "{err}"
+    );
+    interrupt(&n, Strategy::MigrateBack, 1, 10);
+    // An unfinished journal is used, not replaced.
+    let (code, _, err) = n.run(&["rollback", "--yes", "--rebuild-journal", "--state-dir", &st]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("without --rebuild-journal"), "{err}");
+    // A corrupt one is kept aside.
+    std::fs::write(n.state().join("journal.json"), "{ torn").unwrap();
+    let (code, out, err) = n.run(&["resume", "--yes", "--rebuild-journal", "--state-dir", &st]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verify: OK"), "{out}");
+    assert!(n.state().join("journal.json.corrupt").exists());
 }

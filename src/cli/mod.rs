@@ -250,6 +250,10 @@ pub struct ResumeArgs {
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// The journal is lost or corrupt: rebuild it first from the pods tree and the leftover
+    /// staging tree (--kubepods, --staging), then go on from it.
+    #[arg(long)]
+    pub rebuild_journal: bool,
     /// Test hook: stop dead after N changing system calls.
     #[arg(long, hide = true, value_name = "N")]
     pub crash_after: Option<u64>,

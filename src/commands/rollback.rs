@@ -9,6 +9,13 @@ use std::io::IsTerminal;
 pub(super) fn run(g: &Global, a: &ResumeArgs) -> Result<u8> {
     let fs = open_node(&g.root)?;
     let guided = require_consent(a.yes, "rollback")?;
+    repair::leftover::rebuild_if_asked(
+        a.rebuild_journal,
+        fs.as_ref(),
+        &g.kubepods,
+        &g.staging,
+        &a.state_dir,
+    )?;
     execute::install_interrupt_handler();
     let mut asker = confirmer();
     let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };

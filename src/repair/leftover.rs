@@ -9,13 +9,16 @@
 //! tasks", and "Kernel differences"). A cgroup of the staging name that someone else made does not look like that; a
 //! new repair over a leftover would start a second migration, so it must be recognised.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::{parent, rebase, Node};
-use crate::model::{is_unlimited, Layout, Settings, Snapshot};
-use crate::repair::plan::MOVE_CHARGE_ALL;
+use crate::model::kernel::KernelInfo;
+use crate::model::{is_unlimited, CgroupRecord, Layout, Settings, Snapshot};
+use crate::repair::journal::{self, Header, Journal};
+use crate::repair::plan::{self, PlanInput, Strategy, MOVE_CHARGE_ALL};
 use crate::repair::refusal::{cgroup_name_problem, StagingState};
 use crate::scan;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 
 /// Settings equal as a repair carries them over: move_charge_at_immigrate aside (staging has
 /// 3), and every "unlimited" the same (the kernel shows its page-rounded maximum).
@@ -103,6 +106,182 @@ pub fn staging_state(
     } else {
         StagingState::Foreign
     })
+}
+
+/// The snapshot an interrupted repair started from, rebuilt from the two live trees: every
+/// cgroup of either (staging's rebased to the pods name) in pre-order, its settings from the
+/// side that is not a freshly made empty leaf (the pods side first), its tasks from both.
+/// move_charge_at_immigrate 3 is what the repair wrote, not the original value: that one is
+/// taken from the nearest pods-side ancestor with another value, else 0. Returns the snapshot
+/// and how many values were guessed that way. Pure.
+pub fn rebuild_snapshot(pods: &Snapshot, staging: &Snapshot) -> (Snapshot, usize) {
+    let p = records(pods);
+    let mut by_rel: BTreeMap<Vec<String>, CgroupRecord> = BTreeMap::new();
+    for c in &staging.cgroups {
+        let mut rec = c.clone();
+        rec.path = rebase(&c.path, &staging.kubepods, &pods.kubepods);
+        by_rel.insert(rec.path.split('/').map(String::from).collect(), rec);
+    }
+    for c in &pods.cgroups {
+        let key: Vec<String> = c.path.split('/').map(String::from).collect();
+        let rel = rebase(&c.path, &pods.kubepods, "");
+        let fresh_here = p.get(&rel).is_some_and(|(_, leaf)| *leaf);
+        let mut rec = c.clone();
+        if let Some(other) = by_rel.get(&key) {
+            if fresh_here && !same_settings(&c.settings, &other.settings) {
+                rec.settings = other.settings.clone();
+            }
+            rec.tasks.extend(&other.tasks);
+            rec.tasks.sort_unstable();
+            rec.tasks.dedup();
+        }
+        by_rel.insert(key, rec);
+    }
+    // Pre-order, siblings by name: the order of a scan.
+    let mut cgroups: Vec<CgroupRecord> = by_rel.into_values().collect();
+    let mut known: HashMap<String, Option<u64>> = HashMap::new();
+    let mut guessed = 0;
+    for rec in &mut cgroups {
+        let original = rec
+            .settings
+            .move_charge_at_immigrate
+            .filter(|v| *v != MOVE_CHARGE_ALL);
+        let value = match rec.settings.move_charge_at_immigrate {
+            None => None,
+            Some(_) if original.is_some() => original,
+            Some(_) => {
+                guessed += 1;
+                Some(known.get(parent(&rec.path)).copied().flatten().unwrap_or(0))
+            }
+        };
+        rec.settings.move_charge_at_immigrate = value;
+        known.insert(rec.path.clone(), value);
+    }
+    let layout = scan::layout_of(&cgroups, false);
+    let snap = Snapshot {
+        layout,
+        cgroups,
+        ..pods.clone()
+    };
+    (snap, guessed)
+}
+
+/// What [`rebuild_journal`] wrote.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    /// The repair phase resume starts from.
+    pub phase: usize,
+    pub cgroups: usize,
+    /// move_charge_at_immigrate values that could not be known (see [`rebuild_snapshot`]).
+    pub guessed_move_charge: usize,
+}
+
+/// The phase a resume of the rebuilt journal starts from: move-to-staging when staging holds
+/// every cgroup (moving what is left is all that remains before the way back), else
+/// create-staging. Every phase is safe to repeat in reconcile mode, so starting earlier than
+/// the interruption costs time, never correctness; starting later could skip work.
+fn resume_phase(pods: &Snapshot, staging: &Snapshot) -> usize {
+    let s = records(staging);
+    let staging_has_all = records(pods).keys().all(|k| s.contains_key(k));
+    usize::from(staging_has_all)
+}
+
+/// Write a fresh journal for the leftover staging tree of an interrupted repair whose journal
+/// is lost or corrupt, so `resume` and `rollback` can finish or undo it. Refuses (nothing
+/// written) unless the staging tree is such a leftover and no readable unfinished journal
+/// exists; a corrupt journal.json is kept beside the new one as journal.json.corrupt.
+pub fn rebuild_journal(
+    fs: &dyn Node,
+    kubepods: &str,
+    staging: &str,
+    state_dir: &Path,
+) -> Result<Rebuilt> {
+    let _lock = journal::lock(state_dir)?;
+    let pods = scan::scan(fs, kubepods)?;
+    let kernel = KernelInfo::from_release(&fs.kernel_release()?);
+    if staging_state(fs, &pods, staging, kernel.move_charge_supported())? != StagingState::Leftover
+    {
+        return Err(Error::refused(
+            format!("{staging} is not the staging tree of an interrupted repair of {kubepods} (missing, or not a copy of the pods tree)"),
+            "there is no journal to rebuild; check the node with cgleak diagnose",
+        ));
+    }
+    match journal::load(state_dir) {
+        Ok(Some((_, p))) if !p.finished() => {
+            return Err(Error::refused(
+                format!(
+                    "{} holds the journal of an unfinished repair",
+                    state_dir.display()
+                ),
+                "use it: run cgleak resume or cgleak rollback without --rebuild-journal",
+            ))
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let j = state_dir.join(journal::JOURNAL_FILE);
+            let keep = state_dir.join(format!("{}.corrupt", journal::JOURNAL_FILE));
+            std::fs::rename(&j, &keep).map_err(|e| Error::io("rename", &j, e))?;
+        }
+    }
+    let left = scan::scan(fs, staging)?;
+    let (snapshot, guessed) = rebuild_snapshot(&pods, &left);
+    let phase = resume_phase(&pods, &left);
+    let strategy = Strategy::MigrateBack;
+    let plan = plan::plan(
+        &snapshot,
+        &PlanInput {
+            staging: staging.to_string(),
+            strategy,
+            move_charge: kernel.move_charge_supported(),
+            ids_free: None,
+        },
+    );
+    let header = Header {
+        format: journal::JOURNAL_FORMAT,
+        cgleak_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: super::now(),
+        boot_id: fs.boot_id()?.trim().to_string(),
+        root: fs.root().display().to_string(),
+        kubepods: kubepods.to_string(),
+        staging: staging.to_string(),
+        strategy,
+        snapshot,
+        plan,
+    };
+    let mut j = Journal::create(state_dir, &header)?;
+    j.mark(&format!("begin {phase}"))?;
+    Ok(Rebuilt {
+        phase,
+        cgroups: header.snapshot.cgroups.len(),
+        guessed_move_charge: guessed,
+    })
+}
+
+/// `--rebuild-journal` of resume and rollback: rebuild when asked, and say what was guessed.
+pub fn rebuild_if_asked(
+    asked: bool,
+    fs: &dyn Node,
+    kubepods: &str,
+    staging: &str,
+    state_dir: &Path,
+) -> Result<()> {
+    if !asked {
+        return Ok(());
+    }
+    let r = rebuild_journal(fs, kubepods, staging, state_dir)?;
+    log::warn!(
+        "rebuilt the journal in {} from {kubepods} and {staging}: {} cgroups, resuming from phase {}",
+        state_dir.display(),
+        r.cgroups,
+        r.phase
+    );
+    if r.guessed_move_charge > 0 {
+        log::warn!(
+            "memory.move_charge_at_immigrate of {} cgroups was lost with the journal (the repair writes 3 on copies): they get their parent's value, or 0 (kubelet leaves it 0)",
+            r.guessed_move_charge
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
