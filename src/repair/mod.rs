@@ -336,11 +336,7 @@ fn preflight_checks(describe: &str, g: &Gathered, refusals: &[Refusal]) -> Vec<C
             CheckStatus::Pass,
             "running as root".into(),
         ),
-        (
-            line::STATE_DIR,
-            CheckStatus::Pass,
-            format!("{} is cgleak's while it works", r.state_dir.display()),
-        ),
+        state_line(r),
         (
             line::PODS,
             CheckStatus::Pass,
@@ -386,6 +382,22 @@ fn preflight_checks(describe: &str, g: &Gathered, refusals: &[Refusal]) -> Vec<C
             "kernel {} accounts kmem for every memcg: the migration recreates the cgroups but does not stop dying memcgs from accumulating (see cgleak diagnose: reclaim, or boot with cgroup.memory=nokmem)", n.release) },
     });
     checks
+}
+
+fn state_line(r: &RunFacts) -> (&'static str, CheckStatus, String) {
+    let dir = r.state_dir.display();
+    match r.state {
+        StateDir::NotChecked => (
+            refusal::line::STATE_DIR,
+            CheckStatus::Warn,
+            format!("{dir} not looked at (not root)"),
+        ),
+        _ => (
+            refusal::line::STATE_DIR,
+            CheckStatus::Pass,
+            format!("{dir} locked while cgleak works"),
+        ),
+    }
 }
 
 fn kubelet_line(k: &Kubelet) -> (&'static str, CheckStatus, String) {
