@@ -264,7 +264,7 @@ fn probe_state_dir(dir: &Path) -> StateDir {
     match std::fs::metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return StateDir::Usable,
         Err(e) => return unusable(e.to_string()),
-        Ok(m) if !m.is_dir() => return unusable("not a directory".into()),
+        Ok(m) if !m.is_dir() => return unusable("it is a file, not a directory".into()),
         Ok(_) => {}
     }
     if let Err(e) = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK) {
@@ -296,10 +296,15 @@ pub fn dry_run(fs: &dyn Node, opts: &RepairOptions) -> Result<(Gathered, Plan)> 
 pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
     let started = Instant::now();
     // Not root: make no state directory that could not be used anyway.
-    let (state, lock) = if fs.may_write() {
-        take_lock(&opts.state_dir)?
-    } else {
+    let (state, lock) = if !fs.may_write() {
         (StateDir::NotChecked, None)
+    } else {
+        // The probe says plainly what is wrong with a file or a read-only directory in the
+        // way; the lock is taken only where it can be.
+        match probe_state_dir(&opts.state_dir) {
+            unusable @ StateDir::Unusable { .. } => (unusable, None),
+            _ => take_lock(&opts.state_dir)?,
+        }
     };
     let g = gather(fs, opts, state)?;
     let (refusals, plan) = g.refusals_and_plan(opts);

@@ -321,7 +321,7 @@ pub fn cgroup_name_problem(name: &str) -> Option<&'static str> {
     } else if name == "." || name == ".." {
         Some("names no cgroup of its own")
     } else if name.contains('/') {
-        Some("has a '/': it must be one cgroup directly below --root")
+        Some("has a '/'")
     } else if name.starts_with('-') {
         Some("starts with '-'")
     } else {
