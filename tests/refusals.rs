@@ -286,6 +286,13 @@ fn an_interrupted_repair_without_journal_is_a_leftover() {
                 err.contains("interrupted repair") && !err.contains("pass another --staging"),
                 "{err}"
             );
+            // The way on reaches this node and this state directory when copied.
+            let way_on = format!(
+                "cgleak resume --root {} --rebuild-journal --yes --state-dir {}",
+                n.emu.root().display(),
+                n.state().display()
+            );
+            assert!(err.contains(&way_on), "{way_on} not in {err}");
             assert_eq!(n.dump(), before);
         }
     }

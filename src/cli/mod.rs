@@ -19,6 +19,11 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The default `--kubepods`: the cgroupfs driver's pods cgroup.
+pub const DEFAULT_KUBEPODS: &str = "kubepods";
+/// The default `--staging`.
+pub const DEFAULT_STAGING: &str = "kubepods2";
+
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
@@ -32,11 +37,11 @@ pub struct Global {
     )]
     pub root: PathBuf,
     /// Name of the pods cgroup below --root.
-    #[arg(long, global = true, default_value = "kubepods", value_name = "NAME", value_parser = cgroup_name)]
+    #[arg(long, global = true, default_value = DEFAULT_KUBEPODS, value_name = "NAME", value_parser = cgroup_name)]
     pub kubepods: String,
     /// Name of the staging cgroup the repair moves the tree into (directly below --root, other
     /// than --kubepods).
-    #[arg(long, global = true, default_value = "kubepods2", value_name = "NAME", value_parser = cgroup_name)]
+    #[arg(long, global = true, default_value = DEFAULT_STAGING, value_name = "NAME", value_parser = cgroup_name)]
     pub staging: String,
     /// More log output (-v info, -vv debug); RUST_LOG works too.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

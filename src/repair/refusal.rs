@@ -114,6 +114,8 @@ pub enum Refusal {
         path: PathBuf,
     },
     UnfinishedJournal {
+        /// The global options that reach this node (`--root ...`), for the ways on.
+        global: String,
         state_dir: PathBuf,
         kubepods: String,
         staging: String,
@@ -143,6 +145,10 @@ pub enum Refusal {
     StagingLeftover {
         staging: String,
         kubepods: String,
+        /// The global options that reach this node (`--root ...`), for the ways on.
+        global: String,
+        /// The state directory, when not the default.
+        state_dir: Option<PathBuf>,
     },
     KubeletRunning {
         pids: Vec<u32>,
@@ -244,8 +250,10 @@ impl Refusal {
             Refusal::LockHeld { .. } => {
                 "wait for it to finish; it is working on this node now".into()
             }
-            Refusal::UnfinishedJournal { state_dir, .. } => format!(
-                "finish it with `cgleak resume --state-dir {0}` or undo it with `cgleak rollback --state-dir {0}`",
+            Refusal::UnfinishedJournal {
+                state_dir, global, ..
+            } => format!(
+                "finish it with `cgleak resume {global} --state-dir {0}` or undo it with `cgleak rollback {global} --state-dir {0}`",
                 state_dir.display()
             ),
             Refusal::JournalUnreadable { state_dir, .. } => format!(
@@ -263,7 +271,9 @@ impl Refusal {
             Refusal::StagingExists { .. } => {
                 "look at what is in it; pass another --staging name".into()
             }
-            Refusal::StagingLeftover { .. } => leftover_hint(),
+            Refusal::StagingLeftover {
+                global, state_dir, ..
+            } => leftover_hint(global, state_dir.as_deref()),
             Refusal::KubeletRunning { .. } => "stop it first (systemctl stop kubelet)".into(),
             Refusal::IdsShort { strategy, .. } => format!(
                 "{}free ids first (cgleak reclaim on kernels >= 3.16) or reboot the node",
@@ -288,8 +298,24 @@ impl Refusal {
 }
 
 /// The way on from a staging tree without a journal (see [`crate::repair::leftover`]).
-fn leftover_hint() -> String {
-    "do not start another repair (it would migrate the tree a second time); rebuild the journal from the two live trees and finish the repair with `cgleak resume --rebuild-journal --yes`, or undo it with `cgleak rollback --rebuild-journal --yes` (MIGRATION.md, \"A repair without its journal\")".into()
+fn leftover_hint(global: &str, state_dir: Option<&Path>) -> String {
+    let dir = state_dir
+        .map(|d| format!(" --state-dir {}", d.display()))
+        .unwrap_or_default();
+    format!("do not start another repair (it would migrate the tree a second time); rebuild the journal from the two live trees and finish the repair with `cgleak resume {global} --rebuild-journal --yes{dir}`, or undo it with `cgleak rollback {global} --rebuild-journal --yes{dir}` (MIGRATION.md, \"A repair without its journal\")")
+}
+
+/// The global options a way on must carry to reach this node: `--root` always, `--kubepods`
+/// and `--staging` when not the defaults.
+fn global_options(n: &NodeFacts) -> String {
+    let mut s = format!("--root {}", n.root);
+    if n.kubepods != crate::cli::DEFAULT_KUBEPODS {
+        s.push_str(&format!(" --kubepods {}", n.kubepods));
+    }
+    if n.staging != crate::cli::DEFAULT_STAGING {
+        s.push_str(&format!(" --staging {}", n.staging));
+    }
+    s
 }
 
 impl std::fmt::Display for Refusal {
@@ -298,14 +324,14 @@ impl std::fmt::Display for Refusal {
             Refusal::NotRoot { root } => write!(f, "not root: moving tasks and creating cgroups below {root} needs root (EPERM otherwise)"),
             Refusal::StateDirUnusable { path, why } => write!(f, "the state directory {} cannot hold the journal: {why}", path.display()),
             Refusal::LockHeld { path } => write!(f, "another cgleak holds the lock {}", path.join(crate::repair::journal::LOCK_FILE).display()),
-            Refusal::UnfinishedJournal { state_dir, kubepods, staging, strategy, started_at, phase } => write!(f,
+            Refusal::UnfinishedJournal { state_dir, kubepods, staging, strategy, started_at, phase, .. } => write!(f,
                 "an unfinished repair of {kubepods} (strategy {strategy}, staging cgroup {staging}, started at {started_at} s, phase {phase} begun) has its journal in {}", state_dir.display()),
             Refusal::JournalUnreadable { state_dir, why } => write!(f, "the journal in {} cannot be read: {why}", state_dir.display()),
             Refusal::PodsCgroupMissing { kubepods, root } => write!(f, "{kubepods} not found below {root}"),
             Refusal::SystemdDriver { kubepods } => write!(f, "{kubepods} is the systemd cgroup driver's; systemd owns those cgroups and would undo a migration"),
             Refusal::StagingInvalid { staging } => write!(f, "--staging {staging:?} is not one cgroup name directly below the root, other than the pods cgroup"),
             Refusal::StagingExists { staging } => write!(f, "{staging} already exists and no unfinished cgleak repair owns it"),
-            Refusal::StagingLeftover { staging, kubepods } => write!(f, "{staging} is the staging tree of an interrupted repair of {kubepods} whose journal is lost: it mirrors the pods tree"),
+            Refusal::StagingLeftover { staging, kubepods, .. } => write!(f, "{staging} is the staging tree of an interrupted repair of {kubepods} whose journal is lost: it mirrors the pods tree"),
             Refusal::KubeletRunning { pids } => write!(f, "running (pids {pids:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit"),
             Refusal::IdsShort { free, needed, margin, .. } => write!(f, "{free} free but the repair creates {needed} cgroups (+{margin} margin)"),
             Refusal::IdsUnknown { release, needed, margin } => write!(f, "unknown: this kernel ({release}) does not show dying memcgs (the repair creates {needed} cgroups +{margin} margin)"),
@@ -360,6 +386,8 @@ pub fn for_node(n: &NodeFacts) -> Vec<Refusal> {
         StagingState::Leftover => out.push(Refusal::StagingLeftover {
             staging: n.staging.clone(),
             kubepods: n.kubepods.clone(),
+            global: global_options(n),
+            state_dir: None,
         }),
     }
     out.extend(ids_refusal(n));
@@ -405,6 +433,7 @@ pub fn for_repair(n: &NodeFacts, r: &RunFacts) -> Vec<Refusal> {
             phase,
         } => {
             out.push(Refusal::UnfinishedJournal {
+                global: global_options(n),
                 state_dir: r.state_dir.clone(),
                 kubepods: kubepods.clone(),
                 staging: staging.clone(),
@@ -423,6 +452,13 @@ pub fn for_repair(n: &NodeFacts, r: &RunFacts) -> Vec<Refusal> {
         }
     };
     let mut node = for_node(n);
+    if r.state_dir.as_os_str() != crate::repair::journal::DEFAULT_STATE_DIR {
+        for x in &mut node {
+            if let Refusal::StagingLeftover { state_dir, .. } = x {
+                *state_dir = Some(r.state_dir.clone());
+            }
+        }
+    }
     if owned_by_journal {
         // The unfinished repair's own staging tree: the journal refusal says what to do.
         node.retain(|x| {
@@ -574,9 +610,11 @@ mod tests {
         };
         let l = for_repair(&n, &r);
         assert_eq!(codes(&l), ["unfinished-journal"]);
-        assert!(l[0]
-            .hint()
-            .contains("cgleak resume --state-dir /run/cgleak"));
+        let hint = l[0].hint();
+        assert!(
+            hint.contains("cgleak resume --root /sys/fs/cgroup/memory --state-dir /run/cgleak"),
+            "{hint}"
+        );
     }
 
     #[test]
@@ -586,7 +624,18 @@ mod tests {
         n.staging_state = StagingState::Leftover;
         let l = for_node(&n);
         assert_eq!(codes(&l), ["staging-leftover"]);
-        assert!(l[0].hint().contains("--rebuild-journal"));
+        assert!(l[0]
+            .hint()
+            .contains("cgleak resume --root /sys/fs/cgroup/memory --rebuild-journal --yes`"));
+        n.staging = "k2".into();
+        let mut r = run();
+        r.state_dir = "/tmp/st".into();
+        let hint = for_repair(&n, &r)[0].hint();
+        assert!(
+            hint.contains("cgleak rollback --root /sys/fs/cgroup/memory --staging k2 --rebuild-journal --yes --state-dir /tmp/st`"),
+            "{hint}"
+        );
+        n.staging = "kubepods2".into();
         n.staging_state = StagingState::Free;
         assert_eq!(codes(&for_node(&n)), ["pods-cgroup-missing"]);
     }
