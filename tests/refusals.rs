@@ -316,13 +316,21 @@ fn a_foreign_staging_cgroup_is_not_a_leftover() {
 
 #[test]
 fn a_rebuilt_journal_finishes_or_undoes_the_interrupted_repair() {
-    for profile in [KernelProfile::V3_10, KernelProfile::V6_1] {
-        for (phase, into) in [(0, 3), (1, 1), (1, 25), (2, 4), (3, 2), (3, 8)] {
+    let migrate_back = [(0, 3), (1, 1), (1, 25), (2, 4), (3, 2), (3, 8)];
+    // A rename repair has only create-staging and move-to-staging to be interrupted in before
+    // its rename (one atomic system call).
+    let rename = [(0, 3), (1, 1), (1, 25)];
+    let cases = migrate_back
+        .iter()
+        .map(|c| (Strategy::MigrateBack, *c))
+        .chain(rename.iter().map(|c| (Strategy::Rename, *c)));
+    for (strategy, (phase, into)) in cases {
+        for profile in [KernelProfile::V3_10, KernelProfile::V6_1] {
             for undo in [false, true] {
-                let what = format!("{profile} phase {phase}+{into} undo {undo}");
+                let what = format!("{profile} {strategy} phase {phase}+{into} undo {undo}");
                 let n = Node::new(profile, 4);
                 let original = scan::scan(&n.emu, "kubepods").unwrap();
-                interrupt(&n, Strategy::MigrateBack, phase, into);
+                interrupt(&n, strategy, phase, into);
                 std::fs::remove_dir_all(n.state()).unwrap();
                 let st = n.state();
                 let r = leftover::rebuild_journal(&n.emu, "kubepods", "kubepods2", &st)
