@@ -494,7 +494,6 @@ impl Bench<'_> {
                 strategy,
                 move_charge: self.kernel.move_charge_supported(),
                 ids_free: Some(60000),
-                staging_exists: false,
             },
         )
     }

@@ -7,7 +7,6 @@
 //! a reader that goes away must not kill them between two steps; their output ignores EPIPE.
 
 use cgleak::cli::Command;
-use clap::Parser;
 use nix::sys::signal::{signal, SigHandler, Signal};
 use std::process::ExitCode;
 
@@ -40,7 +39,7 @@ fn sigpipe(action: SigHandler) {
 fn main() -> ExitCode {
     // Before any output: `cgleak --help | head -1` ends quietly too.
     sigpipe(SigHandler::SigDfl);
-    let cli = cgleak::cli::Cli::parse();
+    let cli = cgleak::cli::Cli::parse_checked();
     if must_finish(&cli.command) {
         sigpipe(SigHandler::SigIgn);
     }

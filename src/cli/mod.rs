@@ -19,6 +19,11 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The default `--kubepods`: the cgroupfs driver's pods cgroup.
+pub const DEFAULT_KUBEPODS: &str = "kubepods";
+/// The default `--staging`.
+pub const DEFAULT_STAGING: &str = "kubepods2";
+
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
@@ -32,10 +37,11 @@ pub struct Global {
     )]
     pub root: PathBuf,
     /// Name of the pods cgroup below --root.
-    #[arg(long, global = true, default_value = "kubepods", value_name = "NAME")]
+    #[arg(long, global = true, default_value = DEFAULT_KUBEPODS, value_name = "NAME", value_parser = cgroup_name)]
     pub kubepods: String,
-    /// Name of the staging cgroup the repair moves the tree into.
-    #[arg(long, global = true, default_value = "kubepods2", value_name = "NAME")]
+    /// Name of the staging cgroup the repair moves the tree into (directly below --root, other
+    /// than --kubepods).
+    #[arg(long, global = true, default_value = DEFAULT_STAGING, value_name = "NAME", value_parser = cgroup_name)]
     pub staging: String,
     /// More log output (-v info, -vv debug); RUST_LOG works too.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -43,6 +49,39 @@ pub struct Global {
     /// Only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+}
+
+/// `--kubepods` and `--staging`: one cgroup name directly below `--root`, by the rule the
+/// repair's refusals use ([`crate::repair::refusal::cgroup_name_problem`]).
+fn cgroup_name(s: &str) -> Result<String, String> {
+    match crate::repair::refusal::cgroup_name_problem(s) {
+        None => Ok(s.to_string()),
+        Some(problem) => Err(format!(
+            "{s:?} {problem}; give the name of one cgroup directly below --root"
+        )),
+    }
+}
+
+impl Cli {
+    /// Parse the command line, then check what one option cannot check alone: the pods and
+    /// staging cgroups of a plan or repair must differ. Exits 2 with clap's usage error.
+    pub fn parse_checked() -> Cli {
+        let cli = Cli::parse();
+        let uses_staging = matches!(cli.command, Command::Plan(_) | Command::Repair(_));
+        if uses_staging && cli.global.kubepods == cli.global.staging {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--staging {0:?} is the pods cgroup (--kubepods {0:?}): the repair moves the pods tree into the staging cgroup, so give it another name",
+                        cli.global.staging
+                    ),
+                )
+                .exit();
+        }
+        cli
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,6 +204,14 @@ pub struct PlanArgs {
     /// Only the summary per phase, not every operation.
     #[arg(long)]
     pub summary: bool,
+    /// The state directory the repair would use: its lock and an unfinished journal there
+    /// refuse the plan as they would the repair.
+    #[arg(long, default_value = crate::repair::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// Plan before kubelet is stopped (the rolling procedure): a running kubelet does not make
+    /// the plan exit 2; it is named, to be stopped before the repair.
+    #[arg(long)]
+    pub assume_kubelet_stopped: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +252,10 @@ pub struct ResumeArgs {
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// The journal is lost or corrupt: rebuild it first from the pods tree and the leftover
+    /// staging tree (--kubepods, --staging), then go on from it.
+    #[arg(long)]
+    pub rebuild_journal: bool,
 }
 
 #[derive(Debug, Args)]

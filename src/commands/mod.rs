@@ -150,6 +150,13 @@ type FromJournal =
 fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -> Result<u8> {
     let fs = open_node(&g.root)?;
     let guided = require_consent(a.yes, command.as_str())?;
+    crate::repair::leftover::rebuild_if_asked(
+        a.rebuild_journal,
+        fs.as_ref(),
+        &g.kubepods,
+        &g.staging,
+        &a.state_dir,
+    )?;
     execute::install_interrupt_handler();
     let mut asker = confirmer();
     let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };

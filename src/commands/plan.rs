@@ -1,40 +1,39 @@
 //! `cgleak plan`: the dry run. The pods tree, the id check and every operation a repair would
-//! do, in order; exit 2 when the repair would refuse. Changes nothing.
+//! do, in order; exit 2 when a repair with the same options would refuse, with the same
+//! reasons ([`crate::repair::refusal`]). Changes nothing, takes no lock, makes no directory.
 
 use super::{json, open_node, out, resolve_ids_used};
 use crate::cli::{Format, Global, PlanArgs};
 use crate::error::Result;
-use crate::model::kernel::KernelInfo;
-use crate::repair::plan::{self, PlanInput};
-use crate::repair::report;
-use crate::{ids, scan};
+use crate::repair::refusal::Kubelet;
+use crate::repair::{self, report, RepairOptions};
 
 pub(super) fn run(g: &Global, a: &PlanArgs) -> Result<u8> {
     let fs = open_node(&g.root)?;
-    let snap = scan::scan(fs.as_ref(), &g.kubepods)?;
-    let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-    let idc = ids::count(fs.as_ref(), &kernel, resolve_ids_used(a.ids_used, "plan")?)?;
-    let p = plan::plan(
-        &snap,
-        &PlanInput {
-            staging: g.staging.clone(),
-            strategy: a.strategy,
-            move_charge: kernel.move_charge_supported(),
-            ids_free: idc.ids_free,
-            staging_exists: fs.exists(&g.staging),
-        },
-    );
+    let mut opts = RepairOptions::new(&g.kubepods, &g.staging, a.strategy, &a.state_dir);
+    opts.ids_used = resolve_ids_used(a.ids_used, "plan")?;
+    opts.assume_kubelet_stopped = a.assume_kubelet_stopped;
+    let (facts, p) = repair::dry_run(fs.as_ref(), &opts)?;
+    let snap = &facts.snapshot;
     match a.format {
         Format::Json => out(&json(&serde_json::json!({ "snapshot": snap, "plan": p }))),
-        Format::Text => out(&report::render_plan(&snap, &p, !a.summary)),
+        Format::Text => out(&report::render_plan(snap, &p, !a.summary)),
+    }
+    if let Kubelet::AssumedStopped(pids) = &facts.run.kubelet {
+        eprintln!("cgleak: kubelet running (pids {pids:?}): stop it before the repair");
     }
     if p.runnable() {
         return Ok(0);
     }
     if a.format == Format::Json {
+        let lines: Vec<String> = p
+            .blockers
+            .iter()
+            .map(|b| format!("{} ({}): {}", b.message, b.code, b.hint))
+            .collect();
         eprintln!(
             "cgleak: this plan cannot run:\n  - {}",
-            p.blockers.join("\n  - ")
+            lines.join("\n  - ")
         );
     }
     Ok(2)

@@ -1,7 +1,7 @@
 //! `cgleak repair`: preflight (the refusals), the plan, then the journaled migration and
 //! verify; guided (a question before each phase) unless `--yes`.
 
-use super::{ask, confirmer, finish, open_node, require_consent, resolve_ids_used};
+use super::{ask, confirmer, finish, json, open_node, out, require_consent, resolve_ids_used};
 use crate::cli::{Format, Global, RepairArgs};
 use crate::error::Result;
 use crate::repair::{self, execute, report, RepairOptions};
@@ -20,6 +20,12 @@ pub(super) fn run(g: &Global, a: &RepairArgs) -> Result<u8> {
         eprint!("{}", report::render_checks(&prepared.checks));
     }
     if let Some(e) = repair::refusal(&prepared) {
+        if a.format == Format::Json {
+            // The same objects as plan's `blockers`, for scripts that gate on the codes.
+            out(&json(
+                &serde_json::json!({ "refusals": prepared.plan.blockers }),
+            ));
+        }
         return Err(e);
     }
     if a.format == Format::Text {

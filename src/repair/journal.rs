@@ -232,9 +232,36 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Why a lock of a repair, resume or rollback could not be taken.
+#[derive(Debug)]
+pub enum LockFailure {
+    /// Another cgleak holds it: what it holds, in words (with its pid when known).
+    Held(String),
+    /// The state directory cannot hold a lock or a journal ([`unusable`]).
+    Unusable(Error),
+    /// Any other failure (the node's directory could not be opened).
+    Failed(Error),
+}
+
+impl From<LockFailure> for Error {
+    fn from(f: LockFailure) -> Error {
+        match f {
+            LockFailure::Held(what) => Error::refused(
+                what,
+                "wait for it to finish (its own output says how it ended); nothing was changed",
+            ),
+            LockFailure::Unusable(e) | LockFailure::Failed(e) => e,
+        }
+    }
+}
+
 /// Take the lock, or refuse when another cgleak holds it.
 pub fn lock(dir: &Path) -> Result<Lock> {
-    ensure_dir(dir)?;
+    try_lock(dir).map_err(Error::from)
+}
+
+fn try_lock(dir: &Path) -> std::result::Result<Lock, LockFailure> {
+    ensure_dir(dir).map_err(LockFailure::Unusable)?;
     let path = dir.join(LOCK_FILE);
     let f = OpenOptions::new()
         .create(true)
@@ -242,52 +269,78 @@ pub fn lock(dir: &Path) -> Result<Lock> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| unusable(dir, "open", &path, &e))?;
+        .map_err(|e| LockFailure::Unusable(unusable(dir, "open", &path, &e)))?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(Lock {
             _flock: l,
             _node: None,
         }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(Error::refused(
-            format!("another cgleak holds the lock {}", path.display()),
-            "wait for it to finish; it is working on this node now",
-        )),
-        Err((_, e)) => Err(Error::io("flock", &path, std::io::Error::from(e))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockFailure::Held(format!(
+            "another cgleak holds the lock {}",
+            path.display()
+        ))),
+        Err((_, e)) => Err(LockFailure::Unusable(unusable(
+            dir,
+            "flock",
+            &path,
+            &std::io::Error::from(e),
+        ))),
     }
 }
 
 /// The locks of a repair, resume or rollback: the node at `root` first (a run of this node
 /// with another state directory is refused before this one touches its own), then `dir`.
 pub fn lock_node_and_dir(root: &Path, dir: &Path) -> Result<Lock> {
-    let node = lock_node(root)?;
-    let mut lock = lock(dir)?;
+    try_lock_node_and_dir(root, dir).map_err(Error::from)
+}
+
+/// [`lock_node_and_dir`] saying which failure it met, for the preflight's facts.
+pub fn try_lock_node_and_dir(root: &Path, dir: &Path) -> std::result::Result<Lock, LockFailure> {
+    let node = try_lock_node(root)?;
+    let mut lock = try_lock(dir)?;
     lock._node = Some(node);
     Ok(lock)
 }
 
 /// Lock the node at `root`, or refuse (exit 2, nothing changed) when another cgleak holds it.
 pub fn lock_node(root: &Path) -> Result<NodeLock> {
+    try_lock_node(root).map_err(Error::from)
+}
+
+fn try_lock_node(root: &Path) -> std::result::Result<NodeLock, LockFailure> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_DIRECTORY)
         .open(root)
-        .map_err(|e| Error::io("open", root, e))?;
+        .map_err(|e| LockFailure::Failed(Error::io("open", root, e)))?;
     match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(NodeLock { _flock: l }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let pid = lock_holder(root)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            Err(Error::refused(
-                format!(
-                    "another cgleak repair/resume/rollback of this node is running{pid}: it holds the lock on {}",
-                    root.display()
-                ),
-                "wait for it to finish (its own output says how it ended); nothing was changed",
-            ))
-        }
-        Err((_, e)) => Err(Error::io("flock", root, std::io::Error::from(e))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockFailure::Held(node_lock_holder(root))),
+        Err((_, e)) => Err(LockFailure::Failed(Error::io(
+            "flock",
+            root,
+            std::io::Error::from(e),
+        ))),
     }
+}
+
+/// Whether another cgleak holds the node's lock, without keeping it: for `plan`, which locks
+/// nothing. Some(what holds it) when held.
+pub fn node_lock_held(root: &Path) -> Option<String> {
+    match try_lock_node(root) {
+        Err(LockFailure::Held(what)) => Some(what),
+        _ => None,
+    }
+}
+
+fn node_lock_holder(root: &Path) -> String {
+    let pid = lock_holder(root)
+        .map(|p| format!(" (pid {p})"))
+        .unwrap_or_default();
+    format!(
+        "another cgleak repair/resume/rollback of this node is running{pid}: it holds the lock on {}",
+        root.display()
+    )
 }
 
 /// The pid holding a flock on `path`, from /proc/locks (`N: FLOCK ADVISORY WRITE PID

@@ -6,7 +6,9 @@
 
 pub mod execute;
 pub mod journal;
+pub mod leftover;
 pub mod plan;
+pub mod refusal;
 pub mod report;
 pub mod verify;
 
@@ -14,10 +16,11 @@ use crate::error::{Error, Result};
 use crate::host::Node;
 use crate::ids::{self, IdCount};
 use crate::model::kernel::KernelInfo;
-use crate::model::{Layout, Snapshot};
+use crate::model::Snapshot;
 use crate::repair::execute::{Confirm, Mode, RunOptions, Runner, Stats};
-use crate::repair::journal::{Command, Header, Journal, Lock, Progress, WaysOn};
+use crate::repair::journal::{Command, Header, Journal, Lock, LockFailure, Progress, WaysOn};
 use crate::repair::plan::{Plan, PlanInput, Strategy};
+use crate::repair::refusal::{JournalState, Kubelet, NodeFacts, Refusal, RunFacts, StateDir};
 use crate::repair::verify::VerifyReport;
 use crate::scan;
 use serde::Serialize;
@@ -35,6 +38,8 @@ pub struct RepairOptions {
     pub ids_used: Option<u64>,
     /// For tests only: a running kubelet would recreate or remove cgroups during the move.
     pub allow_kubelet_running: bool,
+    /// `plan --assume-kubelet-stopped`: the dry run before the operator stops kubelet.
+    pub assume_kubelet_stopped: bool,
     /// Test hook: stop dead after this many mutations.
     pub crash_after: Option<u64>,
     pub progress: bool,
@@ -49,6 +54,7 @@ impl RepairOptions {
             state_dir: state_dir.to_path_buf(),
             ids_used: None,
             allow_kubelet_running: false,
+            assume_kubelet_stopped: false,
             crash_after: None,
             progress: false,
         }
@@ -71,14 +77,15 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Everything checked before a repair, with the lock held.
+/// Everything checked before a repair, with the lock held (when it could be taken).
 pub struct Prepared {
     pub checks: Vec<Check>,
-    pub kernel: KernelInfo,
+    /// Why the repair must not run; empty when it may.
+    pub refusals: Vec<Refusal>,
     pub ids: IdCount,
     pub snapshot: Snapshot,
     pub plan: Plan,
-    _lock: Lock,
+    _lock: Option<Lock>,
 }
 
 impl Prepared {
@@ -119,50 +126,73 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn check(
-    checks: &mut Vec<Check>,
-    name: &'static str,
-    status: CheckStatus,
-    detail: impl Into<String>,
-) {
-    checks.push(Check {
-        name,
-        status,
-        detail: detail.into(),
-    });
+/// What plan and repair both learn about the node before deciding anything.
+pub struct Gathered {
+    pub snapshot: Snapshot,
+    pub kernel: KernelInfo,
+    pub ids: IdCount,
+    pub node: NodeFacts,
+    pub run: RunFacts,
 }
 
-/// Preflight: take the lock, scan, plan, and check everything. Changes nothing on the node.
-pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
-    let started = Instant::now();
-    if !fs.may_write() {
-        return Err(Error::not_root(
-            fs.root(),
-            "moving tasks and creating cgroups",
-            "repair",
-        ));
+impl Gathered {
+    /// Every refusal, and the plan with them as its blockers.
+    fn refusals_and_plan(&self, opts: &RepairOptions) -> (Vec<Refusal>, Plan) {
+        let refusals = refusal::for_repair(&self.node, &self.run);
+        let mut p = plan::plan(
+            &self.snapshot,
+            &PlanInput {
+                staging: opts.staging.clone(),
+                strategy: opts.strategy,
+                move_charge: self.kernel.move_charge_supported(),
+                ids_free: self.ids.ids_free,
+            },
+        );
+        p.blockers = refusals.iter().map(Refusal::blocker).collect();
+        (refusals, p)
     }
-    let lock = journal::lock_node_and_dir(fs.root(), &opts.state_dir)?;
-    let mut checks = Vec::new();
+}
+
+/// The journal an earlier run left in `dir`, as a fact.
+fn journal_state(dir: &Path) -> JournalState {
+    match journal::load(dir) {
+        Ok(None) => JournalState::Absent,
+        Ok(Some((_, p))) if p.finished() => JournalState::Absent,
+        Ok(Some((h, p))) => JournalState::Unfinished {
+            kubepods: h.kubepods,
+            staging: h.staging,
+            strategy: h.strategy,
+            started_at: h.started_at,
+            phase: p.resume_phase(),
+        },
+        Err(e) => JournalState::Unreadable { why: e.to_string() },
+    }
+}
+
+fn kubelet_fact(pids: Vec<u32>, opts: &RepairOptions) -> Kubelet {
+    if pids.is_empty() {
+        Kubelet::NotRunning
+    } else if opts.assume_kubelet_stopped {
+        Kubelet::AssumedStopped(pids)
+    } else if opts.allow_kubelet_running {
+        Kubelet::Allowed(pids)
+    } else {
+        Kubelet::Running(pids)
+    }
+}
+
+/// Scan, look for kubelet, count ids, look at the staging name and the journal. Changes
+/// nothing; `state` is what the caller found of the state directory.
+pub fn gather(fs: &dyn Node, opts: &RepairOptions, state: StateDir) -> Result<Gathered> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-    check(&mut checks, "cgroupfs", CheckStatus::Pass, fs.describe());
-    // Not root was refused above.
-    check(
-        &mut checks,
-        "permission",
-        CheckStatus::Pass,
-        "running as root",
-    );
     // The kubelet look-up walks /proc (thousands of processes on a big node) and does not
     // depend on the scan: it runs alongside it. Errors come in the same order as before.
     let t = Instant::now();
     let (snapshot, kubelets) = std::thread::scope(|s| {
         let kubelets = s.spawn(|| fs.find_processes("kubelet"));
         let snapshot = scan::scan(fs, &opts.kubepods);
-        (
-            snapshot,
-            kubelets.join().expect("the kubelet look-up panicked"),
-        )
+        let kubelets = kubelets.join().expect("the kubelet look-up panicked");
+        (snapshot, kubelets)
     });
     let snapshot = snapshot?;
     log::debug!(
@@ -170,112 +200,261 @@ pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
         snapshot.cgroups.len(),
         ms(t)
     );
-    match snapshot.layout {
-        Layout::Missing => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} not found below {}; check --root and --kubepods", opts.kubepods, fs.root().display())),
-        Layout::Systemd => check(&mut checks, "pods cgroup", CheckStatus::Fail, format!("{} is the systemd cgroup driver's; systemd owns those cgroups and would undo a migration: repair by draining and rebooting the node instead", snapshot.kubepods)),
-        l => check(&mut checks, "pods cgroup", CheckStatus::Pass, format!("{}: {} cgroups, {} tasks, layout {l}", snapshot.kubepods, snapshot.cgroups.len(), snapshot.task_count())),
-    }
-    let existing = journal::load(&opts.state_dir)?;
-    let unfinished = existing.as_ref().filter(|(_, p)| !p.finished());
-    match unfinished {
-        Some((h, p)) => check(&mut checks, "journal", CheckStatus::Fail, format!(
-            "an unfinished repair of {} (strategy {}, started at {} s, phase {} begun) has its journal in {}: finish it with `cgleak resume` or undo it with `cgleak rollback`",
-            h.kubepods, h.strategy, h.started_at, p.resume_phase(), opts.state_dir.display())),
-        None => check(&mut checks, "journal", CheckStatus::Pass, format!("no unfinished repair in {}", opts.state_dir.display())),
-    }
-    let staging_exists = fs.exists(&opts.staging);
-    if staging_exists {
-        check(&mut checks, "staging cgroup", CheckStatus::Fail, format!("{} already exists and no unfinished cgleak repair owns it: look at what is in it; pass another --staging name", opts.staging));
-    } else {
-        check(
-            &mut checks,
-            "staging cgroup",
-            CheckStatus::Pass,
-            format!("{} is free", opts.staging),
-        );
-    }
-    let kubelets = kubelets?;
-    if kubelets.is_empty() {
-        check(&mut checks, "kubelet", CheckStatus::Pass, "not running");
-    } else if opts.allow_kubelet_running {
-        check(
-            &mut checks,
-            "kubelet",
-            CheckStatus::Warn,
-            format!("running (pids {kubelets:?}), allowed by --allow-kubelet-running (tests only)"),
-        );
-    } else {
-        check(&mut checks, "kubelet", CheckStatus::Fail, format!(
-            "running (pids {kubelets:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit; stop it first (systemctl stop kubelet)"));
-    }
+    let journal = match state {
+        StateDir::Unusable { .. } => JournalState::Absent,
+        _ => journal_state(&opts.state_dir),
+    };
+    let kubelet = kubelet_fact(kubelets?, opts);
+    let cgroups = snapshot.cgroups.len();
     let ids = ids::count_after_scan(
         fs,
         &kernel,
         opts.ids_used,
         &snapshot.kubepods,
-        snapshot.cgroups.len() as u64,
+        cgroups as u64,
     )?;
-    let needed = plan::ids_needed(snapshot.cgroups.len(), opts.strategy);
-    match ids.ids_free {
-        Some(free) if free >= needed + plan::ID_SAFETY_MARGIN => check(&mut checks, "memcg ids", CheckStatus::Pass, format!("{free} free, repair creates {needed} (+{} margin)", plan::ID_SAFETY_MARGIN)),
-        Some(free) => check(&mut checks, "memcg ids", CheckStatus::Fail, format!(
-            "{free} free but the repair creates {needed} cgroups (+{} margin): {}free ids first (cgleak reclaim on kernels >= 3.16) or reboot the node",
-            plan::ID_SAFETY_MARGIN, if opts.strategy == Strategy::MigrateBack { "try --strategy rename (needs half as many), or " } else { "" })),
-        None => check(&mut checks, "memcg ids", CheckStatus::Fail, format!(
-            "unknown: this kernel ({}) does not show dying memcgs; count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (or pipe its output to --ids-used -) (the repair creates {needed} cgroups +{} margin)",
-            kernel.release, plan::ID_SAFETY_MARGIN)),
+    let staging_state =
+        leftover::staging_state(fs, &snapshot, &opts.staging, kernel.move_charge_supported())?;
+    let node = NodeFacts {
+        root: fs.root().display().to_string(),
+        kubepods: opts.kubepods.clone(),
+        layout: snapshot.layout,
+        staging: opts.staging.clone(),
+        staging_state,
+        strategy: opts.strategy,
+        cgroups,
+        ids_free: ids.ids_free,
+        release: kernel.release.clone(),
+    };
+    let run = RunFacts {
+        may_write: fs.may_write(),
+        state_dir: opts.state_dir.clone(),
+        state,
+        journal,
+        kubelet,
+    };
+    Ok(Gathered {
+        snapshot,
+        kernel,
+        ids,
+        node,
+        run,
+    })
+}
+
+/// Take the node's lock and the state directory's, as a fact: held by another cgleak, or a
+/// directory that cannot be made or locked, is a refusal, not an error.
+fn take_lock(root: &Path, dir: &Path) -> Result<(StateDir, Option<Lock>)> {
+    match journal::try_lock_node_and_dir(root, dir) {
+        Ok(l) => Ok((StateDir::Usable, Some(l))),
+        Err(LockFailure::Held(holder)) => Ok((StateDir::LockHeld { holder }, None)),
+        Err(LockFailure::Unusable(e)) => Ok((StateDir::Unusable { why: e.to_string() }, None)),
+        Err(LockFailure::Failed(e)) => Err(e),
     }
-    match kernel.move_charge_supported() {
-        Some(false) => check(&mut checks, "move charges", CheckStatus::Warn, "this kernel cannot move charges: memory already charged stays with the old cgroups until freed"),
-        _ => check(&mut checks, "move charges", CheckStatus::Pass, "move_charge_at_immigrate=3 on destinations"),
+}
+
+/// The state directory and the node's lock as `plan` sees them without making or locking
+/// anything: what [`take_lock`] would find.
+fn probe_state_dir(root: &Path, dir: &Path) -> StateDir {
+    use nix::fcntl::{Flock, FlockArg};
+    if let Some(holder) = journal::node_lock_held(root) {
+        return StateDir::LockHeld { holder };
     }
-    match kernel.kmem_per_cgroup() {
-        Some(true) => {
-            let active = snapshot.cgroups.iter().filter(|c| c.kmem_active == Some(true)).count();
-            check(&mut checks, "kmem accounting", CheckStatus::Pass, format!("active in {active} of {} cgroups; the new cgroups will not have it", snapshot.cgroups.len()))
-        }
-        _ => check(&mut checks, "kmem accounting", CheckStatus::Warn, format!(
-            "kernel {} accounts kmem for every memcg: the migration recreates the cgroups but does not stop dying memcgs from accumulating (see cgleak diagnose: reclaim, or boot with cgroup.memory=nokmem)", kernel.release)),
+    let unusable = |why: String| StateDir::Unusable { why };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return StateDir::Usable,
+        Err(e) => return unusable(e.to_string()),
+        Ok(m) if !m.is_dir() => return unusable("it is a file, not a directory".into()),
+        Ok(_) => {}
     }
-    let plan = plan::plan(
-        &snapshot,
-        &PlanInput {
-            staging: opts.staging.clone(),
-            strategy: opts.strategy,
-            move_charge: kernel.move_charge_supported(),
-            ids_free: ids.ids_free,
-            staging_exists,
+    if let Err(e) = nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK) {
+        return unusable(std::io::Error::from(e).to_string());
+    }
+    let lock = dir.join(journal::LOCK_FILE);
+    match std::fs::File::open(&lock) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StateDir::Usable,
+        Err(e) => unusable(format!("open {}: {e}", lock.display())),
+        // Taken and at once let go: nothing of another cgleak's is disturbed.
+        Ok(f) => match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(_) => StateDir::Usable,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => StateDir::LockHeld {
+                holder: format!("another cgleak holds the lock {}", lock.display()),
+            },
+            Err((_, e)) => unusable(std::io::Error::from(e).to_string()),
         },
-    );
+    }
+}
+
+/// The dry run: what [`prepare`] would find, without taking the lock or making the state
+/// directory. The plan's blockers are the refusals a repair with these options would give.
+pub fn dry_run(fs: &dyn Node, opts: &RepairOptions) -> Result<(Gathered, Plan)> {
+    let g = gather(fs, opts, probe_state_dir(fs.root(), &opts.state_dir))?;
+    let (_, p) = g.refusals_and_plan(opts);
+    Ok((g, p))
+}
+
+/// Preflight: take the lock, gather the facts, plan, and derive the refusals and the
+/// preflight table from them. Changes nothing on the node.
+pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
+    let started = Instant::now();
+    // Not root: make no state directory that could not be used anyway.
+    let (state, lock) = if !fs.may_write() {
+        (StateDir::NotChecked, None)
+    } else {
+        // The probe says plainly what is wrong with a file or a read-only directory in the
+        // way; the lock is taken only where it can be.
+        match probe_state_dir(fs.root(), &opts.state_dir) {
+            unusable @ StateDir::Unusable { .. } => (unusable, None),
+            _ => take_lock(fs.root(), &opts.state_dir)?,
+        }
+    };
+    let g = gather(fs, opts, state)?;
+    let (refusals, plan) = g.refusals_and_plan(opts);
+    let checks = preflight_checks(&fs.describe(), &g, &refusals);
     log::debug!(
         "preflight (scan, checks, id count, plan) done in {:.1} ms",
         ms(started)
     );
     Ok(Prepared {
         checks,
-        kernel,
-        ids,
-        snapshot,
+        refusals,
+        ids: g.ids,
+        snapshot: g.snapshot,
         plan,
         _lock: lock,
     })
 }
 
-/// Refuse with every failed check.
+/// The preflight table: one line per thing checked, failed by the refusals of that line
+/// ([`Refusal::line`]), passed or warned from the same facts otherwise.
+fn preflight_checks(describe: &str, g: &Gathered, refusals: &[Refusal]) -> Vec<Check> {
+    use refusal::line;
+    let (n, r) = (&g.node, &g.run);
+    let snap = &g.snapshot;
+    let needed = plan::ids_needed(n.cgroups, n.strategy);
+    let mut checks = vec![Check {
+        name: "cgroupfs",
+        status: CheckStatus::Pass,
+        detail: describe.to_string(),
+    }];
+    let passes: [(&'static str, CheckStatus, String); 6] = [
+        (
+            line::PERMISSION,
+            CheckStatus::Pass,
+            "running as root".into(),
+        ),
+        state_line(r),
+        (
+            line::PODS,
+            CheckStatus::Pass,
+            format!(
+                "{}: {} cgroups, {} tasks, layout {}",
+                snap.kubepods,
+                n.cgroups,
+                snap.task_count(),
+                snap.layout
+            ),
+        ),
+        (
+            line::JOURNAL,
+            CheckStatus::Pass,
+            format!("no unfinished repair in {}", r.state_dir.display()),
+        ),
+        (
+            line::STAGING,
+            CheckStatus::Pass,
+            format!("{} is free", n.staging),
+        ),
+        kubelet_line(&r.kubelet),
+    ];
+    for (name, status, detail) in passes {
+        checks.push(line_of(name, status, detail, refusals));
+    }
+    let ids = format!(
+        "{} free, repair creates {needed} (+{} margin)",
+        n.ids_free.unwrap_or(0),
+        plan::ID_SAFETY_MARGIN
+    );
+    checks.push(line_of(line::IDS, CheckStatus::Pass, ids, refusals));
+    checks.push(match g.kernel.move_charge_supported() {
+        Some(false) => Check { name: "move charges", status: CheckStatus::Warn, detail: "this kernel cannot move charges: memory already charged stays with the old cgroups until freed".into() },
+        _ => Check { name: "move charges", status: CheckStatus::Pass, detail: "move_charge_at_immigrate=3 on destinations".into() },
+    });
+    checks.push(match g.kernel.kmem_per_cgroup() {
+        Some(true) => {
+            let active = snap.cgroups.iter().filter(|c| c.kmem_active == Some(true)).count();
+            Check { name: "kmem accounting", status: CheckStatus::Pass, detail: format!("active in {active} of {} cgroups; the new cgroups will not have it", n.cgroups) }
+        }
+        _ => Check { name: "kmem accounting", status: CheckStatus::Warn, detail: format!(
+            "kernel {} accounts kmem for every memcg: the migration recreates the cgroups but does not stop dying memcgs from accumulating (see cgleak diagnose: reclaim, or boot with cgroup.memory=nokmem)", n.release) },
+    });
+    checks
+}
+
+fn state_line(r: &RunFacts) -> (&'static str, CheckStatus, String) {
+    let dir = r.state_dir.display();
+    match r.state {
+        StateDir::NotChecked => (
+            refusal::line::STATE_DIR,
+            CheckStatus::Warn,
+            format!("{dir} not looked at (not root)"),
+        ),
+        _ => (
+            refusal::line::STATE_DIR,
+            CheckStatus::Pass,
+            format!("{dir} locked while cgleak works"),
+        ),
+    }
+}
+
+fn kubelet_line(k: &Kubelet) -> (&'static str, CheckStatus, String) {
+    match k {
+        Kubelet::NotRunning | Kubelet::Running(_) => (
+            refusal::line::KUBELET,
+            CheckStatus::Pass,
+            "not running".into(),
+        ),
+        Kubelet::Allowed(pids) => (
+            refusal::line::KUBELET,
+            CheckStatus::Warn,
+            format!("running (pids {pids:?}), allowed by --allow-kubelet-running (tests only)"),
+        ),
+        Kubelet::AssumedStopped(pids) => (
+            refusal::line::KUBELET,
+            CheckStatus::Warn,
+            format!("running (pids {pids:?}): stop it before the repair"),
+        ),
+    }
+}
+
+/// The line `name`: failed with its refusals' sentences and hints, else `status` and `detail`.
+fn line_of(name: &'static str, status: CheckStatus, detail: String, refusals: &[Refusal]) -> Check {
+    let failed: Vec<String> = refusals
+        .iter()
+        .filter(|x| x.line() == name)
+        .map(|x| format!("{x}: {}", x.hint()))
+        .collect();
+    if failed.is_empty() {
+        Check {
+            name,
+            status,
+            detail,
+        }
+    } else {
+        Check {
+            name,
+            status: CheckStatus::Fail,
+            detail: failed.join("; "),
+        }
+    }
+}
+
+/// Refuse with every reason found by the preflight.
 pub fn refusal(p: &Prepared) -> Option<Error> {
-    let f = p.failures();
-    if f.is_empty() {
+    if p.refusals.is_empty() {
         return None;
     }
-    let reason = f
-        .iter()
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect::<Vec<_>>()
-        .join("\n  ");
-    Some(Error::refused(
-        reason,
-        "nothing was changed; fix the above and run cgleak repair again",
-    ))
+    Some(refusal::to_error(&p.refusals, "repair"))
 }
 
 /// Run a prepared repair: journal first, then every phase, then verify.

@@ -1,7 +1,7 @@
 //! The repair plan: pure. A snapshot and a few facts in, an ordered list of operations out; no
 //! system calls. The same phases, executed in reconcile mode, serve resume and rollback.
 //!
-//! Order rules (KERNEL-FACTS.md, "Writing settings"):
+//! Order rules (docs/kernel-facts.md, "Writing settings"):
 //! - cgroups are created parents first (pre-order), and each cgroup's settings are written
 //!   right after its mkdir, before its children exist (use_hierarchy is EBUSY with children,
 //!   and children inherit swappiness and oom_kill_disable at creation) and before any task
@@ -206,8 +206,6 @@ pub struct PlanInput {
     pub move_charge: Option<bool>,
     /// Free memcg ids, when known.
     pub ids_free: Option<u64>,
-    /// Whether the staging cgroup exists already.
-    pub staging_exists: bool,
 }
 
 /// A repair plan.
@@ -228,18 +226,24 @@ pub struct Plan {
     pub mutations: usize,
     /// Rough wall time on a real kernel, in seconds.
     pub estimate_seconds: f64,
-    /// Why this plan cannot run (empty when it can).
-    pub blockers: Vec<String>,
+    /// Why this plan cannot run (empty when it can): the refusals of the repair.
+    pub blockers: Vec<Blocker>,
 }
 
 impl Plan {
     pub fn runnable(&self) -> bool {
         self.blockers.is_empty()
     }
+}
 
-    pub fn phase_index(&self, name: PhaseName) -> Option<usize> {
-        self.phases.iter().position(|p| p.name == name)
-    }
+/// A refusal as plan's JSON shows it ([`crate::repair::refusal::Refusal::blocker`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    /// Stable kebab-case code (`staging-exists`, `ids-unknown`, ...).
+    pub code: String,
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
 }
 
 /// Rough per-operation costs for the estimate (seconds); the roundtrip benchmark measured
@@ -391,91 +395,45 @@ pub fn ids_needed(cgroups: usize, strategy: Strategy) -> u64 {
     }
 }
 
-/// Plan a repair of `snap`. Pure.
-pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
-    let mut blockers = Vec::new();
-    match snap.layout {
-        Layout::Missing => blockers.push(format!(
-            "the pods cgroup {:?} does not exist below {}",
-            snap.kubepods, snap.root
-        )),
-        Layout::Systemd => blockers.push(format!(
-            "{} belongs to the systemd cgroup driver: systemd owns these cgroups and would \
-             fight a migration; cgleak repairs cgroupfs-driver nodes only",
-            snap.kubepods
-        )),
-        _ => {}
+/// Memcg ids that must be free before a repair starts: what it holds at its peak
+/// ([`ids_needed`]) plus [`ID_SAFETY_MARGIN`]. Plan, repair and diagnose use this one figure.
+pub fn ids_required(cgroups: usize, strategy: Strategy) -> u64 {
+    ids_needed(cgroups, strategy) + ID_SAFETY_MARGIN
+}
+
+/// The phases of a repair of `snap`: none when there is no pods tree a repair could migrate
+/// (missing, or the systemd driver's).
+fn phases(snap: &Snapshot, input: &PlanInput, move_charge: bool) -> Vec<Phase> {
+    if matches!(snap.layout, Layout::Missing | Layout::Systemd) {
+        return Vec::new();
     }
-    if input.staging.is_empty() || input.staging.contains('/') || input.staging == snap.kubepods {
-        blockers.push(format!(
-            "--staging {:?}: give another cgroup name directly below the root",
-            input.staging
-        ));
-    }
-    if input.staging_exists {
-        blockers.push(format!(
-            "the staging cgroup {} already exists and no unfinished cgleak repair owns it",
-            input.staging
-        ));
-    }
-    let needed = ids_needed(snap.cgroups.len(), input.strategy);
-    let ok = input.ids_free.map(|f| f >= needed + ID_SAFETY_MARGIN);
-    if ok == Some(false) {
-        blockers.push(format!(
-            "free memcg ids: {} but the repair creates {} cgroups (+{} margin){}",
-            input.ids_free.unwrap_or(0),
-            needed,
-            ID_SAFETY_MARGIN,
-            if input.strategy == Strategy::MigrateBack {
-                "; --strategy rename needs half as many"
-            } else {
-                ""
-            }
-        ));
-    }
-    let move_charge = input.move_charge != Some(false);
-    let phases = if blockers
-        .iter()
-        .any(|b| b.contains("does not exist") || b.contains("systemd"))
-    {
-        Vec::new()
-    } else {
-        let mut phases = vec![
-            create_phase(snap, &input.staging, PhaseName::CreateStaging, move_charge),
-            move_phase(
-                snap,
-                &snap.kubepods,
-                &input.staging,
-                PhaseName::MoveToStaging,
-            ),
-        ];
-        match input.strategy {
-            Strategy::MigrateBack => phases.extend(back_phases(snap, &input.staging, move_charge)),
-            Strategy::Rename => {
-                phases.push(Phase {
-                    name: PhaseName::RenameStaging,
-                    steps: vec![Step::Rename {
-                        from: input.staging.clone(),
-                        to: snap.kubepods.clone(),
-                    }],
-                });
-                phases.push(finalize_phase(snap, move_charge));
-            }
+    let mut phases = vec![
+        create_phase(snap, &input.staging, PhaseName::CreateStaging, move_charge),
+        move_phase(
+            snap,
+            &snap.kubepods,
+            &input.staging,
+            PhaseName::MoveToStaging,
+        ),
+    ];
+    match input.strategy {
+        Strategy::MigrateBack => phases.extend(back_phases(snap, &input.staging, move_charge)),
+        Strategy::Rename => {
+            phases.push(Phase {
+                name: PhaseName::RenameStaging,
+                steps: vec![Step::Rename {
+                    from: input.staging.clone(),
+                    to: snap.kubepods.clone(),
+                }],
+            });
+            phases.push(finalize_phase(snap, move_charge));
         }
-        phases
-    };
-    let steps = phases.iter().map(|p| p.steps.len()).sum();
-    let mutations = phases
-        .iter()
-        .flat_map(|p| &p.steps)
-        .map(Step::mutations)
-        .sum();
-    let charged: u64 = snap
-        .cgroups
-        .iter()
-        .filter_map(|c| c.usage_in_bytes)
-        .max()
-        .unwrap_or(0);
+    }
+    phases
+}
+
+/// Rough wall time of `phases` on a real kernel, in seconds.
+fn estimate(snap: &Snapshot, phases: &[Phase], strategy: Strategy, move_charge: bool) -> f64 {
     let mut estimate = 0.0;
     for s in phases.iter().flat_map(|p| &p.steps) {
         estimate += match s {
@@ -488,13 +446,37 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
     if move_charge {
         // Charges move twice with migrate-back, once with rename; the pods cgroup's usage is
         // the whole tree's (use_hierarchy).
-        let passes = if input.strategy == Strategy::MigrateBack {
+        let charged: u64 = snap
+            .cgroups
+            .iter()
+            .filter_map(|c| c.usage_in_bytes)
+            .max()
+            .unwrap_or(0);
+        let passes = if strategy == Strategy::MigrateBack {
             2.0
         } else {
             1.0
         };
         estimate += passes * charged as f64 * COST_PER_CHARGED_BYTE;
     }
+    estimate
+}
+
+/// Plan a repair of `snap`. Pure. The plan has no blockers: the caller attaches the refusals
+/// ([`crate::repair::refusal`]), computed from the same facts.
+pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
+    let needed = ids_needed(snap.cgroups.len(), input.strategy);
+    let ok = input
+        .ids_free
+        .map(|f| f >= ids_required(snap.cgroups.len(), input.strategy));
+    let move_charge = input.move_charge != Some(false);
+    let phases = phases(snap, input, move_charge);
+    let steps = phases.iter().map(|p| p.steps.len()).sum();
+    let mutations = phases
+        .iter()
+        .flat_map(|p| &p.steps)
+        .map(Step::mutations)
+        .sum();
     Plan {
         strategy: input.strategy,
         kubepods: snap.kubepods.clone(),
@@ -508,11 +490,11 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
             ok,
         },
         move_charge,
+        estimate_seconds: estimate(snap, &phases, input.strategy, move_charge),
         phases,
         steps,
         mutations,
-        estimate_seconds: estimate,
-        blockers,
+        blockers: Vec::new(),
     }
 }
 
@@ -579,7 +561,6 @@ pub(crate) mod tests {
             strategy,
             move_charge: Some(true),
             ids_free: Some(60000),
-            staging_exists: false,
         }
     }
 
@@ -627,30 +608,29 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn blockers() {
+    fn no_phases_without_a_pods_tree_to_migrate() {
         let snap = snapshot_from(&[(0, 0, vec![])]);
-        let mut i = input(Strategy::MigrateBack);
-        i.ids_free = Some(100);
-        i.staging_exists = true;
-        let p = plan(&snap, &i);
-        assert_eq!(p.blockers.len(), 2, "{:?}", p.blockers);
-        assert!(p.blockers[1].contains("free memcg ids: 100"));
         let mut s2 = snap.clone();
         s2.layout = Layout::Systemd;
         s2.kubepods = "kubepods.slice".into();
-        let p = plan(&s2, &input(Strategy::MigrateBack));
-        assert!(p.blockers[0].contains("systemd"));
-        assert!(p.phases.is_empty());
+        assert!(plan(&s2, &input(Strategy::MigrateBack)).phases.is_empty());
+        s2.layout = Layout::Missing;
+        s2.cgroups.clear();
+        assert!(plan(&s2, &input(Strategy::MigrateBack)).phases.is_empty());
+        assert_eq!(plan(&snap, &input(Strategy::MigrateBack)).phases.len(), 5);
     }
 
     #[test]
-    fn unknown_ids_do_not_block_the_plan_but_are_null() {
-        let snap = snapshot_from(&[(0, 0, vec![])]);
+    fn the_id_check_uses_the_one_requirement() {
+        let snap = snapshot_from(&[(0, 0, vec![]), (0, 0, vec![1])]);
         let mut i = input(Strategy::MigrateBack);
+        assert_eq!(ids_required(2, Strategy::MigrateBack), 4 + ID_SAFETY_MARGIN);
+        i.ids_free = Some(ids_required(2, Strategy::MigrateBack) - 1);
+        assert_eq!(plan(&snap, &i).ids.ok, Some(false));
+        i.ids_free = Some(ids_required(2, Strategy::MigrateBack));
+        assert_eq!(plan(&snap, &i).ids.ok, Some(true));
         i.ids_free = None;
-        let p = plan(&snap, &i);
-        assert!(p.runnable());
-        assert_eq!(p.ids.ok, None);
+        assert_eq!(plan(&snap, &i).ids.ok, None);
     }
 
     #[test]

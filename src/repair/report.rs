@@ -144,7 +144,7 @@ pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
     if !plan.blockers.is_empty() {
         s.push_str("\nThis plan cannot run:\n");
         for b in &plan.blockers {
-            s.push_str(&format!("  - {b}\n"));
+            s.push_str(&format!("  - {}\n    what to do: {}\n", b.message, b.hint));
         }
     }
     s
