@@ -532,50 +532,56 @@ pub fn open_journal(
     command: Command,
 ) -> Result<(Lock, Header, Progress)> {
     let lock = journal::lock_node_and_dir(fs.root(), state_dir)?;
+    let refuse = |r: Refusal| refusal::to_error(&[r], command.as_str());
     let (header, progress) = journal::load(state_dir)?.ok_or_else(|| {
-        Error::refused(
-            format!("no repair journal in {}", state_dir.display()),
-            format!(
-                "there is nothing to {command}; pass --state-dir if the repair used another one"
-            ),
-        )
+        refuse(Refusal::NoJournal {
+            state_dir: state_dir.to_path_buf(),
+        })
     })?;
-    let ways_on = WaysOn::of(&header, state_dir);
+    if let Some(r) = journal_refusal(fs, state_dir, command, &header, &progress)? {
+        return Err(refuse(r));
+    }
+    Ok((lock, header, progress))
+}
+
+/// Why the journal in `state_dir` cannot be resumed or rolled back on this node, checked in the
+/// order that keeps a journal from being called meaningless when it is another node's: the
+/// node first, then the boot, then its trees.
+fn journal_refusal(
+    fs: &dyn Node,
+    state_dir: &Path,
+    command: Command,
+    header: &Header,
+    progress: &Progress,
+) -> Result<Option<Refusal>> {
+    let root = fs.root().display().to_string();
     if !same_dir(fs.root(), Path::new(&header.root)) {
-        return Err(Error::refused(
-            format!(
-                "the journal in {} is for the node at --root {}, not --root {}",
-                state_dir.display(),
-                header.root,
-                fs.root().display()
-            ),
-            format!(
-                "keep the journal: it is that node's record of the repair; run {}",
-                ways_on.command(command)
-            ),
-        ));
+        return Ok(Some(Refusal::JournalOtherNode {
+            state_dir: state_dir.to_path_buf(),
+            journal_root: header.root.clone(),
+            root,
+            way_on: WaysOn::of(header, state_dir).command(command),
+        }));
     }
     let boot = fs.boot_id()?.trim().to_string();
     if boot != header.boot_id {
-        return Err(Error::refused(
-            format!("the node at {} rebooted since the repair started (boot_id {} then, {boot} now): the journal describes cgroups and tasks that no longer exist", header.root, header.boot_id),
-            format!("nothing to {command}: after a reboot kubelet recreates the tree; move the journal aside, keeping a copy (mv {0} {0}.before-reboot), and check the node with cgleak diagnose --root {1}", state_dir.display(), header.root),
-        ));
+        return Ok(Some(Refusal::AfterReboot {
+            state_dir: state_dir.to_path_buf(),
+            root: header.root.clone(),
+            then: header.boot_id.clone(),
+            now: boot,
+        }));
     }
+    // A repair keeps the pods tree or the staging tree at every instant (rename included).
     if !progress.finished() && !fs.exists(&header.kubepods) && !fs.exists(&header.staging) {
-        // A repair keeps the pods tree or the staging tree at every instant (rename included).
-        return Err(Error::refused(
-            format!(
-                "the journal in {} is for the pods cgroup {} (staging {}), and neither exists below {}",
-                state_dir.display(),
-                header.kubepods,
-                header.staging,
-                fs.root().display()
-            ),
-            "keep the journal and look at the node: both trees were deleted by something other than cgleak; nothing was changed",
-        ));
+        return Ok(Some(Refusal::JournalTreesGone {
+            state_dir: state_dir.to_path_buf(),
+            kubepods: header.kubepods.clone(),
+            staging: header.staging.clone(),
+            root,
+        }));
     }
-    Ok((lock, header, progress))
+    Ok(None)
 }
 
 /// What resume and rollback have in common: run `phases[from..]` in reconcile mode between two

@@ -166,6 +166,32 @@ pub enum Refusal {
         needed: u64,
         margin: u64,
     },
+    /// Resume or rollback: no journal in the state directory.
+    NoJournal {
+        state_dir: PathBuf,
+    },
+    /// Resume or rollback: the journal is another node's (another `--root`).
+    JournalOtherNode {
+        state_dir: PathBuf,
+        journal_root: String,
+        root: String,
+        /// The command that reaches the journal's own node.
+        way_on: String,
+    },
+    /// Resume or rollback: the node rebooted since the repair began.
+    AfterReboot {
+        state_dir: PathBuf,
+        root: String,
+        then: String,
+        now: String,
+    },
+    /// Resume or rollback: neither the pods tree nor the staging tree of the journal exists.
+    JournalTreesGone {
+        state_dir: PathBuf,
+        kubepods: String,
+        staging: String,
+        root: String,
+    },
 }
 
 /// The name of the preflight line a refusal belongs to.
@@ -196,6 +222,10 @@ impl Refusal {
             Refusal::KubeletRunning { .. } => "kubelet-running",
             Refusal::IdsShort { .. } => "ids-short",
             Refusal::IdsUnknown { .. } => "ids-unknown",
+            Refusal::NoJournal { .. } => "no-journal",
+            Refusal::JournalOtherNode { .. } => "journal-other-node",
+            Refusal::AfterReboot { .. } => "after-reboot",
+            Refusal::JournalTreesGone { .. } => "journal-trees-gone",
         }
     }
 
@@ -204,7 +234,12 @@ impl Refusal {
         match self {
             Refusal::NotRoot { .. } => line::PERMISSION,
             Refusal::StateDirUnusable { .. } | Refusal::LockHeld { .. } => line::STATE_DIR,
-            Refusal::UnfinishedJournal { .. } | Refusal::JournalUnreadable { .. } => line::JOURNAL,
+            Refusal::UnfinishedJournal { .. }
+            | Refusal::JournalUnreadable { .. }
+            | Refusal::NoJournal { .. }
+            | Refusal::JournalOtherNode { .. }
+            | Refusal::AfterReboot { .. }
+            | Refusal::JournalTreesGone { .. } => line::JOURNAL,
             Refusal::PodsCgroupMissing { .. } | Refusal::SystemdDriver { .. } => line::PODS,
             Refusal::StagingInvalid { .. }
             | Refusal::StagingExists { .. }
@@ -218,7 +253,7 @@ impl Refusal {
     /// (a running kubelet, the state directory and permissions are the repair's business).
     pub fn applies_to(&self, gate: Gate) -> bool {
         match gate {
-            Gate::Plan | Gate::Repair => true,
+            Gate::Plan | Gate::Repair => !self.journal_only(),
             Gate::Diagnose => matches!(
                 self,
                 Refusal::PodsCgroupMissing { .. }
@@ -237,8 +272,23 @@ impl Refusal {
                     | Refusal::LockHeld { .. }
                     | Refusal::JournalUnreadable { .. }
                     | Refusal::KubeletRunning { .. }
+                    | Refusal::NoJournal { .. }
+                    | Refusal::JournalOtherNode { .. }
+                    | Refusal::AfterReboot { .. }
+                    | Refusal::JournalTreesGone { .. }
             ),
         }
+    }
+
+    /// The refusals only a command that works from a journal (resume, rollback) can meet.
+    fn journal_only(&self) -> bool {
+        matches!(
+            self,
+            Refusal::NoJournal { .. }
+                | Refusal::JournalOtherNode { .. }
+                | Refusal::AfterReboot { .. }
+                | Refusal::JournalTreesGone { .. }
+        )
     }
 
     /// What to do about it.
@@ -286,6 +336,10 @@ impl Refusal {
                 }
             ),
             Refusal::IdsUnknown { .. } => "count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (or pipe its output to --ids-used -)".into(),
+            Refusal::NoJournal { .. } => "there is nothing to resume or roll back here; pass --state-dir if the repair used another one".into(),
+            Refusal::JournalOtherNode { way_on, .. } => format!("keep the journal: it is that node's record of the repair; run {way_on}"),
+            Refusal::AfterReboot { state_dir, root, .. } => format!("nothing to do: after a reboot kubelet recreates the tree; move the journal aside, keeping a copy (mv {0} {0}.before-reboot), and check the node with cgleak diagnose --root {root}", state_dir.display()),
+            Refusal::JournalTreesGone { .. } => "keep the journal and look at the node: both trees were deleted by something other than cgleak; nothing was changed".into(),
         }
     }
 
@@ -337,6 +391,10 @@ impl std::fmt::Display for Refusal {
             Refusal::KubeletRunning { pids } => write!(f, "running (pids {pids:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit"),
             Refusal::IdsShort { free, needed, margin, .. } => write!(f, "{free} free but the repair creates {needed} cgroups (+{margin} margin)"),
             Refusal::IdsUnknown { release, needed, margin } => write!(f, "unknown: this kernel ({release}) does not show dying memcgs (the repair creates {needed} cgroups +{margin} margin)"),
+            Refusal::NoJournal { state_dir } => write!(f, "no repair journal in {}", state_dir.display()),
+            Refusal::JournalOtherNode { state_dir, journal_root, root, .. } => write!(f, "the journal in {} is for the node at --root {journal_root}, not --root {root}", state_dir.display()),
+            Refusal::AfterReboot { root, then, now, .. } => write!(f, "the node at {root} rebooted since the repair started (boot_id {then} then, {now} now): the journal describes cgroups and tasks that no longer exist"),
+            Refusal::JournalTreesGone { state_dir, kubepods, staging, root } => write!(f, "the journal in {} is for the pods cgroup {kubepods} (staging {staging}), and neither exists below {root}", state_dir.display()),
         }
     }
 }
@@ -518,10 +576,13 @@ pub fn to_error(list: &[Refusal], command: &str) -> crate::error::Error {
         .map(|r| format!("{}: {}; {}", r.line(), r, r.hint()))
         .collect::<Vec<_>>()
         .join("\n  ");
-    crate::error::Error::refused(
-        reason,
-        format!("nothing was changed; fix the above and run cgleak {command} again"),
-    )
+    // A journal of another node, or of a boot gone, is not fixed by running again.
+    let hint = if list.iter().all(Refusal::journal_only) {
+        "nothing was changed".to_string()
+    } else {
+        format!("nothing was changed; fix the above and run cgleak {command} again")
+    };
+    crate::error::Error::refused(reason, hint)
 }
 
 #[cfg(test)]
@@ -554,6 +615,54 @@ mod tests {
 
     fn codes(l: &[Refusal]) -> Vec<&'static str> {
         l.iter().map(Refusal::code).collect()
+    }
+
+    #[test]
+    fn journal_refusals_stop_resume_and_rollback_only() {
+        let all = [
+            Refusal::NoJournal {
+                state_dir: "/run/cgleak".into(),
+            },
+            Refusal::JournalOtherNode {
+                state_dir: "/run/cgleak".into(),
+                journal_root: "/a".into(),
+                root: "/b".into(),
+                way_on: "cgleak resume --root /a --state-dir /run/cgleak".into(),
+            },
+            Refusal::AfterReboot {
+                state_dir: "/run/cgleak".into(),
+                root: "/a".into(),
+                then: "x".into(),
+                now: "y".into(),
+            },
+            Refusal::JournalTreesGone {
+                state_dir: "/run/cgleak".into(),
+                kubepods: "kubepods".into(),
+                staging: "kubepods2".into(),
+                root: "/a".into(),
+            },
+        ];
+        for r in &all {
+            assert!(
+                r.applies_to(Gate::Resume) && r.applies_to(Gate::Rollback),
+                "{r}"
+            );
+            assert!(
+                !r.applies_to(Gate::Plan) && !r.applies_to(Gate::Repair),
+                "{r}"
+            );
+            assert!(!r.applies_to(Gate::Diagnose), "{r}");
+            assert_eq!(r.line(), line::JOURNAL);
+        }
+        let e = to_error(&all[1..2], "resume").to_string();
+        assert!(
+            e.contains("--root /a") && e.contains("not --root /b"),
+            "{e}"
+        );
+        assert!(
+            e.contains("keep the journal") && !e.contains("run cgleak resume again"),
+            "{e}"
+        );
     }
 
     #[test]
