@@ -257,7 +257,7 @@ fn staging_state(n: &Node) -> StagingState {
     let pods = scan::scan(&n.emu, "kubepods").unwrap();
     let mc = cgleak::model::kernel::KernelInfo::from_release(n.emu.profile().release())
         .move_charge_supported();
-    leftover::staging_state(&n.emu, &pods, "kubepods2", mc).unwrap()
+    leftover::staging_state(&n.emu, &pods.kernel_release, &pods, "kubepods2", mc).unwrap()
 }
 
 #[test]
@@ -299,6 +299,42 @@ fn an_interrupted_repair_without_journal_is_a_leftover() {
             assert_eq!(n.dump(), before);
         }
     }
+}
+
+#[test]
+fn diagnose_and_plan_name_the_leftover_of_an_interrupted_repair() {
+    let n = leftover_after(KernelProfile::V6_1, Strategy::MigrateBack, 1, 25);
+    let before = n.dump();
+    let (code, out, err) = n.run(&["diagnose", "--format", "json"]);
+    assert!(code == 0 || code == 1, "{code} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let refusals: Vec<&str> = v["repair_refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(refusals, ["staging-leftover"], "{out}");
+    let first = v["verdict"]["advice"][0].as_str().unwrap();
+    assert!(
+        first.contains("interrupted repair") && first.contains("--rebuild-journal"),
+        "{first}"
+    );
+    let (_, text, _) = n.run(&["diagnose"]);
+    assert!(
+        text.contains("A repair (cgleak repair) would refuse now"),
+        "{text}"
+    );
+    let st = n.state().display().to_string();
+    let (code, out, _) = n.run(&["plan", "--format", "json", "--state-dir", &st]);
+    assert_eq!(code, 2);
+    assert_eq!(codes(&out, "plan"), ["staging-leftover"]);
+    // A healthy node: nothing would stop a repair.
+    let healthy = Node::new(KernelProfile::V6_1, 2);
+    let (_, out, _) = healthy.run(&["diagnose", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["repair_refusals"], serde_json::json!([]), "{out}");
+    assert_eq!(n.dump(), before);
 }
 
 #[test]

@@ -75,6 +75,7 @@ pub(super) fn diagnose_facts(g: &Global, a: &DiagnoseArgs) -> Result<crate::diag
             kubepods: g.kubepods.clone(),
             ids_used: resolve_ids_used(a.ids_used, "diagnose")?,
             check_kubelet: true,
+            staging: g.staging.clone(),
         },
     )
 }

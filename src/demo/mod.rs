@@ -105,6 +105,7 @@ fn show_diagnose(emu: &EmulatedFs) -> Result<crate::diagnose::Facts> {
             kubepods: "kubepods".into(),
             ids_used: Some(ids_used),
             check_kubelet: true,
+            ..Default::default()
         },
     )?;
     say!("{}", crate::diagnose::render_text(&facts));

@@ -26,6 +26,20 @@ pub const RECLAIM_ON_310: &str = "on 3.10 `cgleak reclaim` cannot give ids back:
 
 /// The advice for `status`.
 pub fn advise(f: &Facts, status: Status) -> Vec<String> {
+    let mut out = by_status(f, status);
+    // An interrupted repair's staging tree comes before anything else: a second repair would
+    // migrate the tree again.
+    if let Some(b) = f
+        .repair_refusals
+        .iter()
+        .find(|b| b.code == crate::repair::refusal::STAGING_LEFTOVER)
+    {
+        out.insert(0, format!("{}: {}", b.message, b.hint));
+    }
+    out
+}
+
+fn by_status(f: &Facts, status: Status) -> Vec<String> {
     match status {
         Status::Healthy => healthy(f),
         Status::Unknown => unknown(f),

@@ -215,6 +215,10 @@ pub struct Facts {
     pub thresholds: Thresholds,
     /// What could not be read, one line each.
     pub errors: Vec<String>,
+    /// What would stop a repair of the node as it stands (the refusals of
+    /// [`crate::repair::refusal::for_node`] that concern diagnose: pods cgroup, staging name,
+    /// ids), with what to do; empty on cgroup v2 and where the pods tree could not be read.
+    pub repair_refusals: Vec<crate::repair::plan::Blocker>,
 }
 
 impl Facts {
@@ -242,6 +246,7 @@ impl Facts {
             },
             thresholds: t,
             errors,
+            repair_refusals: Vec::new(),
         };
         f.judge(&t);
         f

@@ -8,8 +8,12 @@
 use super::facts::{Facts, HierarchyFacts, IdsSource, KernelFacts, KubeletFacts, KubepodsFacts};
 use crate::error::{Error, Result};
 use crate::host::{self, Hierarchy, Host};
+use crate::model::kernel::KernelInfo;
 use crate::model::kernel::{cmdline_nokmem, Era};
 use crate::model::{is_unlimited, Kind, Snapshot};
+use crate::repair::leftover;
+use crate::repair::plan::{Blocker, Strategy};
+use crate::repair::refusal::{self, Gate, NodeFacts, Refusal};
 use crate::scan;
 
 /// What to diagnose.
@@ -22,6 +26,9 @@ pub struct DiagnoseOptions {
     pub ids_used: Option<u64>,
     /// Look for a running kubelet (a repair needs it stopped).
     pub check_kubelet: bool,
+    /// Name of the staging cgroup a repair would use (`kubepods2`): a leftover of an
+    /// interrupted repair there is reported.
+    pub staging: String,
 }
 
 impl Default for DiagnoseOptions {
@@ -30,6 +37,7 @@ impl Default for DiagnoseOptions {
             kubepods: "kubepods".to_string(),
             ids_used: None,
             check_kubelet: true,
+            staging: crate::cli::DEFAULT_STAGING.to_string(),
         }
     }
 }
@@ -212,11 +220,11 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
     let scanned = host
         .kernel_release()
         .and_then(|release| scan::scan_tree(h, &release, name, true));
-    let kubepods = match scanned {
-        Ok(snap) => kubepods_facts(&snap, found, &kernel),
+    let (kubepods, snap) = match scanned {
+        Ok(snap) => (kubepods_facts(&snap, found, &kernel), Some(snap)),
         Err(e) => {
             errors.push(format!("scan of the pods cgroup: {e}"));
-            KubepodsFacts::unreadable(&pods, found)
+            (KubepodsFacts::unreadable(&pods, found), None)
         }
     };
     let kubelet = kubelet_facts(host, opts.check_kubelet, &mut errors);
@@ -227,12 +235,48 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
         (live, counted, opts.ids_used),
     );
     errors.extend(notes);
-    Ok(Facts::judged(
-        kernel,
-        cgroup_mode,
-        hierarchy,
-        kubepods,
-        kubelet,
-        errors,
-    ))
+    let mut f = Facts::judged(kernel, cgroup_mode, hierarchy, kubepods, kubelet, errors);
+    if let Some(snap) = snap {
+        match repair_refusals(h, &f, &snap, opts) {
+            Ok(list) => f.repair_refusals = list,
+            Err(e) => f
+                .errors
+                .push(format!("staging cgroup {}: {e}", opts.staging)),
+        }
+        // The advice names a leftover of an interrupted repair first.
+        let t = f.thresholds;
+        f.judge(&t);
+    }
+    Ok(f)
+}
+
+/// What would stop a repair (migrate-back, the default) of the node as it stands: the same
+/// refusals plan and repair give ([`refusal::for_node`]), those diagnose can see.
+fn repair_refusals(
+    h: &dyn Hierarchy,
+    f: &Facts,
+    snap: &Snapshot,
+    opts: &DiagnoseOptions,
+) -> Result<Vec<Blocker>> {
+    let kernel = KernelInfo::from_release(&f.kernel.release);
+    let staging_state = leftover::staging_state(
+        h,
+        &kernel.release,
+        snap,
+        &opts.staging,
+        kernel.move_charge_supported(),
+    )?;
+    let node = NodeFacts {
+        root: h.root().display().to_string(),
+        kubepods: opts.kubepods.clone(),
+        layout: snap.layout,
+        staging: opts.staging.clone(),
+        staging_state,
+        strategy: Strategy::MigrateBack,
+        cgroups: snap.cgroups.len(),
+        ids_free: f.hierarchy.ids_free,
+        release: f.kernel.release.clone(),
+    };
+    let list = refusal::applying(&refusal::for_node(&node), Gate::Diagnose);
+    Ok(list.iter().map(Refusal::blocker).collect())
 }

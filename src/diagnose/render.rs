@@ -188,6 +188,12 @@ fn verdict_section(o: &mut String, f: &Facts) {
     for r in &v.reasons {
         wrap(o, "  - ", "    ", r);
     }
+    if !f.repair_refusals.is_empty() {
+        o.push_str("\nA repair (cgleak repair) would refuse now\n");
+        for b in &f.repair_refusals {
+            wrap(o, "  - ", "    ", &format!("{}; {}", b.message, b.hint));
+        }
+    }
     if !v.advice.is_empty() {
         o.push_str("\nAdvice\n");
         for (i, a) in v.advice.iter().enumerate() {

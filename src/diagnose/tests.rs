@@ -46,6 +46,7 @@ fn opts(ids_used: Option<u64>) -> DiagnoseOptions {
         kubepods: "kubepods".into(),
         ids_used,
         check_kubelet: true,
+        ..Default::default()
     }
 }
 

@@ -10,7 +10,7 @@
 //! new repair over a leftover would start a second migration, so it must be recognised.
 
 use crate::error::{Error, Result};
-use crate::host::{parent, rebase, Node};
+use crate::host::{parent, rebase, Hierarchy, Node};
 use crate::model::kernel::KernelInfo;
 use crate::model::{is_unlimited, CgroupRecord, Layout, Settings, Snapshot};
 use crate::repair::journal::{self, Header, Journal};
@@ -91,7 +91,8 @@ pub fn is_leftover(pods: &Snapshot, staging: &Snapshot, move_charge: Option<bool
 
 /// What holds the staging name on the node: nothing, a foreign cgroup or a leftover.
 pub fn staging_state(
-    fs: &dyn Node,
+    fs: &dyn Hierarchy,
+    release: &str,
     pods: &Snapshot,
     staging: &str,
     move_charge: Option<bool>,
@@ -100,7 +101,7 @@ pub fn staging_state(
     if cgroup_name_problem(staging).is_some() || staging == pods.kubepods || !fs.exists(staging) {
         return Ok(StagingState::Free);
     }
-    let snap = scan::scan(fs, staging)?;
+    let snap = scan::scan_tree(fs, release, staging, true)?;
     Ok(if is_leftover(pods, &snap, move_charge) {
         StagingState::Leftover
     } else {
@@ -199,7 +200,13 @@ pub fn rebuild_journal(
     let _lock = journal::lock(state_dir)?;
     let pods = scan::scan(fs, kubepods)?;
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-    if staging_state(fs, &pods, staging, kernel.move_charge_supported())? != StagingState::Leftover
+    if staging_state(
+        fs,
+        &kernel.release,
+        &pods,
+        staging,
+        kernel.move_charge_supported(),
+    )? != StagingState::Leftover
     {
         return Err(Error::refused(
             format!("{staging} is not the staging tree of an interrupted repair of {kubepods} (missing, or not a copy of the pods tree)"),

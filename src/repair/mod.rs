@@ -213,8 +213,13 @@ pub fn gather(fs: &dyn Node, opts: &RepairOptions, state: StateDir) -> Result<Ga
         &snapshot.kubepods,
         cgroups as u64,
     )?;
-    let staging_state =
-        leftover::staging_state(fs, &snapshot, &opts.staging, kernel.move_charge_supported())?;
+    let staging_state = leftover::staging_state(
+        fs,
+        &kernel.release,
+        &snapshot,
+        &opts.staging,
+        kernel.move_charge_supported(),
+    )?;
     let node = NodeFacts {
         root: fs.root().display().to_string(),
         kubepods: opts.kubepods.clone(),

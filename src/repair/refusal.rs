@@ -194,6 +194,9 @@ pub enum Refusal {
     },
 }
 
+/// The code of [`Refusal::StagingLeftover`], for diagnose's advice.
+pub const STAGING_LEFTOVER: &str = "staging-leftover";
+
 /// The name of the preflight line a refusal belongs to.
 pub mod line {
     pub const PERMISSION: &str = "permission";
@@ -218,7 +221,7 @@ impl Refusal {
             Refusal::SystemdDriver { .. } => "systemd-driver",
             Refusal::StagingInvalid { .. } => "staging-invalid",
             Refusal::StagingExists { .. } => "staging-exists",
-            Refusal::StagingLeftover { .. } => "staging-leftover",
+            Refusal::StagingLeftover { .. } => STAGING_LEFTOVER,
             Refusal::KubeletRunning { .. } => "kubelet-running",
             Refusal::IdsShort { .. } => "ids-short",
             Refusal::IdsUnknown { .. } => "ids-unknown",
