@@ -1,6 +1,6 @@
 //! Typed errors. Every system-call failure carries the operation, the path and the errno, and
 //! the errnos a repair meets (EBUSY, ENOSPC, ESRCH, EINVAL, EPERM) get a sentence an operator
-//! understands (see KERNEL-FACTS.md for the kernel rules behind each meaning).
+//! understands (docs/kernel-facts.md has the kernel rules behind each meaning: "The leak", "Moving tasks", "Writing settings", "force_empty", "Ids and swap from 4.8").
 
 use crate::repair::journal::{Command, WaysOn};
 use nix::errno::Errno;
@@ -78,8 +78,9 @@ impl SysError {
         let file = self.file_name();
         match (self.op, self.errno) {
             (FsOp::Mkdir, Errno::ENOSPC) | (FsOp::Mkdir, Errno::ENOMEM) => {
-                "no memory cgroup id is free: 65535 memcgs (65534 on kernels 4.4-5.18), live \
-                 and dying, exist; free ids first (cgleak diagnose tells how) or reboot the node"
+                "no memory cgroup id is free: live and dying memcgs hold every id this kernel \
+                 hands out (docs/kernel-facts.md, \"Memcg id limit by kernel\"); free ids first \
+                 (cgleak diagnose tells how) or reboot the node"
             }
             (FsOp::Mkdir, Errno::EEXIST) => "the cgroup already exists",
             (FsOp::Rmdir, Errno::EBUSY) => {
@@ -371,7 +372,7 @@ mod tests {
         );
         let s = e.to_string();
         assert!(s.contains("mkdir /sys/fs/cgroup/memory/kubepods/x"), "{s}");
-        assert!(s.contains("65535"), "{s}");
+        assert!(s.contains("no memory cgroup id is free"), "{s}");
         assert!(s.contains("ENOSPC"), "{s}");
     }
 

@@ -80,7 +80,7 @@ pub fn read_settings(fs: &dyn Hierarchy, cg: &str) -> Result<Settings> {
 
 /// Whether kmem accounting is active in `cg`, where the kernel shows it per cgroup: on 3.10
 /// memory.kmem.slabinfo reads with EIO unless kmem accounting was activated in that cgroup
-/// (KERNEL-FACTS.md). Newer kernels account kmem for every memcg, so there is no per-cgroup
+/// (docs/kernel-facts.md, "Counting dying memcgs"). Newer kernels account kmem for every memcg, so there is no per-cgroup
 /// answer (None); so is a cgroup without the file.
 pub fn kmem_active(fs: &dyn Hierarchy, kernel: &KernelInfo, cg: &str) -> Option<bool> {
     if kernel.kmem_per_cgroup() != Some(true) {

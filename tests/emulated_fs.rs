@@ -1,5 +1,5 @@
 //! Integration tests of the emulated memory cgroup v1 node: every kernel rule it emulates, for
-//! every profile where the rule differs (KERNEL-FACTS.md), faults, hooks and reopening.
+//! every profile where the rule differs (docs/kernel-facts.md, "Kernel differences"), faults, hooks and reopening.
 
 use cgleak::demo::fixture::{self, FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp};

@@ -1,4 +1,4 @@
-//! Kubelet-shaped pods trees for tests, the demo and benchmarks (KERNEL-FACTS.md, "Layouts
+//! Kubelet-shaped pods trees for tests, the demo and benchmarks (docs/kernel-facts.md, "Layouts
 //! kubelet creates"): `kubepods/pod<uid>/<ctr>` for Guaranteed pods and
 //! `kubepods/{burstable,besteffort}/pod<uid>/<ctr>`, one pause container per pod, with the
 //! settings kubelet and runc write (node-allocatable limit on kubepods, pod-level limits for

@@ -12,6 +12,7 @@ use crate::demo::fixture::FixtureSpec;
 use crate::error::{Error, Result};
 use crate::host::emulated::{EmulatedFs, KernelProfile};
 use crate::host::{knob, Hierarchy, Host};
+use crate::model::kernel::KernelInfo;
 use crate::model::{Kind, Snapshot};
 use crate::repair::plan::{self, Strategy};
 use crate::repair::report;
@@ -84,7 +85,8 @@ fn build_demo_node(base: &std::path::Path, pods: usize) -> Result<EmulatedFs> {
     spec.seed = 7;
     build_pods(&emu, &spec, true)?;
     // Deleted containers whose cgroups stay dying: kmem-pinned on 3.10.
-    let dying = plan::ID_LIMIT
+    let dying = KernelInfo::from_release(&emu.kernel_release()?)
+        .memcg_id_limit()
         .saturating_sub(emu.ids_used())
         .saturating_sub(DEMO_IDS_FREE);
     emu.add_dying(dying)?;

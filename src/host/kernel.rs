@@ -2,7 +2,7 @@
 //! v1 hierarchy, and reads the machine facts around it from /proc.
 //!
 //! Rules this module keeps, and why (Documentation/admin-guide/cgroup-v1/memory.rst,
-//! kernel/cgroup/cgroup-v1.c, KERNEL-FACTS.md):
+//! kernel/cgroup/cgroup-v1.c, docs/kernel-facts.md, "Writing settings" and "Moving tasks"):
 //! - A control-file write is exactly one write(2) of the whole value. cgroupfs parses each
 //!   write(2) as one value (cgroup.procs takes one pid per write), so splitting a value or
 //!   retrying a partial write would hand the kernel a different value. A short write is EIO.

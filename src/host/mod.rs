@@ -131,7 +131,7 @@ pub trait Hierarchy: Send + Sync {
     /// charged there cannot be reclaimed, so it ends only after its retries, each followed by a
     /// 100 ms sleep (5 on 3.10, 16 on 4.x-5.x); its loop checks signal_pending() and returns
     /// EINTR, which is how the kernel implementation cuts it. Nothing depends on it finishing:
-    /// rmdir works with charges left (KERNEL-FACTS: force_empty succeeds with kmem left).
+    /// rmdir works with charges left (docs/kernel-facts.md, "force_empty": it succeeds with kmem left).
     fn force_empty(&self, cg: &str, budget: std::time::Duration) -> Result<bool> {
         let _ = budget;
         self.write(cg, knob::FORCE_EMPTY, "0").map(|()| true)

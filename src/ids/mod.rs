@@ -8,7 +8,7 @@ pub mod probe;
 use crate::error::{Error, Result};
 use crate::host::{parse_proc_cgroups_memory, Node};
 use crate::model::kernel::KernelInfo;
-use crate::repair::plan::ID_LIMIT;
+use crate::model::kernel::MEM_CGROUP_ID_MAX as ID_LIMIT;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 

@@ -2,8 +2,8 @@
 //! empty memcgs directly below `--root` and removing them at once. On 3.10 this is the way to
 //! learn the headroom without systemtap (the kernel does not show dying memcgs there).
 //!
-//! Kernel rules relied on (KERNEL-FACTS.md, "The leak"): every memcg takes one of 65535 ids
-//! (MEM_CGROUP_ID_MAX) when mkdir allocates its css (an idr allocation: css_id on 3.10,
+//! Kernel rules relied on (docs/kernel-facts.md, "The leak" and "Memcg id limit by kernel"):
+//! every memcg takes one of at most 65535 ids (MEM_CGROUP_ID_MAX; 65534 on 4.4-5.18) when mkdir allocates its css (an idr allocation: css_id on 3.10,
 //! mem_cgroup_alloc's idr_alloc later); when none is free, mkdir fails with ENOSPC, or ENOMEM on
 //! some kernels (RHEL 3.10.0-1160 among them). A deleted memcg keeps its id only while something
 //! is still charged to it; the probe cgroups get no task and no charge, so each gives its id back

@@ -1,9 +1,13 @@
-//! What the running kernel can do, from its release string (KERNEL-FACTS.md, "Kernel
+//! What the running kernel can do, from its release string (docs/kernel-facts.md, "Kernel
 //! differences"). Detection never changes a live cgroup: capabilities are read from the
 //! release, and the repair learns the rest from the kernel's answers (EINVAL on
 //! move_charge_at_immigrate).
 
 use serde::{Deserialize, Serialize};
+
+/// The memcg id space: MEM_CGROUP_ID_MAX of include/linux/memcontrol.h. No kernel hands out
+/// more ids; how many a kernel really hands out is [`KernelInfo::memcg_id_limit`].
+pub const MEM_CGROUP_ID_MAX: u64 = 65535;
 
 /// A parsed `uname -r`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -131,8 +135,10 @@ impl KernelInfo {
     /// over-stated.
     pub fn memcg_id_limit(&self) -> u64 {
         match self.version {
-            Some(v) if v < Version::new(4, 4, 0) || v >= Version::new(5, 19, 0) => 65535,
-            _ => 65534,
+            Some(v) if v < Version::new(4, 4, 0) || v >= Version::new(5, 19, 0) => {
+                MEM_CGROUP_ID_MAX
+            }
+            _ => MEM_CGROUP_ID_MAX - 1,
         }
     }
 

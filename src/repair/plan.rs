@@ -25,9 +25,6 @@ use std::collections::HashMap;
 /// starts at the cost of 0.4% of the id space.
 pub const ID_SAFETY_MARGIN: u64 = 256;
 
-/// The memcg id space (MEM_CGROUP_ID_MAX).
-pub const ID_LIMIT: u64 = 65535;
-
 /// The value written to memory.move_charge_at_immigrate on destinations: bit 0 anonymous
 /// pages, bit 1 file pages (memory.rst section 8.2).
 pub const MOVE_CHARGE_ALL: u64 = 3;
