@@ -23,6 +23,7 @@ pub mod diagnose;
 pub mod error;
 pub mod host;
 pub mod ids;
+pub mod interrupt;
 pub mod model;
 pub mod reclaim;
 pub mod repair;

@@ -157,7 +157,7 @@ fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -
         &g.staging,
         &a.state_dir,
     )?;
-    execute::install_interrupt_handler();
+    crate::interrupt::install_handler();
     let mut asker = confirmer();
     let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };
     let progress = a.format == Format::Text && std::io::stderr().is_terminal();

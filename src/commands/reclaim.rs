@@ -58,7 +58,7 @@ fn consent(a: &ReclaimArgs) -> Result<bool> {
     }
     if a.swap_cycle {
         // Ctrl-C must not kill cgleak between a swapoff and its swapon.
-        crate::repair::execute::install_interrupt_handler();
+        crate::interrupt::install_handler();
     }
     Ok(true)
 }

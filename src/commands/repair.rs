@@ -40,7 +40,7 @@ pub(super) fn run(g: &Global, a: &RepairArgs) -> Result<u8> {
         eprintln!("Nothing was changed.");
         return Ok(2);
     }
-    execute::install_interrupt_handler();
+    crate::interrupt::install_handler();
     let mut asker = confirmer();
     let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };
     let outcome = repair::execute(fs.as_ref(), &opts, prepared, confirm)?;

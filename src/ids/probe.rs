@@ -16,7 +16,7 @@
 //! [`plan::ID_SAFETY_MARGIN`]: more headroom than that answers no question cgleak asks.
 //!
 //! Cleanup on every path: after the last mkdir, after an error, after Ctrl-C (the caller's
-//! `interrupted` check, see [`crate::repair::execute::INTERRUPTED`]), and through a [`Drop`] guard if
+//! `interrupted` check, see [`crate::interrupt::interrupted`]), and through a [`Drop`] guard if
 //! anything unwinds. Cgroups that cannot be removed are reported one by one with the error.
 //! Only a SIGKILL can leave `cgleak-probe-<pid>-<i>` directories behind; the next probe lists
 //! them.

@@ -24,7 +24,6 @@ use crate::host::{parse_proc_cgroups_memory, Hierarchy, Host};
 use crate::model::kernel::{Era, KernelInfo};
 use crate::reclaim::swap::{parse_meminfo, parse_swaps, plan_cycle, CyclePlan};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What `cgleak reclaim` was asked to do.
@@ -277,7 +276,7 @@ fn record_after(
 /// swapoff and swapon each area in turn, stopping at the first failure or an interruption.
 fn cycle_swap(host: &dyn Host, report: &mut ReclaimReport) {
     for area in report.swap.plan.areas.clone() {
-        if crate::repair::execute::INTERRUPTED.load(Ordering::SeqCst) {
+        if crate::interrupt::interrupted() {
             report.swap.interrupted = true;
             break;
         }

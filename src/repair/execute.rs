@@ -21,7 +21,6 @@ use crate::repair::plan::{Phase, Step};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Rounds of re-reading cgroup.procs while moving a cgroup's tasks: children forked during the
@@ -36,30 +35,6 @@ pub const RMDIR_RETRIES: u32 = 5;
 pub enum Mode {
     Fresh,
     Reconcile,
-}
-
-/// Set by the SIGINT/SIGTERM handler; checked between steps.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Make Ctrl-C (and SIGTERM) stop the executor between two steps instead of killing cgleak.
-pub fn install_interrupt_handler() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            let _ = sigaction(sig, &act);
-        }
-    }
 }
 
 /// Pids that more than one MoveTasks step of a phase lists: thread groups split across
@@ -263,7 +238,7 @@ impl<'a, 'c> Runner<'a, 'c> {
         self.journal.mark(&format!("begin {pi}"))?;
         let bar = self.progress_bar(phase);
         for (si, step) in phase.steps.iter().enumerate() {
-            let halted = if INTERRUPTED.load(Ordering::SeqCst) {
+            let halted = if crate::interrupt::interrupted() {
                 Some(StopCause::Interrupted)
             } else {
                 match self.step(step, mode) {
