@@ -17,47 +17,16 @@ impl EmulatedFs {
         if self.ids_in_use(inner) >= self.profile.id_limit() {
             return Err(Errno::ENOSPC.into());
         }
-        // mem_cgroup_css_alloc: swappiness, oom_kill_disable and use_hierarchy inherited.
-        let swappiness = self.read_num(inner, &par, knob::SWAPPINESS)?;
-        let uh = if self.profile.use_hierarchy_fixed() {
-            1
-        } else {
-            self.read_num(inner, &par, knob::USE_HIERARCHY)?
-        };
-        let oom = self.read_oom_disable(inner, &par)?;
-        // 3.10 memcg_propagate_kmem: a child of a kmem-active memcg is kmem-active.
-        let kmem = self.profile.is_3_10() && inner.nodes[&par].kmem;
         let dir = self.dir(full);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            // Something not in the index is there (another writer's): like cgroupfs, EEXIST.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Errno::EEXIST.into())
-            }
-            Err(e) => return Err(Error::io("mkdir", &dir, e).into()),
+        // Something not in the index is there (another writer's): like cgroupfs, EEXIST.
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            return Err(Errno::EEXIST.into());
         }
-        let mut files = control_files(self.profile, self.profile.unlimited(), swappiness, uh, oom);
-        if kmem {
-            files.push((KMEM_ACTIVE_FILE, "1\n".into()));
-            for f in files.iter_mut() {
-                if f.0 == knob::KMEM_SLABINFO {
-                    f.1 = SLABINFO_HEADER.into();
-                }
-            }
-        }
-        let fd = open_dir(&dir).map_err(|e| Error::io("open", &dir, e))?;
-        let mut private = BTreeSet::new();
-        for (name, content) in &files {
-            if content.is_empty() {
-                create_at(Some(fd.as_raw_fd()), Path::new(name), b"")
-                    .map_err(|e| Error::io("write", dir.join(name), e))?;
-                private.insert(name.to_string());
-            } else {
-                self.link_blob(inner, content, fd.as_raw_fd(), name)
-                    .map_err(|e| Error::io("link", dir.join(name), e))?;
-            }
-        }
-        drop(fd);
+        let (files, kmem) = self.new_cgroup_files(inner, &par)?;
+        // Built aside and renamed into place at commit: the cgroup appears whole or not at
+        // all, as the kernel's mkdir does.
+        let (tmp, private) = self.build_dir(inner, &files)?;
+        self.queue_rename(inner, &tmp, &dir);
         inner.nodes.insert(
             full.to_string(),
             Node {
@@ -80,6 +49,59 @@ impl EmulatedFs {
         Ok(self.flush_proc_cgroups(inner)?)
     }
 
+    /// The control files of a new child of `par` (name, content), and whether kmem
+    /// accounting is active in it.
+    fn new_cgroup_files(
+        &self,
+        inner: &mut Inner,
+        par: &str,
+    ) -> Result<(Vec<(&'static str, String)>, bool)> {
+        // mem_cgroup_css_alloc: swappiness, oom_kill_disable and use_hierarchy inherited.
+        let swappiness = self.read_num(inner, par, knob::SWAPPINESS)?;
+        let uh = if self.profile.use_hierarchy_fixed() {
+            1
+        } else {
+            self.read_num(inner, par, knob::USE_HIERARCHY)?
+        };
+        let oom = self.read_oom_disable(inner, par)?;
+        // 3.10 memcg_propagate_kmem: a child of a kmem-active memcg is kmem-active.
+        let kmem = self.profile.is_3_10() && inner.nodes[par].kmem;
+        let mut files = control_files(self.profile, self.profile.unlimited(), swappiness, uh, oom);
+        if kmem {
+            files.push((KMEM_ACTIVE_FILE, "1\n".into()));
+            for f in files.iter_mut() {
+                if f.0 == knob::KMEM_SLABINFO {
+                    f.1 = SLABINFO_HEADER.into();
+                }
+            }
+        }
+        Ok((files, kmem))
+    }
+
+    /// A new directory below the temp directory holding `files`: empty ones as files of their
+    /// own, the others as links to blobs. Its path and the names of its own files.
+    fn build_dir(
+        &self,
+        inner: &mut Inner,
+        files: &[(&'static str, String)],
+    ) -> Result<(PathBuf, BTreeSet<String>)> {
+        let dir = self.tmp_path(inner)?;
+        std::fs::create_dir(&dir).map_err(|e| Error::io("mkdir", &dir, e))?;
+        let fd = open_dir(&dir).map_err(|e| Error::io("open", &dir, e))?;
+        let mut private = BTreeSet::new();
+        for (name, content) in files {
+            if content.is_empty() {
+                create_at(Some(fd.as_raw_fd()), Path::new(name), b"")
+                    .map_err(|e| Error::io("write", dir.join(name), e))?;
+                private.insert(name.to_string());
+            } else {
+                self.link_blob(inner, content, fd.as_raw_fd(), name)
+                    .map_err(|e| Error::io("link", dir.join(name), e))?;
+            }
+        }
+        Ok((dir, private))
+    }
+
     pub(super) fn do_rmdir(&self, inner: &mut Inner, full: &str) -> FResult<()> {
         if full.is_empty() {
             return Err(Errno::EBUSY.into());
@@ -92,7 +114,9 @@ impl EmulatedFs {
             return Err(Errno::EBUSY.into());
         }
         let dir = self.dir(full);
-        remove_known_dir(&dir, node.files.keys().map(String::as_str))?;
+        let files = node.files.keys().cloned().collect();
+        // Renamed away in one step at commit, emptied after.
+        self.queue_remove_dir(inner, &dir, files);
         let node = inner.nodes.remove(full).expect("checked");
         let par = parent(full).to_string();
         let pn = inner.nodes.get_mut(&par).expect("parent of live");
@@ -136,23 +160,10 @@ impl EmulatedFs {
         }
         let (src, dst) = (self.dir(from), self.dir(to));
         // No replacing of whatever is at `to` (an empty directory would be, silently).
-        match nix::fcntl::renameat2(
-            None,
-            &src,
-            None,
-            &dst,
-            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
-        ) {
-            Ok(()) => {}
-            Err(Errno::EEXIST) => return Err(Errno::EEXIST.into()),
-            Err(Errno::EINVAL | Errno::ENOSYS) => {
-                if dst.exists() {
-                    return Err(Errno::EEXIST.into());
-                }
-                std::fs::rename(&src, &dst).map_err(|e| Error::io("rename", &src, e))?;
-            }
-            Err(e) => return Err(Error::io("rename", &src, errno_io(e)).into()),
+        if std::fs::symlink_metadata(&dst).is_ok() {
+            return Err(Errno::EEXIST.into());
         }
+        self.queue_rename(inner, &src, &dst);
         let prefix = format!("{from}/");
         let keys: Vec<String> = std::iter::once(from.to_string())
             .chain(

@@ -79,15 +79,17 @@ impl EmulatedFs {
 
     /// Plan a failure (persisted: another instance opening the node sees it).
     pub fn inject(&self, fault: Fault) -> Result<()> {
-        let mut inner = self.lock();
-        inner.state.faults.push(fault);
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            inner.state.faults.push(fault);
+            self.persist(inner)
+        })
     }
 
     pub fn clear_faults(&self) -> Result<()> {
-        let mut inner = self.lock();
-        inner.state.faults.clear();
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            inner.state.faults.clear();
+            self.persist(inner)
+        })
     }
 
     /// Faults still planned.

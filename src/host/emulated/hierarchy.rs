@@ -42,28 +42,17 @@ impl EmulatedFs {
             Some(Some(c)) => Some(c.len()),
             _ => None,
         };
-        let path = self.dir(full).join(name);
-        // Forget the old content first: if the write fails, the disk is read again.
-        let existed = node.files.insert(name.to_string(), None).is_some();
-        if node.private.contains(name) {
-            overwrite(&path, &content, old_len)?;
+        // A file not known to be the directory's own may be a link to a blob: never written
+        // into, replaced.
+        let how = if node.private.contains(name) {
+            txn::How::InPlace(old_len)
         } else {
-            // Perhaps a link to a blob: never write into it, replace it.
-            if existed {
-                remove_file(&path)?;
-            }
-            match create_at(None, &path, content.as_bytes()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    remove_file(&path)?;
-                    create_at(None, &path, content.as_bytes())
-                        .map_err(|e| Error::io("write", &path, e))?;
-                }
-                Err(e) => return Err(Error::io("write", &path, e)),
-            }
             node.private.insert(name.to_string());
-        }
-        node.files.insert(name.to_string(), Some(content));
+            txn::How::Replace
+        };
+        node.files.insert(name.to_string(), Some(content.clone()));
+        let path = self.dir(full).join(name);
+        self.queue_write(inner, &path, content, how);
         Ok(())
     }
 
@@ -74,7 +63,8 @@ impl EmulatedFs {
         };
         node.private.remove(name);
         if node.files.remove(name).is_some() {
-            remove_file(&self.dir(full).join(name))?;
+            let path = self.dir(full).join(name);
+            self.queue_remove(inner, &path);
         }
         Ok(())
     }
@@ -185,14 +175,15 @@ impl Hierarchy for EmulatedFs {
     }
 
     fn children(&self, cg: &str) -> Result<Vec<String>> {
-        let mut inner = self.lock();
-        let path = self.abs(cg);
-        self.match_fault(&mut inner, FsOp::List, &path)
-            .map_err(|f| fail_to_error(f, FsOp::List, &path, None))?;
-        match self.full(cg).and_then(|f| inner.nodes.get(&f)) {
-            Some(n) => Ok(n.kids.iter().cloned().collect()),
-            None => Err(sys(FsOp::List, path, Errno::ENOENT)),
-        }
+        self.read_op(|inner| {
+            let path = self.abs(cg);
+            self.match_fault(inner, FsOp::List, &path)
+                .map_err(|f| fail_to_error(f, FsOp::List, &path, None))?;
+            match self.full(cg).and_then(|f| inner.nodes.get(&f)) {
+                Some(n) => Ok(n.kids.iter().cloned().collect()),
+                None => Err(sys(FsOp::List, path, Errno::ENOENT)),
+            }
+        })
     }
 
     fn has_file(&self, cg: &str, file: &str) -> bool {
@@ -207,93 +198,98 @@ impl Hierarchy for EmulatedFs {
     }
 
     fn read(&self, cg: &str, file: &str) -> Result<String> {
-        let mut inner = self.lock();
-        let path = self.abs(cg).join(file);
-        self.match_fault(&mut inner, FsOp::Read, &path)
-            .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
-        let enoent = || sys(FsOp::Read, &path, Errno::ENOENT);
-        let full = self.full(cg).ok_or_else(enoent)?;
-        let Some(node) = inner.nodes.get(&full) else {
-            return Err(enoent());
-        };
-        if file.starts_with("emulated.") || file.contains('/') || !node.files.contains_key(file) {
-            return Err(enoent());
-        }
-        match file {
-            // memory.force_empty has no read handler: EINVAL.
-            knob::FORCE_EMPTY => Err(sys(FsOp::Read, &path, Errno::EINVAL)),
-            knob::KMEM_SLABINFO => {
-                if self.profile.is_3_10() {
-                    // 3.10 mem_cgroup_slabinfo_read: EIO unless kmem is active in the memcg.
-                    if full.is_empty() || !node.kmem {
-                        Err(sys(FsOp::Read, &path, Errno::EIO))
-                    } else {
-                        Ok(SLABINFO_HEADER.to_string())
-                    }
-                } else {
-                    // Slab rework (5.9): the v1 file is empty.
-                    Ok(String::new())
-                }
+        self.read_op(|inner| {
+            let path = self.abs(cg).join(file);
+            self.match_fault(inner, FsOp::Read, &path)
+                .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
+            let enoent = || sys(FsOp::Read, &path, Errno::ENOENT);
+            let full = self.full(cg).ok_or_else(enoent)?;
+            let Some(node) = inner.nodes.get(&full) else {
+                return Err(enoent());
+            };
+            if file.starts_with("emulated.") || file.contains('/') || !node.files.contains_key(file)
+            {
+                return Err(enoent());
             }
-            knob::USAGE => Ok(format!("{}\n", node.cache + node.anon)),
-            STAT => Ok(stat_content(self.profile, node.cache, node.anon)),
-            _ => self
-                .load_file(&mut inner, &full, file)
-                .map_err(|e| match e.raw_os_error() {
-                    Some(n) => sys(FsOp::Read, &path, Errno::from_raw(n)),
-                    None => Error::io("read", self.dir(&full).join(file), e),
-                }),
-        }
+            match file {
+                // memory.force_empty has no read handler: EINVAL.
+                knob::FORCE_EMPTY => Err(sys(FsOp::Read, &path, Errno::EINVAL)),
+                knob::KMEM_SLABINFO => {
+                    if self.profile.is_3_10() {
+                        // 3.10 mem_cgroup_slabinfo_read: EIO unless kmem is active in the memcg.
+                        if full.is_empty() || !node.kmem {
+                            Err(sys(FsOp::Read, &path, Errno::EIO))
+                        } else {
+                            Ok(SLABINFO_HEADER.to_string())
+                        }
+                    } else {
+                        // Slab rework (5.9): the v1 file is empty.
+                        Ok(String::new())
+                    }
+                }
+                knob::USAGE => Ok(format!("{}\n", node.cache + node.anon)),
+                STAT => Ok(stat_content(self.profile, node.cache, node.anon)),
+                _ => self
+                    .load_file(inner, &full, file)
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(n) => sys(FsOp::Read, &path, Errno::from_raw(n)),
+                        None => Error::io("read", self.dir(&full).join(file), e),
+                    }),
+            }
+        })
     }
 
     fn write(&self, cg: &str, file: &str, value: &str) -> Result<()> {
-        let mut inner = self.lock();
-        let path = self.abs(cg).join(file);
-        let err = |f| fail_to_error(f, FsOp::Write, &path, Some(value));
-        self.mutation(&mut inner, FsOp::Write, &path).map_err(err)?;
-        // cgroup_file_write strips surrounding whitespace (the trailing newline of echo).
-        let v = value.trim();
-        let full = self
-            .full(cg)
-            .ok_or(Fail::Errno(Errno::ENOENT))
-            .map_err(err)?;
-        self.do_write(&mut inner, &full, file, v).map_err(err)
+        self.mutate(|inner| {
+            let path = self.abs(cg).join(file);
+            let err = |f| fail_to_error(f, FsOp::Write, &path, Some(value));
+            self.mutation(inner, FsOp::Write, &path).map_err(err)?;
+            // cgroup_file_write strips surrounding whitespace (the trailing newline of echo).
+            let v = value.trim();
+            let full = self
+                .full(cg)
+                .ok_or(Fail::Errno(Errno::ENOENT))
+                .map_err(err)?;
+            self.do_write(inner, &full, file, v).map_err(err)
+        })
     }
 
     fn mkdir(&self, cg: &str) -> Result<()> {
-        let mut inner = self.lock();
-        let path = self.abs(cg);
-        let err = |f| fail_to_error(f, FsOp::Mkdir, &path, None);
-        self.mutation(&mut inner, FsOp::Mkdir, &path).map_err(err)?;
-        let full = self
-            .full(cg)
-            .ok_or(Fail::Errno(Errno::ENOENT))
-            .map_err(err)?;
-        self.do_mkdir(&mut inner, &full).map_err(err)
+        self.mutate(|inner| {
+            let path = self.abs(cg);
+            let err = |f| fail_to_error(f, FsOp::Mkdir, &path, None);
+            self.mutation(inner, FsOp::Mkdir, &path).map_err(err)?;
+            let full = self
+                .full(cg)
+                .ok_or(Fail::Errno(Errno::ENOENT))
+                .map_err(err)?;
+            self.do_mkdir(inner, &full).map_err(err)
+        })
     }
 
     fn rmdir(&self, cg: &str) -> Result<()> {
-        let mut inner = self.lock();
-        let path = self.abs(cg);
-        let err = |f| fail_to_error(f, FsOp::Rmdir, &path, None);
-        self.mutation(&mut inner, FsOp::Rmdir, &path).map_err(err)?;
-        let full = self
-            .full(cg)
-            .ok_or(Fail::Errno(Errno::ENOENT))
-            .map_err(err)?;
-        self.do_rmdir(&mut inner, &full).map_err(err)
+        self.mutate(|inner| {
+            let path = self.abs(cg);
+            let err = |f| fail_to_error(f, FsOp::Rmdir, &path, None);
+            self.mutation(inner, FsOp::Rmdir, &path).map_err(err)?;
+            let full = self
+                .full(cg)
+                .ok_or(Fail::Errno(Errno::ENOENT))
+                .map_err(err)?;
+            self.do_rmdir(inner, &full).map_err(err)
+        })
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
-        let mut inner = self.lock();
-        let path = self.abs(from);
-        let err = |f| fail_to_error(f, FsOp::Rename, &path, None);
-        self.mutation(&mut inner, FsOp::Rename, &path)
-            .map_err(err)?;
-        let (Some(f), Some(t)) = (self.full(from), self.full(to)) else {
-            return Err(err(Fail::Errno(Errno::ENOENT)));
-        };
-        self.do_rename(&mut inner, &f, &t).map_err(err)
+        self.mutate(|inner| {
+            let path = self.abs(from);
+            let err = |f| fail_to_error(f, FsOp::Rename, &path, None);
+            self.mutation(inner, FsOp::Rename, &path).map_err(err)?;
+            let (Some(f), Some(t)) = (self.full(from), self.full(to)) else {
+                return Err(err(Fail::Errno(Errno::ENOENT)));
+            };
+            self.do_rename(inner, &f, &t).map_err(err)
+        })
     }
 
     fn hierarchy_mount(&self) -> PathBuf {

@@ -9,8 +9,9 @@ impl EmulatedFs {
         if inner.proc_cgroups_disk.as_deref() == Some(s.as_str()) {
             return Ok(());
         }
-        inner.proc_cgroups_disk = None;
-        write_file(&self.base.join(PROC_DIR).join("cgroups"), &s)?;
+        let old_len = inner.proc_cgroups_disk.as_ref().map(String::len);
+        let path = self.base.join(PROC_DIR).join("cgroups");
+        self.queue_write(inner, &path, s.clone(), txn::How::InPlace(old_len));
         inner.proc_cgroups_disk = Some(s);
         Ok(())
     }
@@ -87,10 +88,17 @@ impl EmulatedFs {
     }
 
     /// Rewrite proc/swaps and proc/meminfo from the state (for anyone who looks at the files).
-    pub(super) fn flush_swaps(&self, inner: &Inner) -> Result<()> {
+    pub(super) fn flush_swaps(&self, inner: &mut Inner) -> Result<()> {
         let dir = self.base.join(PROC_DIR);
-        write_file(&dir.join("swaps"), &Self::swaps_string(inner))?;
-        write_file(&dir.join("meminfo"), &Self::meminfo_string(inner))
+        let (swaps, meminfo) = (Self::swaps_string(inner), Self::meminfo_string(inner));
+        self.queue_write(inner, &dir.join("swaps"), swaps, txn::How::InPlace(None));
+        self.queue_write(
+            inner,
+            &dir.join("meminfo"),
+            meminfo,
+            txn::How::InPlace(None),
+        );
+        Ok(())
     }
 
     /// Add `n` dying memcgs that hold their ids, the way each kernel leaks them: on 3.10
@@ -98,25 +106,26 @@ impl EmulatedFs {
     /// swapped-out pages on the first active swap area (the only references that keep an id
     /// then; the lab's leak). ENOSPC if the ids would run out.
     pub fn add_dying(&self, n: u64) -> Result<()> {
-        let mut inner = self.lock();
-        if self.ids_in_use(&inner) + n > self.profile.id_limit() {
-            return Err(sys(FsOp::Mkdir, &self.mount, Errno::ENOSPC));
-        }
-        if self.profile.ids_released_at_offline() {
-            let Some(area) = inner.state.swaps.iter_mut().find(|a| a.active) else {
-                return Err(Error::Usage(format!(
-                    "{}: no active swap area, so no dying memcg can keep its id on {}",
-                    self.base.display(),
-                    self.profile
-                )));
-            };
-            area.dying += n;
-            self.flush_swaps(&inner)?;
-        } else {
-            inner.state.dying_kmem += n;
-        }
-        self.persist(&mut inner)?;
-        self.flush_proc_cgroups(&mut inner)
+        self.mutate(|inner| {
+            if self.ids_in_use(inner) + n > self.profile.id_limit() {
+                return Err(sys(FsOp::Mkdir, &self.mount, Errno::ENOSPC));
+            }
+            if self.profile.ids_released_at_offline() {
+                let Some(area) = inner.state.swaps.iter_mut().find(|a| a.active) else {
+                    return Err(Error::Usage(format!(
+                        "{}: no active swap area, so no dying memcg can keep its id on {}",
+                        self.base.display(),
+                        self.profile
+                    )));
+                };
+                area.dying += n;
+                self.flush_swaps(inner)?;
+            } else {
+                inner.state.dying_kmem += n;
+            }
+            self.persist(inner)?;
+            self.flush_proc_cgroups(inner)
+        })
     }
 
     /// Add `n` dying memcgs pinned by page cache only (>= 4.8: they hold no id; drop_caches
@@ -127,10 +136,11 @@ impl EmulatedFs {
                 "3.10 reparents page cache at rmdir: no memcg stays dying because of it".into(),
             ));
         }
-        let mut inner = self.lock();
-        inner.state.dying_cache += n;
-        self.persist(&mut inner)?;
-        self.flush_proc_cgroups(&mut inner)
+        self.mutate(|inner| {
+            inner.state.dying_cache += n;
+            self.persist(inner)?;
+            self.flush_proc_cgroups(inner)
+        })
     }
 
     /// Dying memcgs, whatever pins them (/proc/cgroups counts them all from 3.16).
@@ -155,22 +165,24 @@ impl EmulatedFs {
 
     /// Set /proc/meminfo's MemAvailable (KiB), e.g. to make a swapoff not fit.
     pub fn set_mem_available(&self, kib: u64) -> Result<()> {
-        let mut inner = self.lock();
-        inner.state.mem_available_kib = kib;
-        self.persist(&mut inner)?;
-        self.flush_swaps(&inner)
+        self.mutate(|inner| {
+            inner.state.mem_available_kib = kib;
+            self.persist(inner)?;
+            self.flush_swaps(inner)
+        })
     }
 
     /// Charge `bytes` of page cache to `cg` (raises its memory.usage_in_bytes).
     pub fn charge_cache(&self, cg: &str, bytes: u64) -> Result<()> {
-        let mut inner = self.lock();
-        let full = self
-            .full(cg)
-            .filter(|f| inner.nodes.contains_key(f))
-            .ok_or_else(|| sys(FsOp::Write, self.abs(cg), Errno::ENOENT))?;
-        let n = inner.nodes.get_mut(&full).expect("checked");
-        n.cache = n.cache.saturating_add(bytes);
-        self.flush_charges(&mut inner, &full)
+        self.mutate(|inner| {
+            let full = self
+                .full(cg)
+                .filter(|f| inner.nodes.contains_key(f))
+                .ok_or_else(|| sys(FsOp::Write, self.abs(cg), Errno::ENOENT))?;
+            let n = inner.nodes.get_mut(&full).expect("checked");
+            n.cache = n.cache.saturating_add(bytes);
+            self.flush_charges(inner, &full)
+        })
     }
 
     /// (page cache, anon) bytes charged to a cgroup; None if it does not exist.
@@ -196,21 +208,24 @@ impl EmulatedFs {
     }
 
     pub fn set_cmdline(&self, cmdline: &str) -> Result<()> {
-        let mut inner = self.lock();
-        inner.state.cmdline = cmdline.trim_end().to_string();
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            inner.state.cmdline = cmdline.trim_end().to_string();
+            self.persist(inner)
+        })
     }
 
     pub fn set_boot_id(&self, id: &str) -> Result<()> {
-        let mut inner = self.lock();
-        inner.state.boot_id = id.trim().to_string();
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            inner.state.boot_id = id.trim().to_string();
+            self.persist(inner)
+        })
     }
 
     pub fn set_mode(&self, mode: CgroupMode) -> Result<()> {
-        let mut inner = self.lock();
-        inner.state.cgroup_mode = mode;
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            inner.state.cgroup_mode = mode;
+            self.persist(inner)
+        })
     }
 }
 
@@ -220,11 +235,12 @@ impl Host for EmulatedFs {
     }
 
     fn proc_cgroups(&self) -> Result<String> {
-        let mut inner = self.lock();
-        let path = self.base.join(PROC_DIR).join("cgroups");
-        self.match_fault(&mut inner, FsOp::Read, &path)
-            .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
-        Ok(self.proc_cgroups_string(&inner))
+        self.read_op(|inner| {
+            let path = self.base.join(PROC_DIR).join("cgroups");
+            self.match_fault(inner, FsOp::Read, &path)
+                .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
+            Ok(self.proc_cgroups_string(inner))
+        })
     }
 
     fn kernel_cmdline(&self) -> Result<String> {
@@ -240,19 +256,20 @@ impl Host for EmulatedFs {
     }
 
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
-        let mut inner = self.lock();
-        let pids: Vec<u32> = inner.proc_pids.iter().copied().collect();
-        let mut out = Vec::new();
-        for pid in pids {
-            // Like /proc's listing: thread-group leaders only.
-            if inner.tasks.get(&pid).is_some_and(|t| t.tgid != pid) {
-                continue;
+        self.read_op(|inner| {
+            let pids: Vec<u32> = inner.proc_pids.iter().copied().collect();
+            let mut out = Vec::new();
+            for pid in pids {
+                // Like /proc's listing: thread-group leaders only.
+                if inner.tasks.get(&pid).is_some_and(|t| t.tgid != pid) {
+                    continue;
+                }
+                if matches!(self.comm(inner, pid), Ok(c) if c == comm) {
+                    out.push(pid);
+                }
             }
-            if matches!(self.comm(&mut inner, pid), Ok(c) if c == comm) {
-                out.push(pid);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn pid_alive(&self, pid: u32) -> bool {
@@ -260,37 +277,38 @@ impl Host for EmulatedFs {
     }
 
     fn drop_caches(&self, what: u8) -> Result<()> {
-        let mut inner = self.lock();
-        let path = self.base.join(PROC_DIR).join("sys/vm/drop_caches");
-        // Not counted as a mutation of the hierarchy, but Match faults (op Write) apply.
-        self.match_fault(&mut inner, FsOp::Write, &path)
-            .map_err(|f| fail_to_error(f, FsOp::Write, &path, Some(&what.to_string())))?;
-        // drop_caches_sysctl_handler: 1..=4.
-        if !(1..=4).contains(&what) {
-            return Err(Error::Sys(
-                SysError::new(FsOp::Write, path, Errno::EINVAL).with_value(&what.to_string()),
-            ));
-        }
-        if what & 1 == 1 {
-            // Page cache dropped everywhere; memcgs pinned only by it are freed. Slab-pinned
-            // (3.10 kmem) ones stay.
-            let cached: Vec<String> = inner
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.cache > 0)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in cached {
-                inner.nodes.get_mut(&k).expect("listed").cache = 0;
-                self.flush_charges(&mut inner, &k)?;
+        self.mutate(|inner| {
+            let path = self.base.join(PROC_DIR).join("sys/vm/drop_caches");
+            // Not counted as a mutation of the hierarchy, but Match faults (op Write) apply.
+            self.match_fault(inner, FsOp::Write, &path)
+                .map_err(|f| fail_to_error(f, FsOp::Write, &path, Some(&what.to_string())))?;
+            // drop_caches_sysctl_handler: 1..=4.
+            if !(1..=4).contains(&what) {
+                return Err(Error::Sys(
+                    SysError::new(FsOp::Write, path, Errno::EINVAL).with_value(&what.to_string()),
+                ));
             }
-            if inner.state.dying_cache > 0 {
-                inner.state.dying_cache = 0;
-                self.persist(&mut inner)?;
-                self.flush_proc_cgroups(&mut inner)?;
+            if what & 1 == 1 {
+                // Page cache dropped everywhere; memcgs pinned only by it are freed. Slab-pinned
+                // (3.10 kmem) ones stay.
+                let cached: Vec<String> = inner
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.cache > 0)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in cached {
+                    inner.nodes.get_mut(&k).expect("listed").cache = 0;
+                    self.flush_charges(inner, &k)?;
+                }
+                if inner.state.dying_cache > 0 {
+                    inner.state.dying_cache = 0;
+                    self.persist(inner)?;
+                    self.flush_proc_cgroups(inner)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn may_write(&self) -> bool {
@@ -298,11 +316,12 @@ impl Host for EmulatedFs {
     }
 
     fn proc_swaps(&self) -> Result<String> {
-        let mut inner = self.lock();
-        let path = self.base.join(PROC_DIR).join("swaps");
-        self.match_fault(&mut inner, FsOp::Read, &path)
-            .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
-        Ok(Self::swaps_string(&inner))
+        self.read_op(|inner| {
+            let path = self.base.join(PROC_DIR).join("swaps");
+            self.match_fault(inner, FsOp::Read, &path)
+                .map_err(|f| fail_to_error(f, FsOp::Read, &path, None))?;
+            Ok(Self::swaps_string(inner))
+        })
     }
 
     fn meminfo(&self) -> Result<String> {
@@ -310,53 +329,55 @@ impl Host for EmulatedFs {
     }
 
     fn swapoff(&self, area: &Path) -> Result<()> {
-        let mut inner = self.lock();
-        self.match_fault(&mut inner, FsOp::Swapoff, area)
-            .map_err(|f| fail_to_error(f, FsOp::Swapoff, area, None))?;
-        let name = area.to_string_lossy();
-        let Some(i) = inner
-            .state
-            .swaps
-            .iter()
-            .position(|a| a.active && a.path == name)
-        else {
-            return Err(sys(FsOp::Swapoff, area, Errno::EINVAL));
-        };
-        let a = &inner.state.swaps[i];
-        let used = a.used_kib + a.dying * 4;
-        // try_to_unuse reads every page back; without room (security_vm_enough_memory_mm)
-        // swapoff fails with ENOMEM and the area stays in use.
-        if used > inner.state.mem_available_kib {
-            return Err(sys(FsOp::Swapoff, area, Errno::ENOMEM));
-        }
-        let a = &mut inner.state.swaps[i];
-        a.active = false;
-        // The pages of dying memcgs come back and are freed with the memcgs (their last
-        // references): the ids are released. Live workloads' pages come back into memory.
-        a.dying = 0;
-        let used_live = std::mem::take(&mut a.used_kib);
-        inner.state.mem_available_kib = inner.state.mem_available_kib.saturating_sub(used_live);
-        self.persist(&mut inner)?;
-        self.flush_swaps(&inner)?;
-        self.flush_proc_cgroups(&mut inner)
+        self.mutate(|inner| {
+            self.match_fault(inner, FsOp::Swapoff, area)
+                .map_err(|f| fail_to_error(f, FsOp::Swapoff, area, None))?;
+            let name = area.to_string_lossy();
+            let Some(i) = inner
+                .state
+                .swaps
+                .iter()
+                .position(|a| a.active && a.path == name)
+            else {
+                return Err(sys(FsOp::Swapoff, area, Errno::EINVAL));
+            };
+            let a = &inner.state.swaps[i];
+            let used = a.used_kib + a.dying * 4;
+            // try_to_unuse reads every page back; without room (security_vm_enough_memory_mm)
+            // swapoff fails with ENOMEM and the area stays in use.
+            if used > inner.state.mem_available_kib {
+                return Err(sys(FsOp::Swapoff, area, Errno::ENOMEM));
+            }
+            let a = &mut inner.state.swaps[i];
+            a.active = false;
+            // The pages of dying memcgs come back and are freed with the memcgs (their last
+            // references): the ids are released. Live workloads' pages come back into memory.
+            a.dying = 0;
+            let used_live = std::mem::take(&mut a.used_kib);
+            inner.state.mem_available_kib = inner.state.mem_available_kib.saturating_sub(used_live);
+            self.persist(inner)?;
+            self.flush_swaps(inner)?;
+            self.flush_proc_cgroups(inner)
+        })
     }
 
     fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
-        let mut inner = self.lock();
-        self.match_fault(&mut inner, FsOp::Swapon, area)
-            .map_err(|f| fail_to_error(f, FsOp::Swapon, area, None))?;
-        let name = area.to_string_lossy();
-        let Some(a) = inner.state.swaps.iter_mut().find(|a| a.path == name) else {
-            // not a swap area of this node (no swap signature)
-            return Err(sys(FsOp::Swapon, area, Errno::EINVAL));
-        };
-        if a.active {
-            return Err(sys(FsOp::Swapon, area, Errno::EBUSY));
-        }
-        a.active = true;
-        // Without SWAP_FLAG_PREFER the kernel assigns the next negative priority.
-        a.priority = priority.unwrap_or(-2);
-        self.persist(&mut inner)?;
-        self.flush_swaps(&inner)
+        self.mutate(|inner| {
+            self.match_fault(inner, FsOp::Swapon, area)
+                .map_err(|f| fail_to_error(f, FsOp::Swapon, area, None))?;
+            let name = area.to_string_lossy();
+            let Some(a) = inner.state.swaps.iter_mut().find(|a| a.path == name) else {
+                // not a swap area of this node (no swap signature)
+                return Err(sys(FsOp::Swapon, area, Errno::EINVAL));
+            };
+            if a.active {
+                return Err(sys(FsOp::Swapon, area, Errno::EBUSY));
+            }
+            a.active = true;
+            // Without SWAP_FLAG_PREFER the kernel assigns the next negative priority.
+            a.priority = priority.unwrap_or(-2);
+            self.persist(inner)?;
+            self.flush_swaps(inner)
+        })
     }
 }

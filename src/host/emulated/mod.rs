@@ -46,11 +46,13 @@ mod node_copy;
 mod profile;
 mod state;
 mod tasks;
+mod txn;
 
 pub use faults::{Fault, FaultWhen};
 use node_copy::ensure_empty;
 pub use node_copy::{copy_node, find_base, tempdir};
 pub use profile::KernelProfile;
+pub use txn::{INTENT_FILE, LOCK_FILE, TMP_DIR};
 
 use files::*;
 use load::load_tree;
@@ -144,6 +146,51 @@ pub(super) struct Inner {
     /// Blobs this instance made or linked (known to exist).
     blobs: BTreeSet<String>,
     mutations: u64,
+    /// The node's generation this index is in step with (see [`txn`]).
+    generation: u64,
+    /// File changes of the operation under way, committed as one transaction.
+    pending: Vec<txn::Effect>,
+    /// Index in `pending` of the write queued for a path (relative to the base).
+    pending_writes: HashMap<String, usize>,
+    /// Directories removed by the operation under way, to empty after its commit.
+    trash: Vec<txn::Trash>,
+    /// Whether base/emulated.tmp is known to exist, and the last name made in it.
+    tmp_ready: bool,
+    tmp_seq: u64,
+}
+
+impl Inner {
+    /// The index of the node at `base` as its files are now.
+    fn load(base: &Path, mount: &Path) -> Result<Inner> {
+        let sp = base.join(STATE_FILE);
+        let raw = std::fs::read(&sp).map_err(|e| Error::io("read", &sp, e))?;
+        let state: State = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
+            path: sp.clone(),
+            what: format!("emulated node state ({e})"),
+            content: String::from_utf8_lossy(&raw).into_owned(),
+        })?;
+        let mut inner = Inner {
+            state_json: serde_json::to_vec_pretty(&state).expect("state serializes"),
+            state,
+            nodes: BTreeMap::new(),
+            tasks: HashMap::new(),
+            groups: HashMap::new(),
+            proc_pids: BTreeSet::new(),
+            comms: HashMap::new(),
+            proc_cgroups_disk: None,
+            blob_dir: None,
+            blobs: BTreeSet::new(),
+            mutations: 0,
+            generation: 0,
+            pending: Vec::new(),
+            pending_writes: HashMap::new(),
+            trash: Vec::new(),
+            tmp_ready: false,
+            tmp_seq: 0,
+        };
+        load_tree(base, mount, &mut inner)?;
+        Ok(inner)
+    }
 }
 
 /// Why an internal operation failed: a kernel errno (turned into a [`SysError`] by the caller,
@@ -206,6 +253,8 @@ pub struct EmulatedFs {
     /// `root` relative to the mount ("" when root is the mount).
     root_rel: String,
     profile: KernelProfile,
+    /// flock(2) and generation of the node, shared with every instance (see [`txn`]).
+    node_lock: txn::NodeLock,
     inner: Mutex<Inner>,
 }
 
@@ -266,7 +315,7 @@ impl EmulatedFs {
         let sp = base.join(STATE_FILE);
         std::fs::write(&sp, &json).map_err(|e| Error::io("write", &sp, e))?;
         let fs = EmulatedFs::open(base)?;
-        fs.flush_swaps(&fs.lock())?;
+        fs.mutate(|inner| fs.flush_swaps(inner))?;
         Ok(fs)
     }
 
@@ -282,26 +331,20 @@ impl EmulatedFs {
             path: root.to_path_buf(),
             reason,
         };
-        let sp = base.join(STATE_FILE);
-        let raw = match std::fs::read(&sp) {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(bad(BadRoot::NotCgroupFs(format!(
-                    "{} has no {STATE_FILE}: not an emulated node",
-                    base.display()
-                ))))
-            }
-            Err(e) => return Err(Error::io("read", &sp, e)),
-        };
-        let state: State = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
-            path: sp.clone(),
-            what: format!("emulated node state ({e})"),
-            content: String::from_utf8_lossy(&raw).into_owned(),
-        })?;
+        if !base.join(STATE_FILE).is_file() {
+            return Err(bad(BadRoot::NotCgroupFs(format!(
+                "{} has no {STATE_FILE}: not an emulated node",
+                base.display()
+            ))));
+        }
         let base = base
             .canonicalize()
             .map_err(|e| Error::io("open", base, e))?;
         let mount = base.join(MEMORY_DIR);
+        let node_lock = txn::NodeLock::open(&base)?;
+        let held = node_lock.exclusive()?;
+        // An operation a killed process left is finished before anything is read.
+        txn::recover(&base)?;
         let root_abs = match root.canonicalize() {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -321,20 +364,9 @@ impl EmulatedFs {
                 ))))
             }
         };
-        let mut inner = Inner {
-            state_json: serde_json::to_vec_pretty(&state).expect("state serializes"),
-            state,
-            nodes: BTreeMap::new(),
-            tasks: HashMap::new(),
-            groups: HashMap::new(),
-            proc_pids: BTreeSet::new(),
-            comms: HashMap::new(),
-            proc_cgroups_disk: None,
-            blob_dir: None,
-            blobs: BTreeSet::new(),
-            mutations: 0,
-        };
-        load_tree(&base, &mount, &mut inner)?;
+        let mut inner = Inner::load(&base, &mount)?;
+        inner.generation = node_lock.generation();
+        drop(held);
         let profile = inner.state.profile;
         Ok(EmulatedFs {
             base,
@@ -342,8 +374,21 @@ impl EmulatedFs {
             root: root_abs,
             root_rel,
             profile,
+            node_lock,
             inner: Mutex::new(inner),
         })
+    }
+
+    /// Rebuild the index from disk (another instance changed the node), keeping what this
+    /// instance knows that the disk does not change (blobs, the mutation count).
+    pub(super) fn reload(&self, inner: &mut Inner) -> Result<()> {
+        let mut fresh = Inner::load(&self.base, &self.mount)?;
+        fresh.blob_dir = inner.blob_dir.take();
+        fresh.blobs = std::mem::take(&mut inner.blobs);
+        fresh.mutations = inner.mutations;
+        fresh.tmp_seq = inner.tmp_seq;
+        *inner = fresh;
+        Ok(())
     }
 
     pub fn base(&self) -> &Path {
@@ -352,10 +397,6 @@ impl EmulatedFs {
 
     pub fn profile(&self) -> KernelProfile {
         self.profile
-    }
-
-    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Path of a cgroup (relative to the mount) on disk.

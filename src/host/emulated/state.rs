@@ -93,8 +93,10 @@ impl EmulatedFs {
         let json = serde_json::to_vec_pretty(&inner.state).expect("state serializes");
         if json != inner.state_json {
             // In place (see write_file): a rename over it would start writeback each time.
+            let old_len = inner.state_json.len();
+            let content = String::from_utf8(json.clone()).expect("json is utf-8");
             let sp = self.base.join(STATE_FILE);
-            write_file(&sp, std::str::from_utf8(&json).expect("json is utf-8"))?;
+            self.queue_write(inner, &sp, content, txn::How::InPlace(Some(old_len)));
             inner.state_json = json;
         }
         Ok(())

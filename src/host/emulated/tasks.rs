@@ -15,10 +15,11 @@ impl EmulatedFs {
         }
         let p = self.proc_path(tgid).join(PROC_ANON_FILE);
         if v == 0 {
-            remove_file(&p)
+            self.queue_remove(inner, &p);
         } else {
-            overwrite(&p, &format!("{v}\n"), None)
+            self.queue_write(inner, &p, format!("{v}\n"), txn::How::InPlace(None));
         }
+        Ok(())
     }
 
     /// Command name of a process, from memory or its proc/<pid>/comm.
@@ -34,62 +35,46 @@ impl EmulatedFs {
 
     /// Start a new process (one thread) with command name `comm` in cgroup `cg`; its pid.
     pub fn spawn(&self, cg: &str, comm: &str) -> Result<u32> {
-        let mut inner = self.lock();
-        let full = self
-            .full(cg)
-            .filter(|f| inner.nodes.contains_key(f))
-            .ok_or_else(|| sys(FsOp::Write, self.abs(cg).join(knob::PROCS), Errno::ENOENT))?;
-        let pid = self.alloc_pid(&mut inner)?;
-        self.make_proc_dir(&mut inner, pid, pid, comm)?;
-        inner.tasks.insert(
-            pid,
-            Task {
-                tgid: pid,
-                cg: full.clone(),
-                anon: 0,
-            },
-        );
-        inner.groups.entry(pid).or_default().insert(pid);
-        inner
-            .nodes
-            .get_mut(&full)
-            .expect("checked")
-            .tids
-            .insert(pid);
-        self.flush_tasks(&mut inner, &full)?;
-        Ok(pid)
+        self.mutate(|inner| {
+            let full = self
+                .full(cg)
+                .filter(|f| inner.nodes.contains_key(f))
+                .ok_or_else(|| sys(FsOp::Write, self.abs(cg).join(knob::PROCS), Errno::ENOENT))?;
+            let pid = self.alloc_pid(inner)?;
+            self.add_task(inner, pid, pid, &full, comm)?;
+            inner
+                .nodes
+                .get_mut(&full)
+                .expect("checked")
+                .tids
+                .insert(pid);
+            self.flush_tasks(inner, &full)?;
+            Ok(pid)
+        })
     }
 
     /// Start an extra thread of process `tgid` in cgroup `cg` (may differ from the leader's).
     pub fn spawn_thread(&self, tgid: u32, cg: &str) -> Result<u32> {
-        let mut inner = self.lock();
-        let full = self
-            .full(cg)
-            .filter(|f| inner.nodes.contains_key(f))
-            .ok_or_else(|| sys(FsOp::Write, self.abs(cg).join(knob::TASKS), Errno::ENOENT))?;
-        if inner.tasks.get(&tgid).is_none_or(|t| t.tgid != tgid) {
-            return Err(sys(FsOp::Write, self.proc_path(tgid), Errno::ESRCH));
-        }
-        let comm = self.comm(&mut inner, tgid)?;
-        let tid = self.alloc_pid(&mut inner)?;
-        self.make_proc_dir(&mut inner, tid, tgid, comm.trim_end())?;
-        inner.tasks.insert(
-            tid,
-            Task {
-                tgid,
-                cg: full.clone(),
-                anon: 0,
-            },
-        );
-        inner.groups.entry(tgid).or_default().insert(tid);
-        inner
-            .nodes
-            .get_mut(&full)
-            .expect("checked")
-            .tids
-            .insert(tid);
-        self.flush_tasks(&mut inner, &full)?;
-        Ok(tid)
+        self.mutate(|inner| {
+            let full = self
+                .full(cg)
+                .filter(|f| inner.nodes.contains_key(f))
+                .ok_or_else(|| sys(FsOp::Write, self.abs(cg).join(knob::TASKS), Errno::ENOENT))?;
+            if inner.tasks.get(&tgid).is_none_or(|t| t.tgid != tgid) {
+                return Err(sys(FsOp::Write, self.proc_path(tgid), Errno::ESRCH));
+            }
+            let comm = self.comm(inner, tgid)?;
+            let tid = self.alloc_pid(inner)?;
+            self.add_task(inner, tid, tgid, &full, comm.trim_end())?;
+            inner
+                .nodes
+                .get_mut(&full)
+                .expect("checked")
+                .tids
+                .insert(tid);
+            self.flush_tasks(inner, &full)?;
+            Ok(tid)
+        })
     }
 
     pub(super) fn alloc_pid(&self, inner: &mut Inner) -> Result<u32> {
@@ -102,6 +87,8 @@ impl EmulatedFs {
         Ok(pid)
     }
 
+    /// Make proc/<tid> (comm, status): built below the temp directory, renamed into place
+    /// at commit.
     pub(super) fn make_proc_dir(
         &self,
         inner: &mut Inner,
@@ -109,10 +96,8 @@ impl EmulatedFs {
         tgid: u32,
         comm: &str,
     ) -> Result<()> {
-        let d = self.proc_path(tid);
+        let d = self.tmp_path(inner)?;
         std::fs::create_dir(&d).map_err(|e| Error::io("mkdir", &d, e))?;
-        inner.proc_pids.insert(tid);
-        inner.comms.insert(tid, comm.to_string());
         let comm_path = d.join("comm");
         create_at(None, &comm_path, format!("{comm}\n").as_bytes())
             .map_err(|e| Error::io("write", &comm_path, e))?;
@@ -120,14 +105,36 @@ impl EmulatedFs {
         let status =
             format!("Name:\t{comm}\nState:\tS (sleeping)\nTgid:\t{tgid}\nPid:\t{tid}\nPPid:\t1\n");
         create_at(None, &status_path, status.as_bytes())
-            .map_err(|e| Error::io("write", &status_path, e))
+            .map_err(|e| Error::io("write", &status_path, e))?;
+        self.queue_rename(inner, &d, &self.proc_path(tid));
+        inner.proc_pids.insert(tid);
+        inner.comms.insert(tid, comm.to_string());
+        Ok(())
+    }
+
+    /// A new task `tid` of thread group `tgid` in cgroup `full` (relative to the mount).
+    fn add_task(
+        &self,
+        inner: &mut Inner,
+        tid: u32,
+        tgid: u32,
+        full: &str,
+        comm: &str,
+    ) -> Result<()> {
+        self.make_proc_dir(inner, tid, tgid, comm)?;
+        let cg = full.to_string();
+        inner.tasks.insert(tid, Task { tgid, cg, anon: 0 });
+        inner.groups.entry(tgid).or_default().insert(tid);
+        if let Some(n) = inner.nodes.get_mut(full) {
+            n.tids.insert(tid);
+        }
+        Ok(())
     }
 
     /// A process exits: a thread-group leader takes all its threads with it, another thread
     /// exits alone. Its anon charges in its current cgroup are freed. No-op for unknown pids.
     pub fn exit(&self, pid: u32) {
-        let mut inner = self.lock();
-        if let Err(e) = self.exit_locked(&mut inner, pid) {
+        if let Err(e) = self.mutate(|inner| self.exit_locked(inner, pid)) {
             log::warn!("emulated exit of {pid}: {e}");
         }
     }
@@ -171,10 +178,8 @@ impl EmulatedFs {
             } else {
                 &["comm", "status"]
             };
-            match remove_known_dir(&d, files.iter().copied()) {
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                r => r?,
-            }
+            let files = files.iter().map(|f| f.to_string()).collect();
+            self.queue_remove_dir(inner, &d, files);
         }
         for cg in &touched {
             self.flush_tasks(inner, cg)?;
@@ -209,41 +214,44 @@ impl EmulatedFs {
 
     /// Charge `bytes` of anonymous memory of process `pid` to the cgroup of its leader.
     pub fn charge_process(&self, pid: u32, bytes: u64) -> Result<()> {
-        let mut inner = self.lock();
-        let Some(tgid) = inner.tasks.get(&pid).map(|t| t.tgid) else {
-            return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
-        };
-        let leader = inner.tasks.get(&tgid).expect("leader of a live thread");
-        let (cg, anon) = (leader.cg.clone(), leader.anon.saturating_add(bytes));
-        if let Some(n) = inner.nodes.get_mut(&cg) {
-            n.anon = n.anon.saturating_add(bytes);
-        }
-        self.set_proc_anon(&mut inner, tgid, anon)?;
-        self.flush_charges(&mut inner, &cg)
+        self.mutate(|inner| {
+            let Some(tgid) = inner.tasks.get(&pid).map(|t| t.tgid) else {
+                return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
+            };
+            let leader = inner.tasks.get(&tgid).expect("leader of a live thread");
+            let (cg, anon) = (leader.cg.clone(), leader.anon.saturating_add(bytes));
+            if let Some(n) = inner.nodes.get_mut(&cg) {
+                n.anon = n.anon.saturating_add(bytes);
+            }
+            self.set_proc_anon(inner, tgid, anon)?;
+            self.flush_charges(inner, &cg)
+        })
     }
 
     /// One-shot: the next time `pid` is moved through cgroup.procs, `children` new processes
     /// with its comm appear in the cgroup it left (forked during the move).
     pub fn fork_on_move(&self, pid: u32, children: u32) -> Result<()> {
-        let mut inner = self.lock();
-        if !inner.tasks.contains_key(&pid) {
-            return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
-        }
-        inner.state.fork_on_move.retain(|(p, _)| *p != pid);
-        inner.state.fork_on_move.push((pid, children));
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            if !inner.tasks.contains_key(&pid) {
+                return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
+            }
+            inner.state.fork_on_move.retain(|(p, _)| *p != pid);
+            inner.state.fork_on_move.push((pid, children));
+            self.persist(inner)
+        })
     }
 
     /// One-shot: moving `pid` (cgroup.procs or tasks) fails with ESRCH and the process is gone.
     pub fn exit_on_move(&self, pid: u32) -> Result<()> {
-        let mut inner = self.lock();
-        if !inner.tasks.contains_key(&pid) {
-            return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
-        }
-        if !inner.state.exit_on_move.contains(&pid) {
-            inner.state.exit_on_move.push(pid);
-        }
-        self.persist(&mut inner)
+        self.mutate(|inner| {
+            if !inner.tasks.contains_key(&pid) {
+                return Err(sys(FsOp::Write, self.proc_path(pid), Errno::ESRCH));
+            }
+            if !inner.state.exit_on_move.contains(&pid) {
+                inner.state.exit_on_move.push(pid);
+            }
+            self.persist(inner)
+        })
     }
 
     /// A write to cgroup.procs (`whole` group) or tasks (one thread).
@@ -347,17 +355,7 @@ impl EmulatedFs {
                     let comm = self.comm(inner, tgid)?;
                     for _ in 0..n {
                         let child = self.alloc_pid(inner)?;
-                        self.make_proc_dir(inner, child, child, comm.trim_end())?;
-                        inner.tasks.insert(
-                            child,
-                            Task {
-                                tgid: child,
-                                cg: from.clone(),
-                                anon: 0,
-                            },
-                        );
-                        inner.groups.entry(child).or_default().insert(child);
-                        inner.nodes.get_mut(&from).expect("live").tids.insert(child);
+                        self.add_task(inner, child, child, &from, comm.trim_end())?;
                     }
                     self.flush_tasks(inner, &from)?;
                 }
