@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DEFAULT_PODS: usize = 600;
-const DEFAULT_KILLS: usize = 12;
+const DEFAULT_PODS: usize = 300;
+const DEFAULT_KILLS: usize = 16;
 
 /// Every cgroup's path, settings (page-rounded) and sorted tasks: what a repair must keep. Not
 /// kmem accounting: a rollback after the move leaves it off, as a repair does.

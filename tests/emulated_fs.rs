@@ -1,5 +1,5 @@
 //! Integration tests of the emulated memory cgroup v1 node: every kernel rule it emulates, for
-//! every profile where the rule differs (KERNEL-FACTS.md), faults, hooks and reopening.
+//! every profile where the rule differs (docs/kernel-facts.md), faults, hooks and reopening.
 
 use cgleak::demo::fixture::{self, FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp};
@@ -1116,4 +1116,56 @@ fn timing_per_operation() {
         fs.read(leaf, knob::LIMIT).unwrap();
     }
     println!("read: {:?}", t.elapsed() / m);
+}
+
+/// README.md, "Fault injection": the worked example, step by step through the binary.
+#[test]
+fn readme_fault_injection_example() {
+    let t = cgleak::host::emulated::tempdir().unwrap();
+    let (node, state) = (t.path().join("node"), t.path().join("state"));
+    let cgleak = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgleak"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let n = node.to_str().unwrap();
+    let (code, text) = cgleak(&["emulate", n, "--profile", "6.1", "--pods", "5"]);
+    assert_eq!(code, 0, "{text}");
+    // "in /tmp/node/cgleak-emulated.json:" the faults entry, as the README spells it.
+    let sp = node.join(STATE_FILE);
+    let mut state_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sp).unwrap()).unwrap();
+    let entry = r#"[{"when": {"Match": {"op": "mkdir", "path_contains": "/kubepods2/", "times": 1}},
+                "errno": "ENOSPC"}]"#;
+    state_json["faults"] = serde_json::from_str(entry).unwrap();
+    std::fs::write(&sp, serde_json::to_vec_pretty(&state_json).unwrap()).unwrap();
+    let root = format!("{n}/memory");
+    let st = state.to_str().unwrap();
+    let (code, text) = cgleak(&["--root", &root, "repair", "--yes", "--state-dir", st]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("mkdir") && text.contains("ENOSPC"), "{text}");
+    assert!(state.join("journal.json").is_file(), "journal kept: {text}");
+    let (code, text) = cgleak(&["--root", &root, "resume", "--yes", "--state-dir", st]);
+    assert_eq!(code, 0, "{text}");
+    let emu = EmulatedFs::open(&node).unwrap();
+    assert!(emu.faults().is_empty(), "the spent fault left the file");
+    assert!(emu.exists("kubepods") && !emu.exists("kubepods2"));
+}
+
+/// A fault's errno may be a name or a number in the state file.
+#[test]
+fn fault_errno_by_name_or_number() {
+    for (v, want) in [("\"EBUSY\"", Errno::EBUSY), ("28", Errno::ENOSPC)] {
+        let f: Fault =
+            serde_json::from_str(&format!(r#"{{"when": {{"Nth": 0}}, "errno": {v}}}"#)).unwrap();
+        assert_eq!(f.errno, want);
+    }
+    let bad = serde_json::from_str::<Fault>(r#"{"when": {"Nth": 0}, "errno": "ENOPE"}"#);
+    assert!(bad.unwrap_err().to_string().contains("unknown errno name"));
 }

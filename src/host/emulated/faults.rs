@@ -26,14 +26,53 @@ pub struct Fault {
     pub errno: Errno,
 }
 
+/// What `cgleak emulate --help` says about fault injection (README.md, "Fault injection").
+pub const FAULTS_HELP: &str = "\
+Fault injection: an emulated node can be told to fail an operation, to rehearse how cgleak stops,
+resumes and rolls back. A fault is an entry of the \"faults\" list in DIR/cgleak-emulated.json;
+add it with an editor (or jq) while no cgleak runs on the node, e.g.
+
+  \"faults\": [{\"when\": {\"Match\": {\"op\": \"mkdir\", \"path_contains\": \"/kubepods2/\",
+               \"times\": 1}}, \"errno\": \"ENOSPC\"}]
+
+  Match   the next `times` operations `op` whose absolute path contains `path_contains` fail.
+          op: read or write (the control file's path), mkdir or rmdir (the directory's),
+          rename (the source's), list (a directory listed), swapoff or swapon (the swap area).
+          drop_caches is a write of DIR/proc/sys/vm/drop_caches, /proc/cgroups and /proc/swaps
+          reads of DIR/proc/cgroups and DIR/proc/swaps.
+  Nth     {\"Nth\": n}: the n-th (from 0) write, mkdir, rmdir or rename of one cgleak run (each
+          run counts from 0 when it opens the node) fails, once.
+
+errno: a name (ENOSPC, EBUSY, EIO, EINVAL, ENOMEM, EACCES, ESRCH, ...) or its number. The failed
+operation changes nothing, like the kernel's. A spent fault is removed from the file, so a resume
+after the failure runs clean.";
+
 mod errno_serde {
     use nix::errno::Errno;
     pub fn serialize<S: serde::Serializer>(e: &Errno, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i32(*e as i32)
     }
+
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum NumOrName {
+        Num(i32),
+        Name(String),
+    }
+
+    /// A number, or a name as errno(3) spells it ("ENOSPC").
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Errno, D::Error> {
-        let v: i32 = serde::Deserialize::deserialize(d)?;
-        Ok(Errno::from_raw(v))
+        match serde::Deserialize::deserialize(d)? {
+            NumOrName::Num(v) => Ok(Errno::from_raw(v)),
+            NumOrName::Name(n) => (1..4096)
+                .map(Errno::from_raw)
+                .find(|e| format!("{e:?}") == n.trim())
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown errno name {n:?}: use one like ENOSPC, or its number"
+                    ))
+                }),
+        }
     }
 }
 

@@ -48,11 +48,11 @@ mod state;
 mod tasks;
 mod txn;
 
-pub use faults::{Fault, FaultWhen};
+pub use faults::{Fault, FaultWhen, FAULTS_HELP};
 use node_copy::ensure_empty;
 pub use node_copy::{copy_node, find_base, tempdir};
 pub use profile::KernelProfile;
-pub use txn::{INTENT_FILE, LOCK_FILE, TMP_DIR};
+pub use txn::{LOCK_FILE, TMP_DIR};
 
 use files::*;
 use load::load_tree;
@@ -344,7 +344,7 @@ impl EmulatedFs {
         let node_lock = txn::NodeLock::open(&base)?;
         let held = node_lock.exclusive()?;
         // An operation a killed process left is finished before anything is read.
-        txn::recover(&base)?;
+        txn::recover(&base, &node_lock)?;
         let root_abs = match root.canonicalize() {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

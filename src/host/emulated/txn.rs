@@ -7,8 +7,9 @@
 //! makes each operation one transaction:
 //!
 //! - the operation changes only the in-memory index and queues its file changes ([`Effect`]);
-//! - commit bumps the node's generation, writes the whole list to [`INTENT_FILE`] (a temp file
-//!   renamed into place: present whole or not at all), applies it, and removes it;
+//! - commit writes, in one pwrite(2) to [`LOCK_FILE`], the node's next generation and the
+//!   whole list with its length and checksum (a torn write fails the checksum: the operation
+//!   had not started), applies the list, and clears it;
 //! - whoever takes the lock next and finds an intent applies it again (every effect is
 //!   idempotent) before anything else: a killed operation ends as if it had finished.
 //!
@@ -21,15 +22,14 @@
 //! instance whose index is older than the disk reloads it before its next operation.
 
 use super::*;
-use nix::fcntl::{Flock, FlockArg};
-use std::io::Write;
+use nix::fcntl::FlockArg;
 use std::os::unix::fs::FileExt;
 
-/// Lock file at the base of a node: flock(2) serialises operations; its first 8 bytes are the
-/// generation, bumped by every operation that changes a file.
+/// Lock file at the base of a node: flock(2) serialises operations. Its content: the
+/// generation (8 bytes, little endian), bumped by every operation that changes a file; the
+/// length and FNV-1a hash of the intent (8 bytes each; length 0: none); the intent, a JSON
+/// list of [`Effect`]s of the operation being committed.
 pub const LOCK_FILE: &str = "emulated.lock";
-/// The file changes of an operation being committed (JSON list of [`Effect`]s).
-pub const INTENT_FILE: &str = "emulated.intent";
 /// Directory below the base where directories are built before, and put after, a rename.
 pub const TMP_DIR: &str = "emulated.tmp";
 
@@ -75,6 +75,18 @@ pub(super) struct NodeLock {
     path: PathBuf,
 }
 
+/// The node lock held; released on drop (or by the kernel when the process dies).
+pub(super) struct Held<'a>(&'a NodeLock);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        #[allow(deprecated)] // Flock<T> would own (dup) the file for every operation
+        let _ = nix::fcntl::flock(self.0.file.as_raw_fd(), FlockArg::Unlock);
+    }
+}
+
+const HEADER: usize = 24;
+
 impl NodeLock {
     pub(super) fn open(base: &Path) -> Result<NodeLock> {
         let path = base.join(LOCK_FILE);
@@ -89,13 +101,11 @@ impl NodeLock {
     }
 
     /// Hold the node exclusively until the returned guard drops (or the process dies).
-    pub(super) fn exclusive(&self) -> Result<Flock<std::fs::File>> {
-        let f = self
-            .file
-            .try_clone()
-            .map_err(|e| Error::io("flock", &self.path, e))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io("flock", &self.path, errno_io(e)))
+    pub(super) fn exclusive(&self) -> Result<Held<'_>> {
+        #[allow(deprecated)]
+        nix::fcntl::flock(self.file.as_raw_fd(), FlockArg::LockExclusive)
+            .map_err(|e| Error::io("flock", &self.path, errno_io(e)))?;
+        Ok(Held(self))
     }
 
     pub(super) fn generation(&self) -> u64 {
@@ -106,11 +116,61 @@ impl NodeLock {
         }
     }
 
-    fn set_generation(&self, g: u64) -> Result<()> {
+    /// Start a commit: the new generation and, when `intent` is given, the intent.
+    fn begin(&self, generation: u64, intent: Option<&[u8]>) -> Result<()> {
+        let mut buf = generation.to_le_bytes().to_vec();
+        if let Some(json) = intent {
+            buf.extend_from_slice(&(json.len() as u64).to_le_bytes());
+            buf.extend_from_slice(&fnv1a(json).to_le_bytes());
+            buf.extend_from_slice(json);
+        }
         self.file
-            .write_all_at(&g.to_le_bytes(), 0)
+            .write_all_at(&buf, 0)
             .map_err(|e| Error::io("write", &self.path, e))
     }
+
+    /// End a commit: the intent is done.
+    fn end(&self) -> Result<()> {
+        self.file
+            .write_all_at(&0u64.to_le_bytes(), 8)
+            .map_err(|e| Error::io("write", &self.path, e))
+    }
+
+    /// The intent a killed commit left, if whole (a torn one had not started to apply).
+    fn intent(&self) -> Result<Option<Vec<Effect>>> {
+        let mut head = [0u8; HEADER];
+        match self.file.read_at(&mut head, 0) {
+            Ok(HEADER) => {}
+            Ok(_) => return Ok(None),
+            Err(e) => return Err(Error::io("read", &self.path, e)),
+        }
+        let len = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes")) as usize;
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut json = vec![0u8; len];
+        match self.file.read_exact_at(&mut json, HEADER as u64) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(Error::io("read", &self.path, e)),
+        }
+        if fnv1a(&json) != u64::from_le_bytes(head[16..24].try_into().expect("8 bytes")) {
+            return Ok(None);
+        }
+        let intent: Intent = serde_json::from_slice(&json).map_err(|e| Error::Parse {
+            path: self.path.clone(),
+            what: format!("emulated operation intent ({e})"),
+            content: String::from_utf8_lossy(&json).into_owned(),
+        })?;
+        Ok(Some(intent.effects))
+    }
+}
+
+/// FNV-1a: a checksum that tells a whole intent from a torn one.
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl EmulatedFs {
@@ -229,7 +289,7 @@ impl EmulatedFs {
         if g == inner.generation {
             return Ok(());
         }
-        recover(&self.base)?;
+        recover(&self.base, &self.node_lock)?;
         self.reload(inner)?;
         inner.generation = g;
         Ok(())
@@ -259,26 +319,19 @@ impl EmulatedFs {
         // Bumped before any change: another instance that sees it reloads (and finishes a
         // killed commit); one that does not has the same state as the disk.
         inner.generation = self.node_lock.generation().wrapping_add(1);
-        self.node_lock.set_generation(inner.generation)?;
         let logged = effects.len() > 1 || !atomic_alone(&effects[0]);
-        let ip = self.base.join(INTENT_FILE);
-        if logged {
-            let json = serde_json::to_vec(&Intent {
+        let json = logged.then(|| {
+            serde_json::to_vec(&Intent {
                 effects: effects.to_vec(),
             })
-            .expect("intent serializes");
-            let tmp = self.base.join(format!("{INTENT_FILE}.tmp"));
-            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("write", &tmp, e))?;
-            f.write_all(&json)
-                .map_err(|e| Error::io("write", &tmp, e))?;
-            drop(f);
-            std::fs::rename(&tmp, &ip).map_err(|e| Error::io("rename", &tmp, e))?;
-        }
+            .expect("intent serializes")
+        });
+        self.node_lock.begin(inner.generation, json.as_deref())?;
         for e in effects {
             self.apply(e)?;
         }
         if logged {
-            remove_file(&ip)?;
+            self.node_lock.end()?;
         }
         Ok(())
     }
@@ -302,22 +355,12 @@ impl EmulatedFs {
 }
 
 /// Under the lock: apply a left intent again, then remove the leftovers below TMP_DIR.
-pub(super) fn recover(base: &Path) -> Result<()> {
-    let ip = base.join(INTENT_FILE);
-    match std::fs::read(&ip) {
-        Ok(raw) => {
-            let intent: Intent = serde_json::from_slice(&raw).map_err(|e| Error::Parse {
-                path: ip.clone(),
-                what: format!("emulated operation intent ({e})"),
-                content: String::from_utf8_lossy(&raw).into_owned(),
-            })?;
-            for e in &intent.effects {
-                replay(base, e)?;
-            }
-            remove_file(&ip)?;
+pub(super) fn recover(base: &Path, lock: &NodeLock) -> Result<()> {
+    if let Some(effects) = lock.intent()? {
+        for e in &effects {
+            replay(base, e)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("read", &ip, e)),
+        lock.end()?;
     }
     // Only what is inside: an instance that made the directory goes on using it.
     let tmp = base.join(TMP_DIR);
