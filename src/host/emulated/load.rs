@@ -50,28 +50,7 @@ pub(super) fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<
         let tp = dir.join(knob::TASKS);
         let tasks = read_file(&tp)?;
         for tid in crate::host::parse_pids(&tp, &tasks)? {
-            let pd = proc_dir.join(tid.to_string());
-            let sp = pd.join("status");
-            let status = read_file(&sp)?;
-            let tgid = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-                .ok_or_else(|| Error::Parse {
-                    path: sp.clone(),
-                    what: "Tgid line".into(),
-                    content: status.clone(),
-                })?;
-            let anon = if tgid == tid {
-                let ap = pd.join(PROC_ANON_FILE);
-                match read_at(None, &ap, &mut buf) {
-                    Ok(()) => parse_counter(&ap, String::from_utf8_lossy(&buf).into_owned())?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-                    Err(e) => return Err(Error::io("read", &ap, e)),
-                }
-            } else {
-                0
-            };
+            let (tgid, anon) = load_task(&proc_dir, tid, &mut buf)?;
             inner.tasks.insert(
                 tid,
                 Task {
@@ -87,4 +66,30 @@ pub(super) fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<
         inner.nodes.insert(full, node);
     }
     Ok(())
+}
+
+/// Thread group and (leaders) anon bytes of task `tid`, from proc/<tid>.
+fn load_task(proc_dir: &Path, tid: u32, buf: &mut Vec<u8>) -> Result<(u32, u64)> {
+    let pd = proc_dir.join(tid.to_string());
+    let sp = pd.join("status");
+    let status = read_file(&sp)?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| Error::Parse {
+            path: sp.clone(),
+            what: "Tgid line".into(),
+            content: status.clone(),
+        })?;
+    if tgid != tid {
+        return Ok((tgid, 0));
+    }
+    let ap = pd.join(PROC_ANON_FILE);
+    let anon = match read_at(None, &ap, buf) {
+        Ok(()) => parse_counter(&ap, String::from_utf8_lossy(buf).into_owned())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(Error::io("read", &ap, e)),
+    };
+    Ok((tgid, anon))
 }

@@ -11,17 +11,26 @@
 //! base/emulated.blobs/          read-only files named after their content: a new cgroup's
 //!                               control files are hard links to them until first written
 //! base/proc/<pid>/{comm,status} one directory per process or thread (status has `Tgid:`)
+//! base/emulated.lock           flock(2) serialising operations across processes; holds the
+//!                               node's generation and the intent of a commit under way
+//! base/emulated.tmp/            directories being built, or just removed, around a rename
 //! ```
 //!
 //! An instance keeps an in-memory index (cgroups, their tasks and charges; tid -> tgid and
-//! cgroup) built once at open, and writes through only the files an operation changes, so a
-//! mutation costs a constant number of small file writes and never rescans the tree. An
-//! instance assumes it is the only writer of the node while it lives: open the node again to
-//! see what another instance (another process) changed.
+//! cgroup) built at open, and writes through only the files an operation changes, so a
+//! mutation costs a constant number of small file writes and never rescans the tree. Each
+//! operation is atomic like the kernel's, against SIGKILL too, and several processes may work
+//! on one node: an instance reloads its index when another changed the node (see [`txn`]).
 //!
-//! The kernel rules emulated are those of KERNEL-FACTS.md and of the mm/memcontrol.c (3.10:
-//! also kernel/res_counter.c) functions cited next to each rule. Four kernel profiles differ
-//! where cgleak depends on it: 3.10 (RHEL 7), 5.10, 6.1 and 6.13.
+//! Where things are: [`profile`] (the kernels), [`hierarchy`] (the [`Hierarchy`] side),
+//! [`knobs`] (control file writes), [`dirs`] (mkdir, rmdir, rename), [`tasks`] (processes and
+//! task moves), [`host`] (the [`Host`] side), [`faults`] (fault injection), [`txn`] (atomicity
+//! and the lock), [`state`] (the state file), [`load`] (the index from disk), [`files`] (file
+//! primitives), [`node_copy`] (where nodes live, copies).
+//!
+//! The kernel rules emulated are those of docs/kernel-facts.md and of the mm/memcontrol.c
+//! (3.10: also kernel/res_counter.c) functions cited next to each rule. Four kernel profiles
+//! differ where cgleak depends on it: 3.10 (RHEL 7), 5.10, 6.1 and 6.13.
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
 use crate::host::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Hierarchy, Host};
@@ -58,8 +67,6 @@ use files::*;
 use load::load_tree;
 use profile::*;
 use state::*;
-
-/// Name of the state file at the base of an emulated node; its presence marks the directory.
 
 /// Name of the state file at the base of an emulated node; its presence marks the directory.
 pub const STATE_FILE: &str = "cgleak-emulated.json";

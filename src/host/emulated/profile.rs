@@ -92,7 +92,7 @@ impl KernelProfile {
     }
 
     /// Root use_hierarchy at mount time. 5.10 booted with a bare v1 mount was seen with 0
-    /// (KERNEL-FACTS.md); the 3.10 node is modelled as a systemd host (systemd sets it to 1).
+    /// (docs/kernel-facts.md, "Writing settings"); the 3.10 node is modelled as a systemd host (systemd sets it to 1).
     pub(super) fn root_use_hierarchy(&self) -> u64 {
         match self {
             KernelProfile::V5_10 => 0,

@@ -267,18 +267,7 @@ impl EmulatedFs {
             return Err(Errno::ESRCH.into());
         };
         let tgid = task.tgid;
-        let rule_pid = if whole { tgid } else { pid };
-        if let Some(i) = inner
-            .state
-            .exit_on_move
-            .iter()
-            .position(|p| *p == rule_pid || *p == pid)
-        {
-            let who = inner.state.exit_on_move.remove(i);
-            self.persist(inner)?;
-            self.exit_locked(inner, who)?;
-            return Err(Errno::ESRCH.into());
-        }
+        self.exit_if_ruled(inner, if whole { tgid } else { pid }, pid)?;
         // cgroup.procs moves the whole thread group of the pid, wherever its threads are
         // (cgroup_procs_write: threadgroup, tsk->group_leader); tasks moves one thread.
         let tids: Vec<u32> = if whole {
@@ -291,9 +280,40 @@ impl EmulatedFs {
             vec![pid]
         };
         let leader_from = inner.tasks.get(&tgid).map(|t| t.cg.clone());
+        let touched = Self::move_tids(inner, &tids, dest);
+        if let (true, Some(from)) = (tids.contains(&tgid), leader_from.as_deref()) {
+            self.move_charges(inner, tgid, from, dest)?;
+        }
+        for cg in &touched {
+            self.flush_tasks(inner, cg)?;
+        }
+        if whole {
+            self.fork_during_move(inner, tgid, leader_from.unwrap_or_default())?;
+        }
+        Ok(())
+    }
+
+    /// An exit_on_move rule for `rule_pid` or `pid`: the process exits, the move fails ESRCH.
+    fn exit_if_ruled(&self, inner: &mut Inner, rule_pid: u32, pid: u32) -> FResult<()> {
+        let Some(i) = inner
+            .state
+            .exit_on_move
+            .iter()
+            .position(|p| *p == rule_pid || *p == pid)
+        else {
+            return Ok(());
+        };
+        let who = inner.state.exit_on_move.remove(i);
+        self.persist(inner)?;
+        self.exit_locked(inner, who)?;
+        Err(Errno::ESRCH.into())
+    }
+
+    /// Put the tasks `tids` in cgroup `dest` in the index; the cgroups whose task lists changed.
+    fn move_tids(inner: &mut Inner, tids: &[u32], dest: &str) -> BTreeSet<String> {
         let mut touched = BTreeSet::new();
         touched.insert(dest.to_string());
-        for tid in &tids {
+        for tid in tids {
             let t = inner.tasks.get_mut(tid).expect("group member is a task");
             if t.cg == dest {
                 continue;
@@ -310,57 +330,57 @@ impl EmulatedFs {
                 .insert(*tid);
             touched.insert(old);
         }
-        // Charges follow the leader when the destination's move_charge_at_immigrate has bit 0
-        // (anon) set (mem_cgroup_can_attach: only for the mm owner). Otherwise they stay with
-        // the old memcg and no longer belong to the process's cgroup.
-        let leader_moved = tids.contains(&tgid);
-        if let (true, Some(from)) = (leader_moved, leader_from.as_deref()) {
-            if from != dest {
-                let anon = inner.tasks[&tgid].anon;
-                if anon > 0 {
-                    let mc = if self.has_file_full(inner, dest, knob::MOVE_CHARGE) {
-                        self.read_num(inner, dest, knob::MOVE_CHARGE)?
-                    } else {
-                        0
-                    };
-                    if mc & 1 == 1 {
-                        let f = inner.nodes.get_mut(from).expect("live");
-                        let moved = anon.min(f.anon);
-                        f.anon -= moved;
-                        inner.nodes.get_mut(dest).expect("checked").anon += moved;
-                        self.set_proc_anon(inner, tgid, moved)?;
-                    } else {
-                        self.set_proc_anon(inner, tgid, 0)?;
-                    }
-                    self.flush_charges(inner, from)?;
-                    self.flush_charges(inner, dest)?;
-                }
-            }
+        touched
+    }
+
+    /// The leader `tgid` moved from `from` to `dest`: its anon charges follow when the
+    /// destination's move_charge_at_immigrate has bit 0 (anon) set (mem_cgroup_can_attach:
+    /// only for the mm owner). Otherwise they stay with the old memcg and no longer belong to
+    /// the process's cgroup.
+    fn move_charges(&self, inner: &mut Inner, tgid: u32, from: &str, dest: &str) -> Result<()> {
+        let anon = inner.tasks[&tgid].anon;
+        if from == dest || anon == 0 {
+            return Ok(());
         }
-        for cg in &touched {
-            self.flush_tasks(inner, cg)?;
+        let mc = if self.has_file_full(inner, dest, knob::MOVE_CHARGE) {
+            self.read_num(inner, dest, knob::MOVE_CHARGE)?
+        } else {
+            0
+        };
+        if mc & 1 == 1 {
+            let f = inner.nodes.get_mut(from).expect("live");
+            let moved = anon.min(f.anon);
+            f.anon -= moved;
+            inner.nodes.get_mut(dest).expect("checked").anon += moved;
+            self.set_proc_anon(inner, tgid, moved)?;
+        } else {
+            self.set_proc_anon(inner, tgid, 0)?;
         }
-        // Forked during the move: the children stay in the cgroup the parent left.
-        if whole {
-            if let Some(i) = inner
-                .state
-                .fork_on_move
-                .iter()
-                .position(|(p, _)| *p == tgid)
-            {
-                let (_, n) = inner.state.fork_on_move.remove(i);
-                self.persist(inner)?;
-                let from = leader_from.unwrap_or_default();
-                if inner.nodes.contains_key(&from) {
-                    let comm = self.comm(inner, tgid)?;
-                    for _ in 0..n {
-                        let child = self.alloc_pid(inner)?;
-                        self.add_task(inner, child, child, &from, comm.trim_end())?;
-                    }
-                    self.flush_tasks(inner, &from)?;
-                }
-            }
+        self.flush_charges(inner, from)?;
+        self.flush_charges(inner, dest)
+    }
+
+    /// A fork_on_move rule for `tgid`: the children forked during the move stay in the cgroup
+    /// `from` the parent left.
+    fn fork_during_move(&self, inner: &mut Inner, tgid: u32, from: String) -> Result<()> {
+        let Some(i) = inner
+            .state
+            .fork_on_move
+            .iter()
+            .position(|(p, _)| *p == tgid)
+        else {
+            return Ok(());
+        };
+        let (_, n) = inner.state.fork_on_move.remove(i);
+        self.persist(inner)?;
+        if !inner.nodes.contains_key(&from) {
+            return Ok(());
         }
-        Ok(())
+        let comm = self.comm(inner, tgid)?;
+        for _ in 0..n {
+            let child = self.alloc_pid(inner)?;
+            self.add_task(inner, child, child, &from, comm.trim_end())?;
+        }
+        self.flush_tasks(inner, &from)
     }
 }
