@@ -1087,3 +1087,26 @@ fn fault_errno_by_name_or_number() {
     let bad = serde_json::from_str::<Fault>(r#"{"when": {"Nth": 0}, "errno": "ENOPE"}"#);
     assert!(bad.unwrap_err().to_string().contains("unknown errno name"));
 }
+
+/// Two instances of one node (two processes, in effect): each sees what the other changed
+/// without being opened again, because the lock file's generation tells it to reload.
+#[test]
+fn instances_of_one_node_see_each_other() {
+    let (t, a) = node(V6_1);
+    let b = EmulatedFs::open(&t.path().join("node")).unwrap();
+    a.mkdir("kubepods").unwrap();
+    assert!(b.exists("kubepods"), "b sees a's mkdir");
+    let pid = b.spawn("kubepods", "app").unwrap();
+    assert_eq!(a.cgroup_of(pid).as_deref(), Some("kubepods"));
+    b.mkdir("kubepods/x").unwrap();
+    a.write("kubepods/x", knob::PROCS, &pid.to_string())
+        .unwrap();
+    assert_eq!(b.cgroup_of(pid).as_deref(), Some("kubepods/x"));
+    assert_eq!(errno(b.rmdir("kubepods/x")), Errno::EBUSY);
+    a.exit(pid);
+    b.rmdir("kubepods/x").unwrap();
+    assert!(!a.exists("kubepods/x"));
+    // Nothing is left around the renames.
+    let tmp = t.path().join("node").join(cgleak::host::emulated::TMP_DIR);
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+}

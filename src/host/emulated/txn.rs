@@ -428,3 +428,51 @@ fn replace_file(p: &Path, content: &str) -> Result<()> {
         Err(e) => Err(Error::io("write", p, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose last commit was killed after its intent was written: the next open
+    /// applies the whole intent; a torn intent (wrong checksum) is ignored, as nothing of it
+    /// had been applied.
+    #[test]
+    fn open_finishes_a_killed_commit_and_ignores_a_torn_one() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("node");
+        let fs = EmulatedFs::create(&base, KernelProfile::V6_1).unwrap();
+        fs.mkdir("a").unwrap();
+        drop(fs);
+        let effects = vec![
+            Effect::Write {
+                path: "memory/a/notify_on_release".into(),
+                content: "1\n".into(),
+                how: How::Replace,
+            },
+            Effect::Rename {
+                from: "memory/a".into(),
+                to: "memory/b".into(),
+            },
+        ];
+        let json = serde_json::to_vec(&Intent { effects }).unwrap();
+        let lock = NodeLock::open(&base).unwrap();
+        let g = lock.generation() + 1;
+        // Torn: the checksum does not match the bytes.
+        lock.begin(g, Some(&json)).unwrap();
+        lock.file.write_all_at(&[0u8; 8], 16).unwrap();
+        let fs = EmulatedFs::open(&base).unwrap();
+        assert!(
+            fs.exists("a") && !fs.exists("b"),
+            "a torn intent is not applied"
+        );
+        drop(fs);
+        lock.begin(g + 1, Some(&json)).unwrap();
+        let fs = EmulatedFs::open(&base).unwrap();
+        assert!(
+            !fs.exists("a") && fs.exists("b"),
+            "a whole intent is applied"
+        );
+        assert_eq!(fs.read("b", "notify_on_release").unwrap(), "1\n");
+        assert!(lock.intent().unwrap().is_none(), "and cleared");
+    }
+}
