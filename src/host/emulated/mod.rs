@@ -20,13 +20,13 @@
 //! cgroup) built at open, and writes through only the files an operation changes, so a
 //! mutation costs a constant number of small file writes and never rescans the tree. Each
 //! operation is atomic like the kernel's, against SIGKILL too, and several processes may work
-//! on one node: an instance reloads its index when another changed the node (see [`txn`]).
+//! on one node: an instance reloads its index when another changed the node (see `txn.rs`).
 //!
-//! Where things are: [`profile`] (the kernels), [`hierarchy`] (the [`Hierarchy`] side),
-//! [`knobs`] (control file writes), [`dirs`] (mkdir, rmdir, rename), [`tasks`] (processes and
-//! task moves), [`host`] (the [`Host`] side), [`faults`] (fault injection), [`txn`] (atomicity
-//! and the lock), [`state`] (the state file), [`load`] (the index from disk), [`files`] (file
-//! primitives), [`node_copy`] (where nodes live, copies).
+//! Where things are: `profile` (the kernels), `hierarchy` (the [`Hierarchy`] side),
+//! `knobs` (control file writes), `dirs` (mkdir, rmdir, rename), `tasks` (processes and
+//! task moves), `host` (the [`Host`] side), `faults` (fault injection), `txn` (atomicity
+//! and the lock), `state` (the state file), `load` (the index from disk), `files` (file
+//! primitives), `node_copy` (where nodes live, copies).
 //!
 //! The kernel rules emulated are those of docs/kernel-facts.md and of the mm/memcontrol.c
 //! (3.10: also kernel/res_counter.c) functions cited next to each rule. Four kernel profiles

@@ -1,7 +1,10 @@
 //! Atomic operations and the node lock.
 //!
-//! The kernel's mkdir, rmdir, rename and task move are atomic: a process killed with SIGKILL
-//! leaves the hierarchy before or after the operation, never between (docs/kernel-facts.md).
+//! The kernel's mkdir, rmdir, rename and task move are atomic: each runs inside one system call
+//! under cgroup_mutex (kernel/cgroup/cgroup.c: cgroup_mkdir, cgroup_rmdir, cgroup1_rename,
+//! cgroup_attach_task switching the task's css_set in one step), and SIGKILL is acted on only
+//! when the call returns, so a killed process leaves the hierarchy before or after the
+//! operation, never between.
 //! An emulated operation changes several files (a task move rewrites `tasks` and
 //! `cgroup.procs` of two cgroups, their charge files and the state file), so the emulation
 //! makes each operation one transaction:
