@@ -1,5 +1,6 @@
 //! Integration tests of the emulated memory cgroup v1 node: every kernel rule it emulates, for
-//! every profile where the rule differs (docs/kernel-facts.md, "Kernel differences"), faults, hooks and reopening.
+//! every profile where the rule differs (docs/kernel-facts.md, "Kernel differences"), faults,
+//! hooks and reopening.
 
 use cgleak::demo::fixture::{self, FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp};
@@ -1036,84 +1037,77 @@ fn fixture_builds_on_every_profile() {
     }
 }
 
+/// README.md, "Fault injection": the worked example, step by step through the binary.
 #[test]
-fn mutation_cost_is_small() {
-    // Not a benchmark: guards against per-operation tree rescans. A tree of ~100 cgroups,
-    // then many writes; each must stay far below a millisecond even in debug builds.
-    let (_t, fs) = node(V6_1);
-    let mut spec = FixtureSpec::new("kubepods", 30);
-    spec.max_containers = 2;
-    let tree = fixture::kubelet_tree(&spec);
-    fixture::build(&fs, &tree, &mut |cg| fs.spawn(cg, "app")).unwrap();
-    let leaf = &tree.last().unwrap().path;
-    let n = 2000;
-    let start = std::time::Instant::now();
-    for i in 0..n {
-        fs.write(leaf, knob::SOFT_LIMIT, &(4096 * (i + 1)).to_string())
+fn readme_fault_injection_example() {
+    let t = cgleak::host::emulated::tempdir().unwrap();
+    let (node, state) = (t.path().join("node"), t.path().join("state"));
+    let cgleak = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgleak"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output()
             .unwrap();
-    }
-    let per = start.elapsed() / n as u32;
-    assert!(
-        per < std::time::Duration::from_millis(1),
-        "{per:?} per write"
-    );
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let n = node.to_str().unwrap();
+    let (code, text) = cgleak(&["emulate", n, "--profile", "6.1", "--pods", "5"]);
+    assert_eq!(code, 0, "{text}");
+    // "in /tmp/node/cgleak-emulated.json:" the faults entry, as the README spells it.
+    let sp = node.join(STATE_FILE);
+    let mut state_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sp).unwrap()).unwrap();
+    let entry = r#"[{"when": {"Match": {"op": "mkdir", "path_contains": "/kubepods2/", "times": 1}},
+                "errno": "ENOSPC"}]"#;
+    state_json["faults"] = serde_json::from_str(entry).unwrap();
+    std::fs::write(&sp, serde_json::to_vec_pretty(&state_json).unwrap()).unwrap();
+    let root = format!("{n}/memory");
+    let st = state.to_str().unwrap();
+    let (code, text) = cgleak(&["--root", &root, "repair", "--yes", "--state-dir", st]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("mkdir") && text.contains("ENOSPC"), "{text}");
+    assert!(state.join("journal.json").is_file(), "journal kept: {text}");
+    let (code, text) = cgleak(&["--root", &root, "resume", "--yes", "--state-dir", st]);
+    assert_eq!(code, 0, "{text}");
+    let emu = EmulatedFs::open(&node).unwrap();
+    assert!(emu.faults().is_empty(), "the spent fault left the file");
+    assert!(emu.exists("kubepods") && !emu.exists("kubepods2"));
 }
 
-/// Cost per operation; run with `cargo test --release --test emulated_fs -- --ignored --nocapture`.
+/// A fault's errno may be a name or a number in the state file.
 #[test]
-#[ignore]
-fn timing_per_operation() {
-    let (_t, fs) = node(V6_1);
-    let spec = FixtureSpec::new("kubepods", 30);
-    let tree = fixture::kubelet_tree(&spec);
-    let t0 = std::time::Instant::now();
-    fixture::build(&fs, &tree, &mut |cg| fs.spawn(cg, "app")).unwrap();
-    println!("fixture of {} cgroups: {:?}", tree.len(), t0.elapsed());
-    let leaf = &tree.last().unwrap().path;
-    let n = 5000u32;
-    let t = std::time::Instant::now();
-    for i in 0..n {
-        fs.write(leaf, knob::SOFT_LIMIT, &(4096 * (i + 1)).to_string())
-            .unwrap();
+fn fault_errno_by_name_or_number() {
+    for (v, want) in [("\"EBUSY\"", Errno::EBUSY), ("28", Errno::ENOSPC)] {
+        let f: Fault =
+            serde_json::from_str(&format!(r#"{{"when": {{"Nth": 0}}, "errno": {v}}}"#)).unwrap();
+        assert_eq!(f.errno, want);
     }
-    println!("write soft limit: {:?}", t.elapsed() / n);
-    let t = std::time::Instant::now();
-    for i in 0..n {
-        fs.write(leaf, knob::LIMIT, &(1 << 30 | (i << 12)).to_string())
-            .unwrap_or(());
-    }
-    println!("write limit (reads memsw): {:?}", t.elapsed() / n);
-    let pid = host::read_procs(&fs, leaf).unwrap()[0];
-    let t = std::time::Instant::now();
-    for i in 0..n {
-        let to = if i % 2 == 0 {
-            "kubepods"
-        } else {
-            leaf.as_str()
-        };
-        fs.write(to, knob::PROCS, &pid.to_string()).unwrap();
-    }
-    println!("cgroup.procs move: {:?}", t.elapsed() / n);
-    let m = 300u32;
-    let t = std::time::Instant::now();
-    for i in 0..m {
-        fs.mkdir(&format!("kubepods/x{i}")).unwrap();
-    }
-    println!("mkdir: {:?}", t.elapsed() / m);
-    let t = std::time::Instant::now();
-    for i in 0..m {
-        fs.rename(&format!("kubepods/x{i}"), &format!("kubepods/y{i}"))
-            .unwrap();
-    }
-    println!("rename: {:?}", t.elapsed() / m);
-    let t = std::time::Instant::now();
-    for i in 0..m {
-        fs.rmdir(&format!("kubepods/y{i}")).unwrap();
-    }
-    println!("rmdir: {:?}", t.elapsed() / m);
-    let t = std::time::Instant::now();
-    for _ in 0..m {
-        fs.read(leaf, knob::LIMIT).unwrap();
-    }
-    println!("read: {:?}", t.elapsed() / m);
+    let bad = serde_json::from_str::<Fault>(r#"{"when": {"Nth": 0}, "errno": "ENOPE"}"#);
+    assert!(bad.unwrap_err().to_string().contains("unknown errno name"));
+}
+
+/// Two instances of one node (two processes, in effect): each sees what the other changed
+/// without being opened again, because the lock file's generation tells it to reload.
+#[test]
+fn instances_of_one_node_see_each_other() {
+    let (t, a) = node(V6_1);
+    let b = EmulatedFs::open(&t.path().join("node")).unwrap();
+    a.mkdir("kubepods").unwrap();
+    assert!(b.exists("kubepods"), "b sees a's mkdir");
+    let pid = b.spawn("kubepods", "app").unwrap();
+    assert_eq!(a.cgroup_of(pid).as_deref(), Some("kubepods"));
+    b.mkdir("kubepods/x").unwrap();
+    a.write("kubepods/x", knob::PROCS, &pid.to_string())
+        .unwrap();
+    assert_eq!(b.cgroup_of(pid).as_deref(), Some("kubepods/x"));
+    assert_eq!(errno(b.rmdir("kubepods/x")), Errno::EBUSY);
+    a.exit(pid);
+    b.rmdir("kubepods/x").unwrap();
+    assert!(!a.exists("kubepods/x"));
+    // Nothing is left around the renames.
+    let tmp = t.path().join("node").join(cgleak::host::emulated::TMP_DIR);
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
 }

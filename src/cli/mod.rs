@@ -297,7 +297,11 @@ pub struct DemoArgs {
     pub keep: Option<PathBuf>,
 }
 
+/// Make an emulated memory cgroup v1 node in DIR: its files hold the state (DIR/memory is the
+/// hierarchy to pass as --root, DIR/proc the processes, DIR/cgleak-emulated.json what a real node
+/// has no file for, faults included: see below).
 #[derive(Debug, Args)]
+#[command(after_long_help = crate::host::emulated::FAULTS_HELP)]
 pub struct EmulateArgs {
     /// Directory to create the node in (must not exist or be empty).
     pub dir: PathBuf,
