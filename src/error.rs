@@ -2,7 +2,7 @@
 //! the errnos a repair meets (EBUSY, ENOSPC, ESRCH, EINVAL, EPERM) get a sentence an operator
 //! understands (docs/kernel-facts.md has the kernel rules behind each meaning: "The leak", "Moving tasks", "Writing settings", "force_empty", "Ids and swap from 4.8").
 
-use crate::repair::journal::{Command, WaysOn};
+use crate::model::invocation::{Command, WaysOn};
 use nix::errno::Errno;
 use std::fmt;
 use std::path::PathBuf;

@@ -204,8 +204,11 @@ type Walked = (String, usize, Kind);
 /// (a container exited) is simply not there. The tree is listed level by level, each level's
 /// directories in parallel ([`par_map`]), then put in pre-order.
 fn walk(fs: &dyn Hierarchy, top: &str) -> (Vec<Walked>, Option<Error>) {
-    let mut nodes: Vec<Walked> =
-        vec![(top.to_string(), 0, classify(host::base_name(top), 0, None))];
+    let mut nodes: Vec<Walked> = vec![(
+        top.to_string(),
+        0,
+        classify(crate::model::path::base_name(top), 0, None),
+    )];
     // Per node, the indices of its children once listed.
     let mut listed: Vec<Option<Result<Vec<usize>>>> = vec![None];
     let mut level = vec![0usize];
@@ -219,7 +222,7 @@ fn walk(fs: &dyn Hierarchy, top: &str) -> (Vec<Walked>, Option<Error>) {
                     .iter()
                     .map(|name| {
                         let child = classify(name, depth + 1, Some(kind));
-                        nodes.push((host::join(&parent, name), depth + 1, child));
+                        nodes.push((crate::model::path::join(&parent, name), depth + 1, child));
                         listed.push(None);
                         nodes.len() - 1
                     })
@@ -271,7 +274,7 @@ pub fn layout_of(cgroups: &[CgroupRecord], systemd: bool) -> Layout {
     let top = &cgroups[0].path;
     let children: Vec<&CgroupRecord> = cgroups
         .iter()
-        .filter(|c| host::parent(&c.path) == top.as_str())
+        .filter(|c| crate::model::path::parent(&c.path) == top.as_str())
         .collect();
     if children.is_empty() {
         return Layout::Empty;
@@ -419,11 +422,11 @@ mod tests {
         let mut out = Vec::new();
         let mut stack = vec![(top.to_string(), 0, None)];
         while let Some((cg, depth, parent_kind)) = stack.pop() {
-            let kind = classify(host::base_name(&cg), depth, parent_kind);
+            let kind = classify(crate::model::path::base_name(&cg), depth, parent_kind);
             let children = fs.children(&cg).unwrap();
             out.push(read_record(fs, &kernel, &cg, kind).unwrap());
             for name in children.iter().rev() {
-                stack.push((host::join(&cg, name), depth + 1, Some(kind)));
+                stack.push((crate::model::path::join(&cg, name), depth + 1, Some(kind)));
             }
         }
         out

@@ -666,11 +666,11 @@ fn a_parallel_scan_gives_the_depth_first_records() {
     let mut want = Vec::new();
     let mut stack = vec![("kubepods".to_string(), 0, None)];
     while let Some((cg, depth, parent_kind)) = stack.pop() {
-        let kind = classify(cgleak::host::base_name(&cg), depth, parent_kind);
+        let kind = classify(cgleak::model::path::base_name(&cg), depth, parent_kind);
         let children = fs.children(&cg).unwrap();
         want.push(scan::read_record(&fs, &kernel, &cg, kind).unwrap());
         for name in children.iter().rev() {
-            stack.push((cgleak::host::join(&cg, name), depth + 1, Some(kind)));
+            stack.push((cgleak::model::path::join(&cg, name), depth + 1, Some(kind)));
         }
     }
     assert_eq!(snap.cgroups.len(), tree.len());

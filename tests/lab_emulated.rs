@@ -80,7 +80,7 @@ fn picture(emu: &EmulatedFs, kubepods: &str) -> Vec<String> {
             ));
         }
         for k in emu.children(&cg).unwrap() {
-            stack.push(cgleak::host::join(&cg, &k));
+            stack.push(cgleak::model::path::join(&cg, &k));
         }
     }
     v.sort();
@@ -108,7 +108,7 @@ fn lab_repair_each_strategy_moves_charges_and_survives_kill() {
                     all.push(cg.clone());
                 }
                 for k in kids {
-                    stack.push(cgleak::host::join(&cg, &k));
+                    stack.push(cgleak::model::path::join(&cg, &k));
                 }
             }
             all.sort();

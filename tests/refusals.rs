@@ -291,7 +291,7 @@ fn an_interrupted_repair_without_journal_is_a_leftover() {
             );
             // The way on reaches this node and this state directory when copied.
             let way_on = format!(
-                "cgleak resume --root {} --rebuild-journal --yes --state-dir {}",
+                "cgleak resume --root {} --state-dir {} --rebuild-journal --yes",
                 n.emu.root().display(),
                 n.state().display()
             );

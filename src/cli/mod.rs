@@ -19,10 +19,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The default `--kubepods`: the cgroupfs driver's pods cgroup.
-pub const DEFAULT_KUBEPODS: &str = "kubepods";
-/// The default `--staging`.
-pub const DEFAULT_STAGING: &str = "kubepods2";
+pub use crate::model::invocation::{DEFAULT_KUBEPODS, DEFAULT_STAGING};
 
 /// Options every command takes, before or after the command name.
 #[derive(Debug, Clone, Args)]
@@ -52,9 +49,9 @@ pub struct Global {
 }
 
 /// `--kubepods` and `--staging`: one cgroup name directly below `--root`, by the rule the
-/// repair's refusals use ([`crate::repair::refusal::cgroup_name_problem`]).
+/// repair's refusals use ([`crate::model::invocation::cgroup_name_problem`]).
 fn cgroup_name(s: &str) -> Result<String, String> {
-    match crate::repair::refusal::cgroup_name_problem(s) {
+    match crate::model::invocation::cgroup_name_problem(s) {
         None => Ok(s.to_string()),
         Some(problem) => Err(format!(
             "{s:?} {problem}; give the name of one cgroup directly below --root"
@@ -206,7 +203,7 @@ pub struct PlanArgs {
     pub summary: bool,
     /// The state directory the repair would use: its lock and an unfinished journal there
     /// refuse the plan as they would the repair.
-    #[arg(long, default_value = crate::repair::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    #[arg(long, default_value = crate::model::invocation::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
     /// Plan before kubelet is stopped (the rolling procedure): a running kubelet does not make
     /// the plan exit 2; it is named, to be stopped before the repair.
@@ -229,7 +226,7 @@ pub struct RepairArgs {
     #[arg(long, value_enum, default_value = "migrate-back")]
     pub strategy: Strategy,
     /// Where the journal lives (a tmpfs: it survives a crash of cgleak, not a reboot).
-    #[arg(long, default_value = crate::repair::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    #[arg(long, default_value = crate::model::invocation::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -248,7 +245,7 @@ pub struct ResumeArgs {
     /// Do not ask before each phase.
     #[arg(long)]
     pub yes: bool,
-    #[arg(long, default_value = crate::repair::journal::DEFAULT_STATE_DIR, value_name = "DIR")]
+    #[arg(long, default_value = crate::model::invocation::DEFAULT_STATE_DIR, value_name = "DIR")]
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

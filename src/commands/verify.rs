@@ -21,7 +21,7 @@ pub(super) fn run(g: &Global, a: &VerifyArgs) -> Result<u8> {
         (dir, None) => {
             let dir = dir
                 .clone()
-                .unwrap_or_else(|| journal::DEFAULT_STATE_DIR.into());
+                .unwrap_or_else(|| crate::model::invocation::DEFAULT_STATE_DIR.into());
             let (h, p) = journal::load(&dir)?.ok_or_else(|| {
                 Error::Usage(format!(
                     "--state-dir {}: no repair journal there; pass the repair's --state-dir or --snapshot FILE",

@@ -322,7 +322,7 @@ mod tests {
         let t = kubelet_tree(&spec);
         let pods: Vec<_> = t
             .iter()
-            .filter(|c| crate::host::base_name(&c.path).starts_with("pod"))
+            .filter(|c| crate::model::path::base_name(&c.path).starts_with("pod"))
             .collect();
         assert_eq!(pods.len(), 6);
         assert!(pods.iter().all(|c| c.path.matches('/').count() == 2));
@@ -335,7 +335,7 @@ mod tests {
         spec.procs_per_container = 2;
         let t = kubelet_tree(&spec);
         for c in &t {
-            let name = crate::host::base_name(&c.path);
+            let name = crate::model::path::base_name(&c.path);
             if let Some(uid) = name.strip_prefix("pod") {
                 assert_eq!(uid.len(), 36, "{name}");
                 assert_eq!(uid.matches('-').count(), 4);
@@ -348,7 +348,7 @@ mod tests {
         // 1..=3 apps + pause per pod.
         let ctrs = t
             .iter()
-            .filter(|c| crate::host::base_name(&c.path).len() == 64)
+            .filter(|c| crate::model::path::base_name(&c.path).len() == 64)
             .count();
         assert!((8..=16).contains(&ctrs), "{ctrs}");
     }
@@ -394,7 +394,7 @@ mod tests {
     fn pre_order() {
         let t = kubelet_tree(&FixtureSpec::new("kubepods", 15));
         for (i, c) in t.iter().enumerate().skip(1) {
-            let par = crate::host::parent(&c.path);
+            let par = crate::model::path::parent(&c.path);
             let pi = t.iter().position(|x| x.path == par).expect("parent listed");
             assert!(pi < i, "{} before its parent", c.path);
             // Subtrees are contiguous: everything between the parent and c is below the parent.

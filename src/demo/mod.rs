@@ -347,7 +347,7 @@ fn read_snapshot(file: &Path) -> Result<Snapshot> {
             .path
             .split('/')
             .all(|c| !c.is_empty() && c != "." && c != "..");
-        if !path_ok || !(first || seen.contains(crate::host::parent(&rec.path))) {
+        if !path_ok || !(first || seen.contains(crate::model::path::parent(&rec.path))) {
             return Err(Error::Usage(format!(
                 "--from-snapshot {}: cgroup {:?} is not below a cgroup listed before it; pass a file written by cgleak snapshot",
                 file.display(),
@@ -370,7 +370,7 @@ pub fn from_snapshot(emu: &EmulatedFs, snap: &Snapshot) -> Result<PidMap> {
             &snap.root_settings
         } else {
             &snap
-                .find(crate::host::parent(&rec.path))
+                .find(crate::model::path::parent(&rec.path))
                 .ok_or_else(|| {
                     Error::Usage(format!(
                         "snapshot: cgroup {} comes before its parent",

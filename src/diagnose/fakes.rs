@@ -100,8 +100,8 @@ impl Hierarchy for MemHierarchy {
         Ok(self
             .dirs
             .keys()
-            .filter(|k| !k.is_empty() && host::parent(k) == cg)
-            .map(|k| host::base_name(k).to_string())
+            .filter(|k| !k.is_empty() && crate::model::path::parent(k) == cg)
+            .map(|k| crate::model::path::base_name(k).to_string())
             .collect())
     }
     fn has_file(&self, cg: &str, file: &str) -> bool {

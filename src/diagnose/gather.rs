@@ -37,7 +37,7 @@ impl Default for DiagnoseOptions {
             kubepods: "kubepods".to_string(),
             ids_used: None,
             check_kubelet: true,
-            staging: crate::cli::DEFAULT_STAGING.to_string(),
+            staging: crate::model::invocation::DEFAULT_STAGING.to_string(),
         }
     }
 }

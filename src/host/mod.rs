@@ -119,7 +119,11 @@ pub trait Hierarchy: Send + Sync {
         };
         while let Some(c) = stack.pop() {
             below += 1;
-            stack.extend(self.children(&c)?.iter().map(|n| join(&c, n)));
+            stack.extend(
+                self.children(&c)?
+                    .iter()
+                    .map(|n| crate::model::path::join(&c, n)),
+            );
         }
         Ok(self.hierarchy_live()?.saturating_sub(below))
     }
@@ -189,42 +193,6 @@ pub trait Host: Send + Sync {
 pub trait Node: Hierarchy + Host {}
 
 impl<T: Hierarchy + Host + ?Sized> Node for T {}
-
-/// Join a cgroup path relative to the root with a child name.
-pub fn join(cg: &str, name: &str) -> String {
-    if cg.is_empty() {
-        name.to_string()
-    } else {
-        format!("{cg}/{name}")
-    }
-}
-
-/// The parent of a relative cgroup path (`""` for a top-level cgroup).
-pub fn parent(cg: &str) -> &str {
-    match cg.rfind('/') {
-        Some(i) => &cg[..i],
-        None => "",
-    }
-}
-
-/// The last component of a relative cgroup path.
-pub fn base_name(cg: &str) -> &str {
-    match cg.rfind('/') {
-        Some(i) => &cg[i + 1..],
-        None => cg,
-    }
-}
-
-/// Replace the leading component `from` of `cg` with `to` (`kubepods/a/b` -> `kubepods2/a/b`).
-pub fn rebase(cg: &str, from: &str, to: &str) -> String {
-    if cg == from {
-        return to.to_string();
-    }
-    match cg.strip_prefix(from).and_then(|r| r.strip_prefix('/')) {
-        Some(rest) => format!("{to}/{rest}"),
-        None => cg.to_string(),
-    }
-}
 
 /// Parse a number written by a cgroup file.
 pub fn parse_u64(path: &Path, what: &str, s: &str) -> Result<u64> {
@@ -311,24 +279,6 @@ pub fn open(root: &Path) -> Result<Box<dyn Node>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_helpers() {
-        assert_eq!(join("", "kubepods"), "kubepods");
-        assert_eq!(join("kubepods", "pod1"), "kubepods/pod1");
-        assert_eq!(parent("kubepods/pod1/c"), "kubepods/pod1");
-        assert_eq!(parent("kubepods"), "");
-        assert_eq!(base_name("kubepods/pod1/c"), "c");
-        assert_eq!(
-            rebase("kubepods/pod1/c", "kubepods", "kubepods2"),
-            "kubepods2/pod1/c"
-        );
-        assert_eq!(rebase("kubepods", "kubepods", "kubepods2"), "kubepods2");
-        assert_eq!(
-            rebase("kubepodsx/a", "kubepods", "kubepods2"),
-            "kubepodsx/a"
-        );
-    }
 
     #[test]
     fn oom_control_parse() {

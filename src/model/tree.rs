@@ -2,7 +2,7 @@
 //! next-sibling indices), as in the original repair, with pre-order (parents first: creation)
 //! and post-order (leaf-first: moving tasks out and removing) traversals.
 
-use crate::host::parent;
+use crate::model::path::parent;
 
 /// Index of a node in [`Tree::nodes`].
 pub type NodeId = usize;

@@ -15,8 +15,9 @@
 
 use crate::error::{Error, FsOp, Result, StopCause, Stopped, SysError};
 use crate::host::{self, knob, Node};
+use crate::model::invocation::Command;
 use crate::model::normalize_limit;
-use crate::repair::journal::{Command, Journal};
+use crate::repair::journal::Journal;
 use crate::repair::plan::{Phase, Step};
 use nix::errno::Errno;
 use serde::Serialize;

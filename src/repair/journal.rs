@@ -17,6 +17,7 @@
 //! "ways on" a stop prints ([`WaysOn`]) are built from the journal, so they name that node.
 
 use crate::error::{Error, Result};
+use crate::model::invocation::WaysOn;
 use crate::model::Snapshot;
 use crate::repair::plan::{Plan, Strategy};
 use nix::fcntl::{Flock, FlockArg};
@@ -29,10 +30,6 @@ use std::path::{Path, PathBuf};
 pub const JOURNAL_FILE: &str = "journal.json";
 pub const PROGRESS_FILE: &str = "progress";
 pub const LOCK_FILE: &str = "lock";
-pub const DEFAULT_STATE_DIR: &str = "/run/cgleak";
-/// The defaults of `--kubepods` and `--staging` (the ways on leave out what is default).
-pub const DEFAULT_KUBEPODS: &str = "kubepods";
-pub const DEFAULT_STAGING: &str = "kubepods2";
 pub const JOURNAL_FORMAT: u32 = 1;
 
 /// Step lines kept in memory before one write(2) appends them.
@@ -98,74 +95,15 @@ impl Progress {
     }
 }
 
-/// The journaled commands. In JSON, their lowercase names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Command {
-    Repair,
-    Resume,
-    Rollback,
-}
-
-impl Command {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Repair => "repair",
-            Command::Resume => "resume",
-            Command::Rollback => "rollback",
-        }
-    }
-}
-
-impl std::fmt::Display for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a command line that goes on from a journal must carry: the journal's node (`--root`),
-/// its pods and staging names when not the defaults, and the state directory. Built from the
-/// journal, not from the arguments, so the line is right even when typed with other ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaysOn {
-    pub root: String,
-    pub kubepods: String,
-    pub staging: String,
-    pub state_dir: PathBuf,
-}
-
-impl WaysOn {
-    pub fn of(header: &Header, state_dir: &Path) -> WaysOn {
+impl Header {
+    /// What a command line that goes on from this journal in `state_dir` must carry.
+    pub fn ways_on(&self, state_dir: &Path) -> WaysOn {
         WaysOn {
-            root: header.root.clone(),
-            kubepods: header.kubepods.clone(),
-            staging: header.staging.clone(),
+            root: self.root.clone(),
+            kubepods: self.kubepods.clone(),
+            staging: self.staging.clone(),
             state_dir: state_dir.to_path_buf(),
         }
-    }
-
-    /// `cgleak <cmd> --root R [--kubepods K] [--staging S] --state-dir D`, ready to copy.
-    pub fn command(&self, cmd: Command) -> String {
-        let mut s = format!("cgleak {cmd} --root {}", shell_word(&self.root));
-        if self.kubepods != DEFAULT_KUBEPODS {
-            s.push_str(&format!(" --kubepods {}", shell_word(&self.kubepods)));
-        }
-        if self.staging != DEFAULT_STAGING {
-            s.push_str(&format!(" --staging {}", shell_word(&self.staging)));
-        }
-        let dir = self.state_dir.display().to_string();
-        s.push_str(&format!(" --state-dir {}", shell_word(&dir)));
-        s
-    }
-}
-
-/// `w` as one shell word: as it is when it has nothing a shell would split or expand.
-fn shell_word(w: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
-    if !w.is_empty() && w.chars().all(plain) {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', r"'\''"))
     }
 }
 
@@ -408,7 +346,7 @@ impl Journal {
         // Once per repair, fsynced: the journal must be complete before anything changes.
         crate::atomic::write_file_atomic(&dir.join(JOURNAL_FILE), &data, ".json.tmp", 0o600)
             .map_err(|e| io_unusable(dir, e))?;
-        Self::open(dir, WaysOn::of(header, dir))
+        Self::open(dir, header.ways_on(dir))
     }
 
     /// Open the progress file of an existing journal for appending; `ways_on` is what a stop
@@ -521,36 +459,10 @@ mod tests {
     fn ways_on(dir: &Path) -> WaysOn {
         WaysOn {
             root: "/sys/fs/cgroup/memory".into(),
-            kubepods: DEFAULT_KUBEPODS.into(),
-            staging: DEFAULT_STAGING.into(),
+            kubepods: crate::model::invocation::DEFAULT_KUBEPODS.into(),
+            staging: crate::model::invocation::DEFAULT_STAGING.into(),
             state_dir: dir.to_path_buf(),
         }
-    }
-
-    #[test]
-    fn ways_on_carry_the_root_and_every_name_not_default() {
-        let mut w = ways_on(Path::new("/run/cgleak"));
-        assert_eq!(
-            w.command(Command::Resume),
-            "cgleak resume --root /sys/fs/cgroup/memory --state-dir /run/cgleak"
-        );
-        w.kubepods = "pods".into();
-        w.staging = "pods.new".into();
-        w.state_dir = PathBuf::from("/tmp/my state");
-        assert_eq!(
-            w.command(Command::Rollback),
-            "cgleak rollback --root /sys/fs/cgroup/memory --kubepods pods --staging pods.new --state-dir '/tmp/my state'"
-        );
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
-    }
-
-    #[test]
-    fn commands_serialize_lowercase() {
-        assert_eq!(
-            serde_json::to_string(&Command::Rollback).unwrap(),
-            "\"rollback\""
-        );
-        assert_eq!(Command::Resume.to_string(), "resume");
     }
 
     #[test]

@@ -10,12 +10,14 @@
 //! new repair over a leftover would start a second migration, so it must be recognised.
 
 use crate::error::{Error, Result};
-use crate::host::{parent, rebase, Hierarchy, Node};
+use crate::host::{Hierarchy, Node};
+use crate::model::invocation::cgroup_name_problem;
 use crate::model::kernel::KernelInfo;
+use crate::model::path::{parent, rebase};
 use crate::model::{is_unlimited, CgroupRecord, Layout, Settings, Snapshot};
 use crate::repair::journal::{self, Header, Journal};
 use crate::repair::plan::{self, PlanInput, Strategy, MOVE_CHARGE_ALL};
-use crate::repair::refusal::{cgroup_name_problem, StagingState};
+use crate::repair::refusal::StagingState;
 use crate::scan;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

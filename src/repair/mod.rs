@@ -15,10 +15,11 @@ pub mod verify;
 use crate::error::{Error, Result};
 use crate::host::Node;
 use crate::ids::{self, IdCount};
+use crate::model::invocation::Command;
 use crate::model::kernel::KernelInfo;
 use crate::model::Snapshot;
 use crate::repair::execute::{Confirm, Mode, RunOptions, Runner, Stats};
-use crate::repair::journal::{Command, Header, Journal, Lock, LockFailure, Progress, WaysOn};
+use crate::repair::journal::{Header, Journal, Lock, LockFailure, Progress};
 use crate::repair::plan::{Plan, PlanInput, Strategy};
 use crate::repair::refusal::{JournalState, Kubelet, NodeFacts, Refusal, RunFacts, StateDir};
 use crate::repair::verify::VerifyReport;
@@ -565,7 +566,7 @@ fn journal_refusal(
             state_dir: state_dir.to_path_buf(),
             journal_root: header.root.clone(),
             root,
-            way_on: WaysOn::of(header, state_dir).command(command),
+            way_on: header.ways_on(state_dir).command(command),
         }));
     }
     let boot = fs.boot_id()?.trim().to_string();
@@ -623,7 +624,7 @@ fn run_journaled(
 ) -> Result<Outcome> {
     let mut stats = Stats::default();
     if w.ended.is_none() {
-        let mut j = Journal::open(state_dir, WaysOn::of(w.header, state_dir))?;
+        let mut j = Journal::open(state_dir, w.header.ways_on(state_dir))?;
         j.mark(w.begin_mark)?;
         {
             let opts = RunOptions {
@@ -664,7 +665,7 @@ pub fn resume(
 ) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, Command::Resume)?;
     if progress.rollback_started {
-        let ways_on = WaysOn::of(&header, state_dir);
+        let ways_on = header.ways_on(state_dir);
         return Err(Error::refused(
             "a rollback of this repair was started",
             format!(

@@ -13,7 +13,8 @@
 //! - tasks leave leaf-first (post-order), then force_empty, then rmdir: rmdir is EBUSY while
 //!   tasks or child cgroups remain.
 
-use crate::host::{knob, parent, rebase};
+use crate::host::knob;
+use crate::model::path::{parent, rebase};
 use crate::model::{is_unlimited, Kind, Layout, Settings, Snapshot, UNLIMITED_MIN};
 use crate::scan::tree_of;
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@
 //! The facts are gathered by the callers (the preflight in [`crate::repair::prepare`], the dry
 //! run in `commands/plan.rs`); here everything is pure.
 
+use crate::model::invocation::{cgroup_name_problem, Command, WaysOn};
 use crate::model::Layout;
 use crate::repair::plan::{self, Blocker, Strategy};
 use std::path::{Path, PathBuf};
@@ -116,8 +117,8 @@ pub enum Refusal {
         holder: String,
     },
     UnfinishedJournal {
-        /// The global options that reach this node (`--root ...`), for the ways on.
-        global: String,
+        /// The command lines that reach this node and this journal.
+        ways_on: WaysOn,
         state_dir: PathBuf,
         kubepods: String,
         staging: String,
@@ -147,10 +148,8 @@ pub enum Refusal {
     StagingLeftover {
         staging: String,
         kubepods: String,
-        /// The global options that reach this node (`--root ...`), for the ways on.
-        global: String,
-        /// The state directory, when not the default.
-        state_dir: Option<PathBuf>,
+        /// The command lines that reach this node (the state directory is the caller's).
+        ways_on: WaysOn,
     },
     KubeletRunning {
         pids: Vec<u32>,
@@ -305,11 +304,10 @@ impl Refusal {
             Refusal::LockHeld { .. } => {
                 "wait for it to finish; it is working on this node now".into()
             }
-            Refusal::UnfinishedJournal {
-                state_dir, global, ..
-            } => format!(
-                "finish it with `cgleak resume {global} --state-dir {0}` or undo it with `cgleak rollback {global} --state-dir {0}`",
-                state_dir.display()
+            Refusal::UnfinishedJournal { ways_on, .. } => format!(
+                "finish it with `{}` or undo it with `{}`",
+                ways_on.command(Command::Resume),
+                ways_on.command(Command::Rollback)
             ),
             Refusal::JournalUnreadable { state_dir, .. } => format!(
                 "look at {}: a repair may be unfinished; do not start another before you know",
@@ -326,9 +324,7 @@ impl Refusal {
             Refusal::StagingExists { .. } => {
                 "look at what is in it; pass another --staging name".into()
             }
-            Refusal::StagingLeftover {
-                global, state_dir, ..
-            } => leftover_hint(global, state_dir.as_deref()),
+            Refusal::StagingLeftover { ways_on, .. } => leftover_hint(ways_on),
             Refusal::KubeletRunning { .. } => "stop it first (systemctl stop kubelet)".into(),
             Refusal::IdsShort { strategy, .. } => format!(
                 "{}free ids first (cgleak reclaim on kernels >= 3.16) or reboot the node",
@@ -357,24 +353,23 @@ impl Refusal {
 }
 
 /// The way on from a staging tree without a journal (see [`crate::repair::leftover`]).
-fn leftover_hint(global: &str, state_dir: Option<&Path>) -> String {
-    let dir = state_dir
-        .map(|d| format!(" --state-dir {}", d.display()))
-        .unwrap_or_default();
-    format!("do not start another repair (it would migrate the tree a second time); rebuild the journal from the two live trees and finish the repair with `cgleak resume {global} --rebuild-journal --yes{dir}`, or undo it with `cgleak rollback {global} --rebuild-journal --yes{dir}` (MIGRATION.md, \"A repair without its journal\")")
+fn leftover_hint(w: &WaysOn) -> String {
+    let more = "--rebuild-journal --yes";
+    format!(
+        "do not start another repair (it would migrate the tree a second time); rebuild the journal from the two live trees and finish the repair with `{}`, or undo it with `{}` (MIGRATION.md, \"A repair without its journal\")",
+        w.command_with(Command::Resume, more),
+        w.command_with(Command::Rollback, more)
+    )
 }
 
-/// The global options a way on must carry to reach this node: `--root` always, `--kubepods`
-/// and `--staging` when not the defaults.
-fn global_options(n: &NodeFacts) -> String {
-    let mut s = format!("--root {}", n.root);
-    if n.kubepods != crate::cli::DEFAULT_KUBEPODS {
-        s.push_str(&format!(" --kubepods {}", n.kubepods));
+/// The command lines that reach this node with its names, from `state_dir`.
+fn ways_on(n: &NodeFacts, kubepods: &str, staging: &str, state_dir: &Path) -> WaysOn {
+    WaysOn {
+        root: n.root.clone(),
+        kubepods: kubepods.to_string(),
+        staging: staging.to_string(),
+        state_dir: state_dir.to_path_buf(),
     }
-    if n.staging != crate::cli::DEFAULT_STAGING {
-        s.push_str(&format!(" --staging {}", n.staging));
-    }
-    s
 }
 
 impl std::fmt::Display for Refusal {
@@ -399,22 +394,6 @@ impl std::fmt::Display for Refusal {
             Refusal::AfterReboot { root, then, now, .. } => write!(f, "the node at {root} rebooted since the repair started (boot_id {then} then, {now} now): the journal describes cgroups and tasks that no longer exist"),
             Refusal::JournalTreesGone { state_dir, kubepods, staging, root } => write!(f, "the journal in {} is for the pods cgroup {kubepods} (staging {staging}), and neither exists below {root}", state_dir.display()),
         }
-    }
-}
-
-/// Whether `name` can be the pods or staging cgroup: one directory name directly below the
-/// root. The command line applies the same rule ([`crate::cli`]).
-pub fn cgroup_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name == "." || name == ".." {
-        Some("names no cgroup of its own")
-    } else if name.contains('/') {
-        Some("has a '/'")
-    } else if name.starts_with('-') {
-        Some("starts with '-'")
-    } else {
-        None
     }
 }
 
@@ -449,8 +428,12 @@ pub fn for_node(n: &NodeFacts) -> Vec<Refusal> {
         StagingState::Leftover => out.push(Refusal::StagingLeftover {
             staging: n.staging.clone(),
             kubepods: n.kubepods.clone(),
-            global: global_options(n),
-            state_dir: None,
+            ways_on: ways_on(
+                n,
+                &n.kubepods,
+                &n.staging,
+                Path::new(crate::model::invocation::DEFAULT_STATE_DIR),
+            ),
         }),
     }
     out.extend(ids_refusal(n));
@@ -496,7 +479,7 @@ pub fn for_repair(n: &NodeFacts, r: &RunFacts) -> Vec<Refusal> {
             phase,
         } => {
             out.push(Refusal::UnfinishedJournal {
-                global: global_options(n),
+                ways_on: ways_on(n, kubepods, staging, &r.state_dir),
                 state_dir: r.state_dir.clone(),
                 kubepods: kubepods.clone(),
                 staging: staging.clone(),
@@ -515,11 +498,9 @@ pub fn for_repair(n: &NodeFacts, r: &RunFacts) -> Vec<Refusal> {
         }
     };
     let mut node = for_node(n);
-    if r.state_dir.as_os_str() != crate::repair::journal::DEFAULT_STATE_DIR {
-        for x in &mut node {
-            if let Refusal::StagingLeftover { state_dir, .. } = x {
-                *state_dir = Some(r.state_dir.clone());
-            }
+    for x in &mut node {
+        if let Refusal::StagingLeftover { ways_on, .. } = x {
+            ways_on.state_dir = r.state_dir.clone();
         }
     }
     if owned_by_journal {
@@ -742,13 +723,13 @@ mod tests {
         assert_eq!(codes(&l), ["staging-leftover"]);
         assert!(l[0]
             .hint()
-            .contains("cgleak resume --root /sys/fs/cgroup/memory --rebuild-journal --yes`"));
+            .contains("cgleak resume --root /sys/fs/cgroup/memory --state-dir /run/cgleak --rebuild-journal --yes`"));
         n.staging = "k2".into();
         let mut r = run();
         r.state_dir = "/tmp/st".into();
         let hint = for_repair(&n, &r)[0].hint();
         assert!(
-            hint.contains("cgleak rollback --root /sys/fs/cgroup/memory --staging k2 --rebuild-journal --yes --state-dir /tmp/st`"),
+            hint.contains("cgleak rollback --root /sys/fs/cgroup/memory --staging k2 --state-dir /tmp/st --rebuild-journal --yes`"),
             "{hint}"
         );
         n.staging = "kubepods2".into();

@@ -1,8 +1,8 @@
 //! Text renderings of plans, preflight checks and repair outcomes (JSON comes from serde).
 
-use crate::host::base_name;
+use crate::model::invocation::Command;
+use crate::model::path::base_name;
 use crate::model::{is_unlimited, Kind, Snapshot};
-use crate::repair::journal::Command;
 use crate::repair::plan::{Plan, Step};
 use crate::repair::{Check, CheckStatus, Ended, Outcome};
 use crate::scan::tree_of;

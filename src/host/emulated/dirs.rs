@@ -39,7 +39,7 @@ impl EmulatedFs {
                 ..Node::default()
             },
         );
-        let name = crate::host::base_name(full).to_string();
+        let name = crate::model::path::base_name(full).to_string();
         inner
             .nodes
             .get_mut(&par)
@@ -120,7 +120,7 @@ impl EmulatedFs {
         let node = inner.nodes.remove(full).expect("checked");
         let par = parent(full).to_string();
         let pn = inner.nodes.get_mut(&par).expect("parent of live");
-        pn.kids.remove(crate::host::base_name(full));
+        pn.kids.remove(crate::model::path::base_name(full));
         if self.profile.is_3_10() {
             // 3.10 mem_cgroup_css_offline reparents user charges (mem_cgroup_reparent_charges);
             // only kmem (slab) charges keep a deleted memcg and its id (the leak).
@@ -177,7 +177,7 @@ impl EmulatedFs {
             .collect();
         for k in keys {
             let node = inner.nodes.remove(&k).expect("listed");
-            let nk = crate::host::rebase(&k, from, to);
+            let nk = crate::model::path::rebase(&k, from, to);
             for tid in &node.tids {
                 if let Some(t) = inner.tasks.get_mut(tid) {
                     t.cg = nk.clone();
@@ -186,8 +186,9 @@ impl EmulatedFs {
             inner.nodes.insert(nk, node);
         }
         let pn = inner.nodes.get_mut(parent(from)).expect("parent of live");
-        pn.kids.remove(crate::host::base_name(from));
-        pn.kids.insert(crate::host::base_name(to).to_string());
+        pn.kids.remove(crate::model::path::base_name(from));
+        pn.kids
+            .insert(crate::model::path::base_name(to).to_string());
         Ok(())
     }
 }

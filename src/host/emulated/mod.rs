@@ -33,8 +33,9 @@
 //! differ where cgleak depends on it: 3.10 (RHEL 7), 5.10, 6.1 and 6.13.
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
-use crate::host::{join, knob, parent, parse_oom_kill_disable, CgroupMode, Hierarchy, Host};
+use crate::host::{knob, parse_oom_kill_disable, CgroupMode, Hierarchy, Host};
 use crate::model::kernel::cmdline_nokmem;
+use crate::model::path::{join, parent};
 use crate::model::PAGE_SIZE;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
