@@ -9,44 +9,22 @@
 //! `CGLEAK_SWEEP_KILLS` size it (defaults bound the test to about two minutes on two cores).
 
 use cgleak::demo::build_pods;
+use cgleak::demo::fixture::Rng;
 use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::host::emulated::{copy_node, EmulatedFs, KernelProfile};
-use cgleak::model::{normalize_limit, Snapshot};
 use cgleak::repair::journal::JOURNAL_FILE;
 use cgleak::scan;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/essence.rs"]
+mod essence;
+
+use essence::{diff, essence, Essence};
+
 const DEFAULT_PODS: usize = 300;
 const DEFAULT_KILLS: usize = 16;
-
-/// Every cgroup's path, settings (page-rounded) and sorted tasks: what a repair must keep. Not
-/// kmem accounting: a rollback after the move leaves it off, as a repair does.
-type Essence = BTreeMap<String, (String, Vec<u32>)>;
-
-fn essence(snap: &Snapshot) -> Essence {
-    snap.cgroups
-        .iter()
-        .map(|c| {
-            let s = &c.settings;
-            let key = format!(
-                "limit={} memsw={:?} soft={} swappiness={} oom={} hier={} mc={:?}",
-                normalize_limit(s.limit_in_bytes),
-                s.memsw_limit_in_bytes.map(normalize_limit),
-                normalize_limit(s.soft_limit_in_bytes),
-                s.swappiness,
-                s.oom_kill_disable,
-                s.use_hierarchy,
-                s.move_charge_at_immigrate,
-            );
-            let mut t = c.tasks.clone();
-            t.sort_unstable();
-            (c.path.clone(), (key, t))
-        })
-        .collect()
-}
 
 /// The essence of the pods tree of the node at `base`, whether a staging tree is left, and
 /// whether kmem accounting is active in any pods cgroup.
@@ -59,37 +37,6 @@ fn tree_of(base: &Path) -> (Essence, bool, bool) {
         cgleak::host::Hierarchy::exists(&emu, "kubepods2"),
         kmem,
     )
-}
-
-/// What differs between two essences, one line each (empty: equal).
-fn diff(want: &Essence, got: &Essence) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in want {
-        match got.get(k) {
-            None => out.push(format!("missing {k}")),
-            Some(x) if x != v => out.push(format!("differs {k}: {v:?} vs {x:?}")),
-            _ => {}
-        }
-    }
-    out.extend(
-        got.keys()
-            .filter(|k| !want.contains_key(*k))
-            .map(|k| format!("extra {k}")),
-    );
-    out
-}
-
-/// splitmix64: a seeded generator without a crate.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 fn env_num(name: &str, default: u64) -> u64 {

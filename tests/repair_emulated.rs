@@ -8,36 +8,17 @@ use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp, StopCause};
 use cgleak::host::emulated::{copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
 use cgleak::host::Hierarchy;
-use cgleak::model::{normalize_limit, Snapshot};
+use cgleak::model::Snapshot;
 use cgleak::repair::plan::Strategy;
 use cgleak::repair::{self, RepairOptions};
 use cgleak::scan;
 use nix::errno::Errno;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// What must survive a repair: every cgroup's path, settings (page-rounded) and tasks.
-fn essence(snap: &Snapshot) -> BTreeMap<String, (String, Vec<u32>)> {
-    snap.cgroups
-        .iter()
-        .map(|c| {
-            let s = &c.settings;
-            let key = format!(
-                "limit={} memsw={:?} soft={} swappiness={} oom={} hier={} mc={:?}",
-                normalize_limit(s.limit_in_bytes),
-                s.memsw_limit_in_bytes.map(normalize_limit),
-                normalize_limit(s.soft_limit_in_bytes),
-                s.swappiness,
-                s.oom_kill_disable,
-                s.use_hierarchy,
-                s.move_charge_at_immigrate
-            );
-            let mut t = c.tasks.clone();
-            t.sort_unstable();
-            (c.path.clone(), (key, t))
-        })
-        .collect()
-}
+#[path = "support/essence.rs"]
+mod essence;
+
+use essence::essence;
 
 struct Node {
     _dir: tempfile::TempDir,

@@ -61,11 +61,13 @@ pub struct FixtureCgroup {
     pub processes: usize,
 }
 
-/// splitmix64: small, good enough, and the same everywhere.
-struct Rng(u64);
+/// splitmix64: small, good enough, and the same everywhere (the fixtures and the tests' seeded
+/// runs).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
