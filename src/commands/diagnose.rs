@@ -62,8 +62,9 @@ pub(super) fn diagnose_facts(g: &Global, a: &DiagnoseArgs) -> Result<crate::diag
             reason: crate::error::BadRoot::CgroupV2,
             ..
         }) => {
+            let unified = crate::host::kernel::KernelFs::open_unified(&g.root)?;
             let host = crate::host::kernel::KernelHost;
-            return Ok(crate::diagnose::gather_v2(&g.root, &host, true));
+            return Ok(crate::diagnose::gather_v2(&unified, &host, true));
         }
         Err(e) => return Err(e),
     };

@@ -955,16 +955,17 @@ fn wrap_keeps_lines_short() {
     assert!(o.lines().skip(1).all(|l| l.starts_with("     word")));
 }
 
-/// A plain directory shaped like a cgroup v2 directory (no v2 mount needed).
-fn v2_dir(controllers: &str, subtree: &str, dying: u64) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    std::fs::write(root.join("cgroup.controllers"), controllers).unwrap();
-    std::fs::write(root.join("cgroup.subtree_control"), subtree).unwrap();
+/// A hierarchy shaped like a cgroup v2 directory (no v2 mount needed): its controllers, the
+/// ones enabled below, and one child.
+fn v2_dir(controllers: &str, subtree: &str, dying: u64) -> MemHierarchy {
+    let mut h = MemHierarchy::new();
+    h.root = std::path::PathBuf::from("/sys/fs/cgroup");
+    h.set("", "cgroup.controllers", controllers);
+    h.set("", "cgroup.subtree_control", subtree);
     let stat = format!("nr_descendants 1\nnr_dying_descendants {dying}\n");
-    std::fs::write(root.join("cgroup.stat"), stat).unwrap();
-    std::fs::create_dir(root.join("system.slice")).unwrap();
-    dir
+    h.set("", "cgroup.stat", &stat);
+    h.add("system.slice", &[], false);
+    h
 }
 
 /// Issue 10: `--root` on a cgroup v2 directory without the memory controller reported HEALTHY
@@ -974,7 +975,7 @@ fn v2_dir(controllers: &str, subtree: &str, dying: u64) -> tempfile::TempDir {
 fn v2_without_memory_controller_is_unknown() {
     let host = FakeHost::new(R618);
     let dir = v2_dir("cpu io pids\n", "cpu\n", 0);
-    let f = gather_v2(dir.path(), &host, true);
+    let f = gather_v2(&dir, &host, true);
     assert_eq!(f.verdict.status, Status::Unknown, "{:?}", f.verdict);
     assert_eq!(f.verdict.exit_code(), 2);
     let reasons = f.verdict.reasons.join("\n");
@@ -982,7 +983,7 @@ fn v2_without_memory_controller_is_unknown() {
         reasons.contains("memory controller is not enabled")
             && reasons.contains("cgroup.controllers")
             && reasons.contains("--root")
-            && reasons.contains(&dir.path().display().to_string()),
+            && reasons.contains("/sys/fs/cgroup:"),
         "{reasons}"
     );
     assert_eq!(
@@ -991,7 +992,7 @@ fn v2_without_memory_controller_is_unknown() {
     );
     // Memory there, but not enabled for the cgroups below: still nothing to tell.
     let dir = v2_dir("cpu memory\n", "cpu\n", 0);
-    let f = gather_v2(dir.path(), &host, true);
+    let f = gather_v2(&dir, &host, true);
     assert_eq!(f.verdict.status, Status::Unknown, "{:?}", f.verdict);
     assert!(f
         .verdict
@@ -1000,7 +1001,7 @@ fn v2_without_memory_controller_is_unknown() {
         .contains("cgroup.subtree_control"));
     // Enabled: the counts are read and judged.
     let dir = v2_dir("cpu memory\n", "memory\n", 10);
-    let f = gather_v2(dir.path(), &host, true);
+    let f = gather_v2(&dir, &host, true);
     assert_eq!(f.verdict.status, Status::Healthy, "{:?}", f.verdict);
     assert_eq!(f.hierarchy.live, Some(2));
     assert_eq!(f.hierarchy.nr_dying_descendants, Some(10));

@@ -8,9 +8,11 @@
 //! memcg id. There the verdict is unknown, with the reason and what to pass, never healthy.
 
 use super::facts::{Facts, HierarchyFacts, IdsSource, KernelFacts, KubeletFacts, KubepodsFacts};
-use crate::host::kernel::{count_cgroup_dirs, v2_dying_descendants};
-use crate::host::{CgroupMode, Host};
-use std::path::{Path, PathBuf};
+use crate::error::Result;
+use crate::host::kernel::parse_nr_dying_descendants;
+use crate::host::{CgroupMode, Hierarchy, Host};
+use crate::model::path::join;
+use std::path::PathBuf;
 
 /// What was read on a cgroup v2 host.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,33 +61,27 @@ pub fn facts_v2(inp: &V2Inputs) -> Facts {
     )
 }
 
-/// Whether the memory controller is enabled for `root` and below: Err with the sentence that
-/// says it is not (which file, what it lists, what to pass instead).
-pub fn memory_controller(root: &Path) -> std::result::Result<(), String> {
+/// Whether the memory controller is enabled for the root of `h` and below: Err with the
+/// sentence that says it is not (which file, what it lists, what to pass instead).
+pub fn memory_controller(h: &dyn Hierarchy) -> std::result::Result<(), String> {
     let pass = "pass --root the memory cgroup v1 directory (usually /sys/fs/cgroup/memory) \
                 where memory is mounted as v1, or a cgroup v2 directory whose \
                 cgroup.controllers lists memory";
     for file in ["cgroup.controllers", "cgroup.subtree_control"] {
-        let path = root.join(file);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            // subtree_control is absent only where nothing can be enabled below (never on a
-            // real v2 directory); controllers is what tells whether memory is there at all.
-            Err(_) if file == "cgroup.subtree_control" => continue,
-            Err(e) => {
-                return Err(format!(
-                    "cannot read {}: {e}: cannot tell whether the memory controller is \
-                     enabled there; {pass}",
-                    path.display()
-                ))
-            }
-        };
+        // subtree_control is absent only where nothing can be enabled below (never on a real
+        // v2 directory); controllers is what tells whether memory is there at all.
+        if file == "cgroup.subtree_control" && !h.has_file("", file) {
+            continue;
+        }
+        let text = h.read("", file).map_err(|e| {
+            format!("{e}: cannot tell whether the memory controller is enabled there; {pass}")
+        })?;
         if !text.split_whitespace().any(|c| c == "memory") {
             return Err(format!(
                 "the memory controller is not enabled in {}: {file} lists {:?}, without \
                  memory, so no memory cgroup lives there and its dying cgroups hold no memcg \
                  id; {pass}",
-                root.display(),
+                h.root().display(),
                 text.trim()
             ));
         }
@@ -93,18 +89,34 @@ pub fn memory_controller(root: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Read a cgroup v2 host at `root` (read-only) and judge it. The cgroup files are read from
-/// `root`; the kernel release, command line and kubelet come from `host`.
-pub fn gather_v2(root: &Path, host: &dyn Host, check_kubelet: bool) -> Facts {
+/// The cgroups below and including the root of `h` (each holds at most one memcg id).
+fn live_below_root(h: &dyn Hierarchy) -> Result<u64> {
+    let mut n = 0;
+    let mut stack = vec![String::new()];
+    while let Some(cg) = stack.pop() {
+        n += 1;
+        stack.extend(h.children(&cg)?.iter().map(|c| join(&cg, c)));
+    }
+    Ok(n)
+}
+
+/// `nr_dying_descendants` of the root's cgroup.stat.
+fn dying_descendants(h: &dyn Hierarchy) -> Result<Option<u64>> {
+    Ok(parse_nr_dying_descendants(&h.read("", "cgroup.stat")?))
+}
+
+/// Read a cgroup v2 host (read-only) and judge it: the cgroup files through `h` (a unified
+/// hierarchy opened at `--root`), the kernel release, command line and kubelet through `host`.
+pub fn gather_v2(h: &dyn Hierarchy, host: &dyn Host, check_kubelet: bool) -> Facts {
     let mut errors = Vec::new();
     let kernel = super::gather::kernel_facts(host, &mut errors);
     let kubelet = super::gather::kubelet_facts(host, check_kubelet, &mut errors);
-    let (live, nr_dying_descendants) = match memory_controller(root) {
+    let (live, nr_dying_descendants) = match memory_controller(h) {
         Ok(()) => (
-            count_cgroup_dirs(root)
+            live_below_root(h)
                 .map_err(|e| errors.push(format!("live cgroups: {e}")))
                 .ok(),
-            v2_dying_descendants(root)
+            dying_descendants(h)
                 .map_err(|e| errors.push(format!("cgroup.stat: {e}")))
                 .ok()
                 .flatten(),
@@ -116,7 +128,7 @@ pub fn gather_v2(root: &Path, host: &dyn Host, check_kubelet: bool) -> Facts {
         }
     };
     facts_v2(&V2Inputs {
-        root: root.to_path_buf(),
+        root: h.root().to_path_buf(),
         kernel,
         live,
         nr_dying_descendants,

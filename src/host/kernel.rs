@@ -585,6 +585,26 @@ impl KernelFs {
         })
     }
 
+    /// Open a directory of the unified hierarchy (cgroup v2), for diagnose only: the same
+    /// reads, from a cgroup2 filesystem. Whether its memory controller is enabled is the
+    /// caller's question (diagnose answers "unknown" where it is not).
+    pub fn open_unified(root: &Path) -> Result<KernelFs> {
+        let canon = std::fs::canonicalize(root).map_err(|e| sys(FsOp::Open, root, &e))?;
+        let st = statfs(&canon).map_err(|e| Error::Sys(SysError::new(FsOp::Statfs, &canon, e)))?;
+        if st.filesystem_type() != CGROUP2_SUPER_MAGIC {
+            return Err(Error::BadRoot {
+                path: root.to_path_buf(),
+                reason: BadRoot::NotCgroupFs("not a cgroup2 filesystem".into()),
+            });
+        }
+        let mounts = read_mountinfo()?;
+        let mount = mount_of(&mounts, &canon)
+            .filter(|m| m.fstype == "cgroup2")
+            .map(|m| m.mount_point.clone())
+            .unwrap_or_else(|| canon.clone());
+        Ok(KernelFs { mount, root: canon })
+    }
+
     /// The absolute path of a cgroup given relative to the root. `..`, absolute and prefix
     /// components are refused (EINVAL): a cgroup path must never leave `--root`.
     fn dir(&self, cg: &str) -> std::result::Result<PathBuf, Errno> {
