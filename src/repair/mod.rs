@@ -665,14 +665,10 @@ pub fn resume(
 ) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, Command::Resume)?;
     if progress.rollback_started {
-        let ways_on = header.ways_on(state_dir);
-        return Err(Error::refused(
-            "a rollback of this repair was started",
-            format!(
-                "finish it with {}; then run cgleak repair again if you still want the repair",
-                ways_on.command(Command::Rollback)
-            ),
-        ));
+        let r = Refusal::RollbackStarted {
+            ways_on: header.ways_on(state_dir),
+        };
+        return Err(refusal::to_error(&[r], Command::Resume.as_str()));
     }
     let w = Journaled {
         command: Command::Resume,

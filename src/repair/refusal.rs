@@ -184,6 +184,10 @@ pub enum Refusal {
         then: String,
         now: String,
     },
+    /// Resume: a rollback of this repair was started; it must be finished, not resumed.
+    RollbackStarted {
+        ways_on: WaysOn,
+    },
     /// Resume or rollback: neither the pods tree nor the staging tree of the journal exists.
     JournalTreesGone {
         state_dir: PathBuf,
@@ -228,6 +232,7 @@ impl Refusal {
             Refusal::JournalOtherNode { .. } => "journal-other-node",
             Refusal::AfterReboot { .. } => "after-reboot",
             Refusal::JournalTreesGone { .. } => "journal-trees-gone",
+            Refusal::RollbackStarted { .. } => "rollback-started",
         }
     }
 
@@ -241,7 +246,8 @@ impl Refusal {
             | Refusal::NoJournal { .. }
             | Refusal::JournalOtherNode { .. }
             | Refusal::AfterReboot { .. }
-            | Refusal::JournalTreesGone { .. } => line::JOURNAL,
+            | Refusal::JournalTreesGone { .. }
+            | Refusal::RollbackStarted { .. } => line::JOURNAL,
             Refusal::PodsCgroupMissing { .. } | Refusal::SystemdDriver { .. } => line::PODS,
             Refusal::StagingInvalid { .. }
             | Refusal::StagingExists { .. }
@@ -278,6 +284,7 @@ impl Refusal {
                     | Refusal::JournalOtherNode { .. }
                     | Refusal::AfterReboot { .. }
                     | Refusal::JournalTreesGone { .. }
+                    | Refusal::RollbackStarted { .. }
             ),
         }
     }
@@ -290,6 +297,7 @@ impl Refusal {
                 | Refusal::JournalOtherNode { .. }
                 | Refusal::AfterReboot { .. }
                 | Refusal::JournalTreesGone { .. }
+                | Refusal::RollbackStarted { .. }
         )
     }
 
@@ -339,6 +347,7 @@ impl Refusal {
             Refusal::JournalOtherNode { way_on, .. } => format!("keep the journal: it is that node's record of the repair; run {way_on}"),
             Refusal::AfterReboot { state_dir, root, .. } => format!("nothing to do: after a reboot kubelet recreates the tree; move the journal aside, keeping a copy (mv {0} {0}.before-reboot), and check the node with cgleak diagnose --root {root}", state_dir.display()),
             Refusal::JournalTreesGone { .. } => "keep the journal and look at the node: both trees were deleted by something other than cgleak; nothing was changed".into(),
+            Refusal::RollbackStarted { ways_on } => format!("finish it with {}; then run cgleak repair again if you still want the repair", ways_on.command(Command::Rollback)),
         }
     }
 
@@ -393,6 +402,7 @@ impl std::fmt::Display for Refusal {
             Refusal::JournalOtherNode { state_dir, journal_root, root, .. } => write!(f, "the journal in {} is for the node at --root {journal_root}, not --root {root}", state_dir.display()),
             Refusal::AfterReboot { root, then, now, .. } => write!(f, "the node at {root} rebooted since the repair started (boot_id {then} then, {now} now): the journal describes cgroups and tasks that no longer exist"),
             Refusal::JournalTreesGone { state_dir, kubepods, staging, root } => write!(f, "the journal in {} is for the pods cgroup {kubepods} (staging {staging}), and neither exists below {root}", state_dir.display()),
+            Refusal::RollbackStarted { .. } => write!(f, "a rollback of this repair was started"),
         }
     }
 }
@@ -625,6 +635,14 @@ mod tests {
                 staging: "kubepods2".into(),
                 root: "/a".into(),
             },
+            Refusal::RollbackStarted {
+                ways_on: WaysOn {
+                    root: "/a".into(),
+                    kubepods: "kubepods".into(),
+                    staging: "kubepods2".into(),
+                    state_dir: "/run/cgleak".into(),
+                },
+            },
         ];
         for r in &all {
             assert!(
@@ -638,6 +656,9 @@ mod tests {
             assert!(!r.applies_to(Gate::Diagnose), "{r}");
             assert_eq!(r.line(), line::JOURNAL);
         }
+        assert!(all[4]
+            .hint()
+            .contains("cgleak rollback --root /a --state-dir /run/cgleak"));
         let e = to_error(&all[1..2], "resume").to_string();
         assert!(
             e.contains("--root /a") && e.contains("not --root /b"),
