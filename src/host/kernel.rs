@@ -17,7 +17,7 @@
 //!
 //! Pure helpers (mountinfo parsing, locating this process's memory cgroup, the cgroup mode) are
 //! free functions so they can be unit-tested on sample text and used without a `KernelFs`
-//! (`cgleak diagnose` needs [`detect_mode`] and [`v2_dying_descendants`] on v2 hosts).
+//! (`cgleak diagnose` needs [`detect_mode`] and [`parse_nr_dying_descendants`] on v2 hosts).
 
 use crate::error::{BadRoot, Error, FsOp, Result, SysError};
 use crate::host::{CgroupMode, Hierarchy, Host};
@@ -422,30 +422,6 @@ pub fn parse_nr_dying_descendants(s: &str) -> Option<u64> {
             .then(|| it.next()?.parse().ok())
             .flatten()
     })
-}
-
-/// `nr_dying_descendants` of a cgroup v2 directory (the v2 way to see dying cgroups). None when
-/// `dir` has no cgroup.stat (not a v2 cgroup) or the file has no such line.
-pub fn v2_dying_descendants(dir: &Path) -> Result<Option<u64>> {
-    let path = dir.join("cgroup.stat");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let s = String::from_utf8_lossy(&bytes);
-            if !s.contains("nr_dying_descendants") {
-                return Ok(None);
-            }
-            match parse_nr_dying_descendants(&s) {
-                Some(n) => Ok(Some(n)),
-                None => Err(Error::Parse {
-                    path,
-                    what: "nr_dying_descendants".into(),
-                    content: s.into_owned(),
-                }),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(sys(FsOp::Read, &path, &e)),
-    }
 }
 
 /// Pids of processes whose /proc/PID/comm is `comm` (no KernelFs needed: v2 hosts use it).
@@ -1092,23 +1068,6 @@ mod tests {
         assert_eq!(parse_nr_dying_descendants(s), Some(17));
         assert_eq!(parse_nr_dying_descendants("nr_descendants 3\n"), None);
         assert_eq!(parse_nr_dying_descendants("nr_dying_descendants x\n"), None);
-    }
-
-    #[test]
-    fn v2_dying_descendants_of_plain_dirs() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(v2_dying_descendants(d.path()).unwrap(), None);
-        std::fs::write(
-            d.path().join("cgroup.stat"),
-            "nr_descendants 1\nnr_dying_descendants 5\n",
-        )
-        .unwrap();
-        assert_eq!(v2_dying_descendants(d.path()).unwrap(), Some(5));
-        std::fs::write(d.path().join("cgroup.stat"), "nr_dying_descendants ?\n").unwrap();
-        assert!(matches!(
-            v2_dying_descendants(d.path()),
-            Err(Error::Parse { .. })
-        ));
     }
 
     #[test]
