@@ -11,7 +11,7 @@
 use cgleak::demo::build_pods;
 use cgleak::demo::fixture::Rng;
 use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
-use cgleak::host::emulated::{copy_node, EmulatedFs, KernelProfile};
+use cgleak::host::emulated::{clone_node, EmulatedFs, KernelProfile};
 use cgleak::repair::journal::JOURNAL_FILE;
 use cgleak::scan;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 #[path = "support/essence.rs"]
 mod essence;
+#[path = "support/twin.rs"]
+mod twin;
 
 use essence::{diff, essence, Essence};
 
@@ -74,23 +76,6 @@ fn run(mut c: Command) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// Copy a directory tree of regular files (the state directory).
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    let Ok(rd) = std::fs::read_dir(src) else {
-        return;
-    };
-    for e in rd {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
 struct Sweep {
     work: PathBuf,
     original: PathBuf,
@@ -107,7 +92,7 @@ impl Sweep {
         );
         let _ = std::fs::remove_dir_all(&b);
         let _ = std::fs::remove_dir_all(&s);
-        copy_node(&self.original, &b).unwrap();
+        clone_node(&self.original, &b).unwrap();
         (b, s)
     }
 
@@ -141,14 +126,10 @@ impl Sweep {
         // The journal names its --root: the rollback runs on the killed node at the same path,
         // restored from a copy once the resume has been checked.
         let (kb, ks) = (self.work.join("kept"), self.work.join("kept-state"));
-        self.remove("kept");
-        copy_node(&b, &kb).unwrap();
-        copy_dir(&s, &ks);
+        twin::make(&b, &s, &kb, &ks);
         for (what, want) in [("resume", &self.repaired), ("rollback", &self.before)] {
             if what == "rollback" {
-                self.remove("killed");
-                std::fs::rename(&kb, &b).unwrap();
-                std::fs::rename(&ks, &s).unwrap();
+                twin::move_into_place(&kb, &ks, &b, &s);
             }
             let (code, text) = run(cgleak(what, &b, &s, &[]));
             if code != 0 {

@@ -5,8 +5,8 @@
 use cgleak::demo::fixture::{self, FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp};
 use cgleak::host::emulated::{
-    copy_node, find_base, EmulatedFs, Fault, FaultWhen, KernelProfile, MEM_CGROUP_ID_MAX,
-    STATE_FILE,
+    clone_node, copy_node, find_base, EmulatedFs, Fault, FaultWhen, KernelProfile,
+    MEM_CGROUP_ID_MAX, STATE_FILE,
 };
 use cgleak::host::{self, knob, CgroupMode, Hierarchy, Host};
 use nix::errno::Errno;
@@ -960,6 +960,46 @@ fn copy_node_makes_an_independent_second_copy() {
     c.mkdir("only-in-copy").unwrap();
     assert!(!fs.exists("only-in-copy"));
     assert!(copy_node(fs.base(), &dst).is_err(), "destination not empty");
+}
+
+/// A clone shares the cgroup files' inodes with its source until either side writes one, and
+/// a write on either side (the first replaces the file, later ones go in place) never shows on
+/// the other; tasks, the state file and proc are the node's own.
+#[test]
+fn clone_node_and_its_source_never_write_into_each_other() {
+    let (t, fs) = node(V6_1);
+    fs.mkdir("kubepods").unwrap();
+    fs.write("kubepods", knob::LIMIT, "1M").unwrap();
+    let pid = fs.spawn("kubepods", "app").unwrap();
+    let base = fs.base().to_path_buf();
+    drop(fs); // at rest: no instance that wrote it stays open
+    let dst = t.path().join("clone");
+    clone_node(&base, &dst).unwrap();
+    let file = |b: &std::path::Path| b.join("memory/kubepods").join(knob::LIMIT);
+    let nlink = |p: std::path::PathBuf| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().nlink()
+    };
+    assert!(nlink(file(&dst)) >= 2, "the clone links the source's files");
+    let c = EmulatedFs::open(&dst).unwrap();
+    for v in ["2M", "3M"] {
+        c.write("kubepods", knob::LIMIT, v).unwrap();
+    }
+    c.mkdir("kubepods/x").unwrap();
+    c.write("kubepods/x", knob::PROCS, &pid.to_string())
+        .unwrap();
+    let src = EmulatedFs::open(&base).unwrap();
+    assert_eq!(src.read("kubepods", knob::LIMIT).unwrap(), "1048576\n");
+    assert_eq!(src.cgroup_of(pid).as_deref(), Some("kubepods"));
+    assert!(!src.exists("kubepods/x"));
+    for v in ["4M", "5M"] {
+        src.write("kubepods", knob::LIMIT, v).unwrap();
+    }
+    drop(c);
+    let c = EmulatedFs::open(&dst).unwrap();
+    assert_eq!(c.read("kubepods", knob::LIMIT).unwrap(), "3145728\n");
+    assert_eq!(c.cgroup_of(pid).as_deref(), Some("kubepods/x"));
+    assert!(clone_node(&base, &dst).is_err(), "destination not empty");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use cgleak::demo::build_pods;
 use cgleak::demo::fixture::{FixtureLayout, FixtureSpec};
 use cgleak::error::{Error, FsOp, StopCause};
-use cgleak::host::emulated::{copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
+use cgleak::host::emulated::{clone_node, copy_node, EmulatedFs, Fault, FaultWhen, KernelProfile};
 use cgleak::host::Hierarchy;
 use cgleak::model::Snapshot;
 use cgleak::repair::plan::Strategy;
@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 #[path = "support/essence.rs"]
 mod essence;
+#[path = "support/twin.rs"]
+mod twin;
 
 use essence::essence;
 
@@ -46,13 +48,20 @@ fn node_with(profile: KernelProfile, pods: usize, kmem: bool, max_containers: us
     }
 }
 
-fn copy(n: &Node, name: &str) -> (PathBuf, PathBuf) {
+/// Paths for a node and its state directory beside `n`, one pair per name and thread, emptied.
+fn place(n: &Node, name: &str) -> (PathBuf, PathBuf) {
     let name = &format!("{name}-{:?}", std::thread::current().id());
     let base = n.base.with_file_name(name);
     let _ = std::fs::remove_dir_all(&base);
-    copy_node(&n.base, &base).unwrap();
     let state = n.base.with_file_name(format!("{name}-state"));
     let _ = std::fs::remove_dir_all(&state);
+    (base, state)
+}
+
+/// A full copy of `n` ([`copy_node`]) for the tests that run once, not at every index.
+fn copy(n: &Node, name: &str) -> (PathBuf, PathBuf) {
+    let (base, state) = place(n, name);
+    copy_node(&n.base, &base).unwrap();
     (base, state)
 }
 
@@ -159,17 +168,11 @@ enum Interrupt {
     Crash,
 }
 
-/// Interrupt a repair of a copy at mutation k, then finish it with resume (or undo it with
-/// rollback) and check the end state against the original.
-fn interrupt_at(
-    n: &Node,
-    before: &Snapshot,
-    strategy: Strategy,
-    k: u64,
-    how: &Interrupt,
-    rollback: bool,
-) {
-    let (b, s) = copy(n, "k");
+/// Interrupt a repair of a clone at mutation k, then finish the stopped node with resume and
+/// undo a clone of it with rollback, checking both end states against the original.
+fn interrupt_at(n: &Node, before: &Snapshot, strategy: Strategy, k: u64, how: &Interrupt) {
+    let (b, s) = place(n, "k");
+    clone_node(&n.base, &b).unwrap();
     let emu = EmulatedFs::open(&b).unwrap();
     let mut o = opts(&emu, strategy, &s);
     match how {
@@ -198,19 +201,26 @@ fn interrupt_at(
         Err(e) => panic!("k={k}: unexpected error {e}"),
         Ok(_) => panic!("k={k}: the repair did not stop"),
     }
-    let emu = EmulatedFs::open(&b).unwrap(); // a new process after the stop
-    let what = format!(
-        "{strategy} k={k} {}",
-        if rollback { "rollback" } else { "resume" }
-    );
+    drop(emu);
+    // The stopped node twice: it is resumed, its twin rolled back in its place.
+    let (tb, ts) = place(n, "twin");
+    twin::make(&b, &s, &tb, &ts);
+    finish(&b, &s, before, &format!("{strategy} k={k} resume"), false);
+    twin::move_into_place(&tb, &ts, &b, &s);
+    finish(&b, &s, before, &format!("{strategy} k={k} rollback"), true);
+}
+
+/// Resume (or roll back) the stopped node at `b` as a new process would, and check it.
+fn finish(b: &Path, s: &Path, before: &Snapshot, what: &str, rollback: bool) {
+    let emu = EmulatedFs::open(b).unwrap();
     let out = if rollback {
-        repair::rollback(&emu, &s, None, false, None)
+        repair::rollback(&emu, s, None, false, None)
     } else {
-        repair::resume(&emu, &s, None, false, None)
+        repair::resume(&emu, s, None, false, None)
     }
     .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(out.verify.ok, "{what}: {:?}", out.verify.differences);
-    assert_same(&emu, before, &what);
+    assert_same(&emu, before, what);
     if !rollback && emu.profile() == KernelProfile::V3_10 {
         let after = scan::scan(&emu, "kubepods").unwrap();
         assert!(
@@ -234,8 +244,7 @@ fn sweep(profile: KernelProfile, strategy: Strategy, how: Interrupt) {
             let (n, before, points) = (&n, &before, &points);
             s.spawn(move || {
                 for &k in points.iter().skip(w).step_by(2) {
-                    interrupt_at(n, before, strategy, k, &how, false);
-                    interrupt_at(n, before, strategy, k, &how, true);
+                    interrupt_at(n, before, strategy, k, &how);
                 }
             });
         }

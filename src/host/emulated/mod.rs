@@ -60,7 +60,7 @@ mod txn;
 
 pub use faults::{Fault, FaultWhen, FAULTS_HELP};
 use node_copy::ensure_empty;
-pub use node_copy::{copy_node, find_base, tempdir};
+pub use node_copy::{clone_node, copy_node, find_base, tempdir};
 pub use profile::KernelProfile;
 pub use txn::{LOCK_FILE, TMP_DIR};
 
