@@ -309,8 +309,16 @@ impl Sandbox {
     /// by itself after about 60 s. Its children inherit the cgroup, so a cgroup holding a forker
     /// keeps gaining tasks (the race a repair must survive).
     pub fn spawn_forker(&self, rel_cg: &str) -> u32 {
-        let script = "end=$(( $(date +%s) + 60 )); \
-                      while [ \"$(date +%s)\" -lt \"$end\" ]; do sleep 0.2 & sleep 0.005; done";
+        // It forks only once it is in `rel_cg`: a child forked before spawn_into moved it would
+        // stay in this test's own cgroup (a child starts in its parent's cgroup at fork). The
+        // wait reads /proc/$$/cgroup with shell builtins, forking nothing.
+        let script = format!(
+            "inside() {{ while read -r l; do case \"$l\" in *memory*'/{}') return 0;; esac; \
+             done < /proc/$$/cgroup; return 1; }}; until inside; do :; done; \
+             end=$(( $(date +%s) + 60 )); \
+             while [ \"$(date +%s)\" -lt \"$end\" ]; do sleep 0.2 & sleep 0.005; done",
+            self.cg(rel_cg).file_name().unwrap().to_string_lossy(),
+        );
         self.spawn_into(rel_cg, Command::new("sh").arg("-c").arg(script))
     }
 
