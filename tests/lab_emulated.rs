@@ -228,7 +228,11 @@ fn lab_leak_diagnose_and_reclaim() {
         let no = cgleak(emu.root(), &["reclaim", "--yes", "--swap-cycle"]);
         reopen(&mut emu);
         assert_eq!(no.code, 2, "{}{}", no.stdout, no.stderr);
-        assert!(no.stderr.contains("would not fit"), "{}", no.stderr);
+        assert!(
+            no.stderr.contains("--swap-cycle is refused") && no.stderr.contains("needs room"),
+            "{}",
+            no.stderr
+        );
         assert_eq!(
             emu.dying(),
             truth,
@@ -245,7 +249,7 @@ fn lab_leak_diagnose_and_reclaim() {
             "{p}: the page-cache-pinned ones are freed"
         );
         assert!(
-            drop.stdout.contains("reclaim --swap-cycle"),
+            drop.stdout.contains("reclaim --dry-run --swap-cycle"),
             "{}",
             drop.stdout
         );
@@ -271,22 +275,29 @@ fn lab_leak_diagnose_and_reclaim() {
     }
 }
 
+/// `reclaim --yes --swap-cycle` on a 6.1 node with 10 memcgs dying on /dev/vdb, whose
+/// swapoff or swapon fails once with `errno`: the node as the run left it, and the run.
+fn swap_cycle_failing(
+    op: cgleak::error::FsOp,
+    errno: nix::errno::Errno,
+) -> (tempfile::TempDir, EmulatedFs, Out) {
+    let (t, mut emu) = node(V6_1);
+    emu.add_dying(10).unwrap();
+    let fault = FaultWhen::Match {
+        op,
+        path_contains: "/dev/vdb".into(),
+        times: 1,
+    };
+    emu.inject(Fault { when: fault, errno }).unwrap();
+    let o = cgleak(emu.root(), &["reclaim", "--yes", "--swap-cycle"]);
+    reopen(&mut emu);
+    (t, emu, o)
+}
+
 /// A failed swapon after a successful swapoff is reported loudly, with exit 1.
 #[test]
 fn lab_swap_area_left_off_is_loud() {
-    let (_t, mut emu) = node(V6_1);
-    emu.add_dying(10).unwrap();
-    emu.inject(Fault {
-        when: FaultWhen::Match {
-            op: cgleak::error::FsOp::Swapon,
-            path_contains: "/dev/vdb".into(),
-            times: 1,
-        },
-        errno: nix::errno::Errno::EIO,
-    })
-    .unwrap();
-    let o = cgleak(emu.root(), &["reclaim", "--yes", "--swap-cycle"]);
-    reopen(&mut emu);
+    let (_t, emu, o) = swap_cycle_failing(cgleak::error::FsOp::Swapon, nix::errno::Errno::EIO);
     assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
     assert!(
         o.stdout.contains("SWAP AREA LEFT OFF: /dev/vdb"),
@@ -294,6 +305,77 @@ fn lab_swap_area_left_off_is_loud() {
         o.stdout
     );
     assert!(o.stderr.contains("run `swapon /dev/vdb`"), "{}", o.stderr);
+}
+
+/// Issue 15: Ctrl-C during swapoff (EINTR from try_to_unuse) is an interruption, with the
+/// area's state (the kernel kept it in use), not "stayed in use: EINTR". Fails on the old code.
+#[test]
+fn swapoff_interrupted_is_reported_as_interrupted() {
+    let (_t, emu, o) = swap_cycle_failing(cgleak::error::FsOp::Swapoff, nix::errno::Errno::EINTR);
+    assert_eq!(o.code, 1, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("/dev/vdb interrupted during swapoff after")
+            && o.stdout.contains("the kernel kept it in use"),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains("stayed in use"), "{}", o.stdout);
+    assert!(emu.proc_swaps().unwrap().contains("/dev/vdb"), "still on");
+    let j = cgleak(emu.root(), &["reclaim", "--dry-run", "--format", "json"]);
+    assert_eq!(j.code, 0, "{}", j.stderr);
+}
+
+/// A swap area with a priority set by hand (swapon -p 10) gets it back after the cycle.
+#[test]
+fn swap_cycle_gives_a_hand_set_priority_back() {
+    let (_t, mut emu) = node(V6_1);
+    emu.add_dying(10).unwrap();
+    emu.set_swap_priority("/dev/vdb", 10).unwrap();
+    let line = |e: &EmulatedFs| {
+        e.proc_swaps()
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("/dev/vdb"))
+            .map(|l| l.split_whitespace().last().unwrap().to_string())
+    };
+    assert_eq!(line(&emu).as_deref(), Some("10"));
+    let o = cgleak(emu.root(), &["reclaim", "--yes", "--swap-cycle"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    reopen(&mut emu);
+    assert_eq!(line(&emu).as_deref(), Some("10"), "priority kept");
+}
+
+/// Issue 15: a plain `reclaim` reads neither /proc/swaps nor /proc/meminfo (a kernel without
+/// swap support has no /proc/swaps); `--swap-cycle` there is refused as such. Fails on the old
+/// code (it read /proc/swaps for every reclaim).
+#[test]
+fn plain_reclaim_needs_no_swap_support() {
+    let (_t, mut emu) = node(V6_1);
+    emu.add_dying_cache(5).unwrap();
+    emu.inject(Fault {
+        when: FaultWhen::Match {
+            op: cgleak::error::FsOp::Read,
+            path_contains: "proc/swaps".into(),
+            times: 100,
+        },
+        errno: nix::errno::Errno::ENOENT,
+    })
+    .unwrap();
+    let o = cgleak(emu.root(), &["reclaim", "--yes"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("dropped the clean page cache"),
+        "{}",
+        o.stdout
+    );
+    reopen(&mut emu);
+    let o = cgleak(emu.root(), &["reclaim", "--yes", "--swap-cycle"]);
+    assert_eq!(o.code, 2, "{}{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("no swap support"), "{}", o.stderr);
+    let o = cgleak(emu.root(), &["reclaim", "--dry-run"]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("no swap support"), "{}", o.stdout);
 }
 
 /// Lab scenario "nokmem": booted with cgroup.memory=nokmem, diagnose reports it.

@@ -269,3 +269,15 @@ fn real_kernel_probe_in_the_sandbox() {
         .collect();
     assert!(left.is_empty(), "cgroups left in the sandbox: {left:?}");
 }
+
+/// Issue 15: `--count 0` is refused while the arguments are parsed, before any hierarchy is
+/// opened: the error names the option, not the root. Fails on the old code (it opened the root
+/// first and complained about it).
+#[test]
+fn count_zero_is_refused_at_parse_time() {
+    let missing = Path::new("/nonexistent/cgleak-probe-root");
+    let (code, _, err) = run(missing, 0, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--count"), "{err}");
+    assert!(!err.contains("/nonexistent"), "{err}");
+}

@@ -149,8 +149,9 @@ impl std::str::FromStr for IdsUsed {
 
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// Memcg ids to prove free; at most what a repair of the pods tree needs plus its margin.
-    #[arg(long, value_name = "N")]
+    /// Memcg ids to prove free (at least 1); at most what a repair of the pods tree needs plus
+    /// its margin.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: u64,
 }
 

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::host::{parse_proc_cgroups_memory, Hierarchy, Host};
 use crate::model::kernel::{Era, KernelInfo};
 use crate::reclaim::swap::{parse_meminfo, parse_swaps, plan_cycle, CyclePlan};
+use nix::errno::Errno;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -45,13 +46,16 @@ pub struct AreaCycle {
     pub in_use: bool,
     /// What went wrong, if anything.
     pub error: Option<String>,
+    /// Ctrl-C/SIGTERM stopped its swapoff (EINTR); the kernel kept the area in use.
+    pub interrupted: bool,
 }
 
 /// The swap part of the report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SwapReport {
-    /// What /proc/swaps and /proc/meminfo said before, and whether a cycle fits.
-    pub plan: CyclePlan,
+    /// What /proc/swaps and /proc/meminfo said before, and whether a cycle fits (read only
+    /// for a swap cycle or a dry run: a plain drop needs neither, nor a kernel with swap).
+    pub plan: Option<CyclePlan>,
     /// Whether the cycle was asked for.
     pub requested: bool,
     /// The areas cycled, in order (empty for a dry run or when not asked).
@@ -143,8 +147,8 @@ pub struct Preflight {
     pub kernel: KernelInfo,
     /// /proc/cgroups counts dying memcgs on this kernel (not on 3.10).
     pub counts_dying: bool,
-    /// The swap areas and whether a cycle fits in memory.
-    pub plan: CyclePlan,
+    /// The swap areas and whether a cycle fits in memory (None: not read, see [`SwapReport`]).
+    pub plan: Option<CyclePlan>,
 }
 
 /// Everything that refuses a reclaim, checked before anything changes (and before the
@@ -154,10 +158,11 @@ pub struct Preflight {
 pub fn preflight(host: &dyn Host, opts: &ReclaimOptions) -> Result<Preflight> {
     let kernel = KernelInfo::from_release(host.kernel_release()?.trim());
     let counts_dying = kernel.counts_dying() == Some(true);
-    let plan = plan_cycle(
-        parse_swaps(&host.proc_swaps()?),
-        parse_meminfo(&host.meminfo()?),
-    );
+    let plan = if opts.swap_cycle || opts.dry_run {
+        Some(read_cycle_plan(host, &kernel)?)
+    } else {
+        None
+    };
     if opts.dry_run {
         return Ok(Preflight {
             kernel,
@@ -168,10 +173,14 @@ pub fn preflight(host: &dyn Host, opts: &ReclaimOptions) -> Result<Preflight> {
     if kernel.era == Some(Era::Legacy) {
         return Err(Error::refused(
             format!(
-                "kernel {}: {RECLAIM_ON_310}; the drop would cost every workload on the node                  its page cache and give back no id it can promise",
+                "kernel {}: {RECLAIM_ON_310}; the drop would cost every workload on the node \
+                 its page cache and give back no id it can promise",
                 kernel.release
             ),
-            "stop kmem accounting (kubelet with the nokmem tag, runc >= 1.0.0-rc94) and run              the repair (`cgleak plan`, then `cgleak repair` in a maintenance window with              kubelet stopped), boot with cgroup.memory=nokmem, or drain and reboot the node;              nothing was changed",
+            "stop kmem accounting (kubelet with the nokmem tag, runc >= 1.0.0-rc94) and run \
+             the repair (`cgleak plan`, then `cgleak repair` in a maintenance window with \
+             kubelet stopped), boot with cgroup.memory=nokmem, or drain and reboot the node; \
+             nothing was changed",
         ));
     }
     if !host.may_write() {
@@ -180,28 +189,34 @@ pub fn preflight(host: &dyn Host, opts: &ReclaimOptions) -> Result<Preflight> {
             "run `cgleak reclaim --yes` as root, or `cgleak reclaim --dry-run` to only count",
         ));
     }
-    if opts.swap_cycle {
-        if !counts_dying {
-            return Err(Error::refused(
-                format!(
-                    "a swap cycle does not free memcg ids on kernel {}: it cannot tell how many                      dying memcgs hold ids",
-                    kernel.release
-                ),
-                "run `cgleak diagnose` for what helps on this kernel; nothing was changed",
-            ));
-        }
-        if let Some(why) = &plan.refusal {
-            return Err(Error::refused(
-                format!("the swap cycle would not fit: {why}"),
-                "run `cgleak reclaim` without --swap-cycle, or free memory first; nothing was changed",
-            ));
-        }
+    if let Some(why) = plan.as_ref().and_then(|p| p.refusal.as_ref()) {
+        return Err(Error::refused(
+            format!("--swap-cycle is refused: {why}"),
+            why.way_on(),
+        ));
     }
     Ok(Preflight {
         kernel,
         counts_dying,
         plan,
     })
+}
+
+/// /proc/swaps and /proc/meminfo, planned into a cycle; a file the kernel does not have
+/// (no swap support) is a refusal of the cycle, not an error.
+fn read_cycle_plan(host: &dyn Host, kernel: &KernelInfo) -> Result<CyclePlan> {
+    let absent = |e: &Error| e.errno() == Some(Errno::ENOENT);
+    let areas = match host.proc_swaps() {
+        Ok(s) => Some(parse_swaps(&s)),
+        Err(e) if absent(&e) => None,
+        Err(e) => return Err(e),
+    };
+    let mem = match host.meminfo() {
+        Ok(s) => parse_meminfo(&s),
+        Err(e) if absent(&e) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(plan_cycle(kernel, areas, mem))
 }
 
 /// Drop clean page cache, optionally cycle the swap, and wait for the dying memcgs they
@@ -275,7 +290,8 @@ fn record_after(
 
 /// swapoff and swapon each area in turn, stopping at the first failure or an interruption.
 fn cycle_swap(host: &dyn Host, report: &mut ReclaimReport) {
-    for area in report.swap.plan.areas.clone() {
+    let areas = report.swap.plan.as_ref().map(|p| p.areas.clone());
+    for area in areas.unwrap_or_default() {
         if crate::interrupt::interrupted() {
             report.swap.interrupted = true;
             break;
@@ -287,6 +303,7 @@ fn cycle_swap(host: &dyn Host, report: &mut ReclaimReport) {
             swapoff_seconds: t.elapsed().as_secs_f64(),
             in_use: true,
             error: None,
+            interrupted: false,
         };
         match off {
             // The area is off: put it back at once with the priority it had, whatever else
@@ -297,7 +314,16 @@ fn cycle_swap(host: &dyn Host, report: &mut ReclaimReport) {
                     cycle.error = Some(e.to_string());
                 }
             }
-            // ENOMEM, EINTR: try_to_unuse failed and the kernel put the area back in use.
+            // EINTR: Ctrl-C reached swapoff's try_to_unuse (it checks signal_pending); the
+            // kernel put the area back in use (reinsert_swap_info) and what was read back
+            // stays in memory. Not a failure of the cycle: an interruption.
+            Err(e) if e.errno() == Some(Errno::EINTR) => {
+                cycle.interrupted = true;
+                report.swap.interrupted = true;
+                report.swap.cycled.push(cycle);
+                break;
+            }
+            // ENOMEM: try_to_unuse failed and the kernel put the area back in use.
             Err(e) => cycle.error = Some(e.to_string()),
         }
         let failed = cycle.error.is_some();
@@ -346,8 +372,10 @@ impl ReclaimReport {
         s
     }
 
-    fn swap_line(&self) -> String {
-        let plan = &self.swap.plan;
+    fn swap_line(plan: &CyclePlan) -> String {
+        if plan.refusal == Some(swap::CycleRefusal::NoSwapSupport) {
+            return "swap: this kernel has no swap support (no /proc/swaps)".to_string();
+        }
         if plan.areas.is_empty() {
             return "swap: none in use".to_string();
         }
@@ -366,7 +394,6 @@ impl ReclaimReport {
     }
 
     fn render_dry_run(&self) -> String {
-        let plan = &self.swap.plan;
         let mut s = String::from("dry run: nothing was dropped\n");
         s.push_str(&format!(
             "dying memcgs now:  {} (memory num_cgroups {}, live {})\n",
@@ -386,7 +413,10 @@ impl ReclaimReport {
              every clean page-cache page on the node, so every workload starts with cold \
              page caches and disk IO rises while they refill.\n",
         );
-        s.push_str(&self.swap_line());
+        let Some(plan) = &self.swap.plan else {
+            return s;
+        };
+        s.push_str(&Self::swap_line(plan));
         s.push('\n');
         match &plan.refusal {
             None => s.push_str(&format!(
@@ -407,6 +437,11 @@ impl ReclaimReport {
         for c in &self.swap.cycled {
             let p = c.path.display();
             match (&c.error, c.in_use) {
+                _ if c.interrupted => s.push_str(&format!(
+                    "swap cycle: {p} interrupted during swapoff after {:.1} s: the kernel kept \
+                     it in use; what it had read back stays in memory\n",
+                    c.swapoff_seconds
+                )),
                 (None, _) => s.push_str(&format!(
                     "swap cycle: {p} off in {:.1} s, back on\n",
                     c.swapoff_seconds
@@ -419,9 +454,6 @@ impl ReclaimReport {
         }
         if self.swap.interrupted {
             s.push_str("swap cycle interrupted: the areas not listed above were not touched\n");
-        }
-        if self.swap.plan.areas.is_empty() {
-            s.push_str("swap cycle: no swap area is active, nothing to cycle\n");
         }
         s.push_str(&format!(
             "dying memcgs after the swap cycle: {} (settled in {:.1} s)\n",
@@ -451,15 +483,12 @@ impl ReclaimReport {
             ": pinned by kernel memory (slab), which holds no id on this kernel; \
              `cgleak diagnose` tells whether ids are short\n"
                 .to_string()
-        } else if self.swap.plan.used_kib > 0 {
-            format!(
-                ". On this kernel only swapped-out pages keep their ids ({} in swap): \
-                 if mkdir still fails, `cgleak reclaim --swap-cycle` in a quiet window \
-                 frees them\n",
-                mib(self.swap.plan.used_kib)
-            )
         } else {
-            ": no swap is in use, so they hold no ids on this kernel (kernel memory pins them)\n"
+            // A plain drop reads no swap state (a kernel may have none): point at the dry run
+            // that does.
+            ". On this kernel only swapped-out pages keep their ids: if mkdir still fails, \
+             `cgleak reclaim --dry-run --swap-cycle` tells whether a swap cycle would free \
+             them and fits in memory\n"
                 .to_string()
         }
     }
@@ -606,7 +635,7 @@ mod tests {
         assert!(t.contains("before 10000"), "{t}");
         assert!(t.contains("after the drop 1000"), "{t}");
         assert!(t.contains("1000 still dying"), "{t}");
-        assert!(t.contains("no swap is in use"), "{t}");
+        assert!(t.contains("--dry-run --swap-cycle"), "{t}");
         assert!(t.contains("IO rises"), "{t}");
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["dying_before"], 10000);
@@ -656,6 +685,8 @@ mod tests {
         );
         assert!(msg.contains("nokmem") && msg.contains("reboot"), "{msg}");
         assert!(msg.contains("nothing was changed"), "{msg}");
+        // Issue 15 review: the sentences were joined by runs of blanks (lost line joins).
+        assert!(!msg.contains("   "), "{msg}");
         assert!(fs.dropped.lock().unwrap().is_empty());
     }
 

@@ -17,6 +17,7 @@
 //! ones are the kernel's own numbering, which it hands out anew).
 
 use crate::host::kernel::unescape_mountinfo;
+use crate::model::kernel::KernelInfo;
 use std::path::PathBuf;
 
 /// One line of /proc/swaps.
@@ -69,15 +70,14 @@ pub fn parse_swaps(s: &str) -> Vec<SwapArea> {
         .collect()
 }
 
-/// The lines of /proc/meminfo the cycle needs, in KiB.
+/// The line of /proc/meminfo the cycle needs, in KiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct MemInfo {
-    pub mem_total_kib: u64,
     pub mem_available_kib: u64,
 }
 
-/// Parse /proc/meminfo. None when MemTotal or MemAvailable (3.14+) is missing: without
-/// MemAvailable the room for a swapoff cannot be judged.
+/// Parse /proc/meminfo. None when MemAvailable (3.14+) is missing: without it the room for a
+/// swapoff cannot be judged.
 pub fn parse_meminfo(s: &str) -> Option<MemInfo> {
     let get = |key: &str| {
         s.lines().find_map(|l| {
@@ -86,7 +86,6 @@ pub fn parse_meminfo(s: &str) -> Option<MemInfo> {
         })
     };
     Some(MemInfo {
-        mem_total_kib: get("MemTotal")?,
         mem_available_kib: get("MemAvailable")?,
     })
 }
@@ -97,6 +96,83 @@ pub fn margin_kib(used_kib: u64) -> u64 {
     (256 * 1024).max(used_kib / 4)
 }
 
+/// Why a swap cycle must not run: every rule of the cycle, for the refusal and the dry run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CycleRefusal {
+    /// This kernel's /proc/cgroups does not count dying memcgs (3.10, or a release cgleak
+    /// cannot place), so nothing shows whether swapped-out pages hold ids.
+    Kernel { release: String },
+    /// No /proc/swaps: the kernel was built without swap (CONFIG_SWAP=n).
+    NoSwapSupport,
+    /// /proc/swaps lists no area.
+    NoArea,
+    /// /proc/meminfo has no MemAvailable (or no /proc/meminfo).
+    NoMemAvailable,
+    /// The swap in use plus the margin does not fit in MemAvailable.
+    NoRoom {
+        used_kib: u64,
+        available_kib: u64,
+        margin_kib: u64,
+    },
+}
+
+impl std::fmt::Display for CycleRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CycleRefusal::Kernel { release } => write!(
+                f,
+                "a swap cycle does not free memcg ids on kernel {release}: it cannot tell how \
+                 many dying memcgs hold ids"
+            ),
+            CycleRefusal::NoSwapSupport => {
+                f.write_str("this kernel has no swap support (no /proc/swaps): nothing to cycle")
+            }
+            CycleRefusal::NoArea => {
+                f.write_str("no swap area is active (/proc/swaps lists none): nothing to cycle")
+            }
+            CycleRefusal::NoMemAvailable => f.write_str(
+                "/proc/meminfo has no MemAvailable: the room for reading the swap back cannot be \
+                 judged",
+            ),
+            CycleRefusal::NoRoom {
+                used_kib,
+                available_kib,
+                margin_kib,
+            } => write!(
+                f,
+                "{} MiB are swapped out but only {} MiB of memory are available; swapoff needs \
+                 room for all of it plus a margin of {} MiB (free memory first, or cycle in a \
+                 quieter hour)",
+                used_kib / 1024,
+                available_kib / 1024,
+                margin_kib / 1024
+            ),
+        }
+    }
+}
+
+impl CycleRefusal {
+    /// What the operator can do instead.
+    pub fn way_on(&self) -> &'static str {
+        match self {
+            CycleRefusal::Kernel { .. } => {
+                "run `cgleak diagnose` for what helps on this kernel; nothing was changed"
+            }
+            CycleRefusal::NoRoom { .. } => {
+                "run `cgleak reclaim` without --swap-cycle, or free memory first; nothing was \
+                 changed"
+            }
+            _ => "run `cgleak reclaim` without --swap-cycle; nothing was changed",
+        }
+    }
+}
+
+impl serde::Serialize for CycleRefusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Whether a swap cycle of these areas fits in memory, and why not.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CyclePlan {
@@ -105,29 +181,38 @@ pub struct CyclePlan {
     pub mem_available_kib: u64,
     pub margin_kib: u64,
     /// None: the cycle may run; Some(reason): it must not.
-    pub refusal: Option<String>,
+    pub refusal: Option<CycleRefusal>,
 }
 
-/// Plan a cycle of every active area (pure: /proc/swaps and /proc/meminfo in, a verdict out).
-pub fn plan_cycle(areas: Vec<SwapArea>, mem: Option<MemInfo>) -> CyclePlan {
+/// Plan a cycle of every active area (pure: the kernel, /proc/swaps (None: absent) and
+/// /proc/meminfo in, a verdict out). The kernel rule comes first: on a kernel that does not
+/// count dying memcgs a cycle is refused whatever the room.
+pub fn plan_cycle(
+    kernel: &KernelInfo,
+    areas: Option<Vec<SwapArea>>,
+    mem: Option<MemInfo>,
+) -> CyclePlan {
+    let swap_support = areas.is_some();
+    let areas = areas.unwrap_or_default();
     let used_kib: u64 = areas.iter().map(|a| a.used_kib).sum();
     let margin = margin_kib(used_kib);
     let available = mem.map_or(0, |m| m.mem_available_kib);
-    let refusal = if areas.is_empty() {
-        Some("no swap area is active (/proc/swaps lists none): nothing to cycle".to_string())
+    let refusal = if kernel.counts_dying() != Some(true) {
+        Some(CycleRefusal::Kernel {
+            release: kernel.release.clone(),
+        })
+    } else if !swap_support {
+        Some(CycleRefusal::NoSwapSupport)
+    } else if areas.is_empty() {
+        Some(CycleRefusal::NoArea)
     } else if mem.is_none() {
-        Some(
-            "/proc/meminfo has no MemAvailable: the room for reading the swap back cannot be judged"
-                .to_string(),
-        )
+        Some(CycleRefusal::NoMemAvailable)
     } else if used_kib + margin > available {
-        Some(format!(
-            "{} MiB are swapped out but only {} MiB of memory are available; swapoff needs room \
-             for all of it plus a margin of {} MiB (free memory first, or cycle in a quieter hour)",
-            used_kib / 1024,
-            available / 1024,
-            margin / 1024
-        ))
+        Some(CycleRefusal::NoRoom {
+            used_kib,
+            available_kib: available,
+            margin_kib: margin,
+        })
     } else {
         None
     };
@@ -171,37 +256,59 @@ mod tests {
         assert_eq!(
             m,
             Some(MemInfo {
-                mem_total_kib: 2_000_000,
                 mem_available_kib: 1_500_000
             })
         );
         assert_eq!(parse_meminfo("MemTotal: 1 kB\nMemFree: 1 kB\n"), None);
     }
 
+    fn k(release: &str) -> KernelInfo {
+        KernelInfo::from_release(release)
+    }
+
     #[test]
     fn cycle_needs_room_for_the_swap_plus_a_margin() {
-        let areas = parse_swaps(SWAPS);
+        let areas = Some(parse_swaps(SWAPS));
         let used = 262144 + 1024;
         let mem = |avail| {
             Some(MemInfo {
-                mem_total_kib: 4_000_000,
                 mem_available_kib: avail,
             })
         };
-        let ok = plan_cycle(areas.clone(), mem(used + 256 * 1024));
+        let k61 = k("6.1.0-50-cloud-amd64");
+        let ok = plan_cycle(&k61, areas.clone(), mem(used + 256 * 1024));
         assert_eq!(ok.refusal, None);
         assert_eq!(ok.used_kib, used);
-        let tight = plan_cycle(areas.clone(), mem(used + 256 * 1024 - 1));
-        assert!(tight.refusal.unwrap().contains("only"));
-        assert!(plan_cycle(vec![], mem(10_000_000))
-            .refusal
-            .unwrap()
-            .contains("no swap area"));
-        assert!(plan_cycle(areas, None)
-            .refusal
-            .unwrap()
-            .contains("MemAvailable"));
+        let tight = plan_cycle(&k61, areas.clone(), mem(used + 256 * 1024 - 1));
+        assert!(matches!(tight.refusal, Some(CycleRefusal::NoRoom { .. })));
+        assert!(tight.refusal.unwrap().to_string().contains("only"));
+        let none = plan_cycle(&k61, Some(vec![]), mem(10_000_000));
+        assert_eq!(none.refusal, Some(CycleRefusal::NoArea));
+        let no_mem = plan_cycle(&k61, areas.clone(), None);
+        assert_eq!(no_mem.refusal, Some(CycleRefusal::NoMemAvailable));
         // a big swap needs a quarter of itself as margin
         assert_eq!(margin_kib(4 * 1024 * 1024), 1024 * 1024);
+    }
+
+    /// Issue 15: the kernel rule is one of the cycle's refusals, ahead of the room; a kernel
+    /// without swap support is told apart from one without an active area.
+    #[test]
+    fn the_kernel_and_swap_support_are_rules_of_the_cycle() {
+        let areas = Some(parse_swaps(SWAPS));
+        let room = Some(MemInfo {
+            mem_available_kib: 100_000_000,
+        });
+        let legacy = plan_cycle(&k("3.10.0-1160.el7.x86_64"), areas, room);
+        let r = legacy.refusal.unwrap();
+        assert!(matches!(r, CycleRefusal::Kernel { .. }));
+        assert!(r.to_string().contains("3.10.0-1160"), "{r}");
+        assert!(r.way_on().contains("cgleak diagnose"));
+        let none = plan_cycle(&k("6.1.0"), None, room);
+        assert_eq!(none.refusal, Some(CycleRefusal::NoSwapSupport));
+        let json = serde_json::to_value(&none).unwrap();
+        assert!(json["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("no swap support"));
     }
 }

@@ -172,6 +172,19 @@ impl EmulatedFs {
         })
     }
 
+    /// Give the swap area `path` a priority as `swapon -p` would (>= 0: chosen by hand, which
+    /// a swap cycle must give back; negative: the kernel's own numbering).
+    pub fn set_swap_priority(&self, path: &str, priority: i32) -> Result<()> {
+        self.mutate(|inner| {
+            let Some(a) = inner.state.swaps.iter_mut().find(|a| a.path == path) else {
+                return Err(Error::Usage(format!("no swap area {path} on this node")));
+            };
+            a.priority = priority;
+            self.persist(inner)?;
+            self.flush_swaps(inner)
+        })
+    }
+
     /// Charge `bytes` of page cache to `cg` (raises its memory.usage_in_bytes).
     pub fn charge_cache(&self, cg: &str, bytes: u64) -> Result<()> {
         self.mutate(|inner| {
