@@ -305,6 +305,10 @@ fn lab_swap_area_left_off_is_loud() {
         o.stdout
     );
     assert!(o.stderr.contains("run `swapon /dev/vdb`"), "{}", o.stderr);
+    assert!(
+        !emu.proc_swaps().unwrap().contains("/dev/vdb"),
+        "the area is really off"
+    );
 }
 
 /// Issue 15: Ctrl-C during swapoff (EINTR from try_to_unuse) is an interruption, with the
