@@ -129,13 +129,21 @@ impl EmulatedFs {
                 pn.anon += node.anon;
                 self.flush_charges(inner, &par)?;
             }
-            if node.kmem {
+            if node.kmem || node.slab > 0 {
                 inner.state.dying_kmem += 1;
             }
-        } else if node.cache + node.anon > 0 {
-            // Newer kernels do not reparent page cache: a charged memcg stays dying until
-            // reclaim (drop_caches) frees its pages.
-            inner.state.dying_cache += 1;
+        } else {
+            if node.slab > 0 {
+                // From 5.9 (memcg_reparent_objcgs, bf4f059954dc) slab objects move to the
+                // parent's object cgroup at offline: they pin no memcg (every newer profile).
+                pn.slab += node.slab;
+                self.flush_charges(inner, &par)?;
+            }
+            if node.cache + node.anon > 0 {
+                // Newer kernels do not reparent page cache: a charged memcg stays dying until
+                // reclaim (drop_caches) frees its pages.
+                inner.state.dying_cache += 1;
+            }
         }
         self.persist(inner)?;
         Ok(self.flush_proc_cgroups(inner)?)

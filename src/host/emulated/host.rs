@@ -187,13 +187,23 @@ impl EmulatedFs {
 
     /// Charge `bytes` of page cache to `cg` (raises its memory.usage_in_bytes).
     pub fn charge_cache(&self, cg: &str, bytes: u64) -> Result<()> {
+        self.charge(cg, |n| n.cache = n.cache.saturating_add(bytes))
+    }
+
+    /// Charge `bytes` of kernel memory (slab) to `cg`: it raises usage and no reclaim frees
+    /// it, so a force_empty there retries until the caller cuts it short.
+    pub fn charge_slab(&self, cg: &str, bytes: u64) -> Result<()> {
+        self.charge(cg, |n| n.slab = n.slab.saturating_add(bytes))
+    }
+
+    /// Change the charges of the live cgroup `cg` and write them out.
+    fn charge(&self, cg: &str, f: impl FnOnce(&mut Node)) -> Result<()> {
         self.mutate(|inner| {
             let full = self
                 .full(cg)
                 .filter(|f| inner.nodes.contains_key(f))
                 .ok_or_else(|| sys(FsOp::Write, self.abs(cg), Errno::ENOENT))?;
-            let n = inner.nodes.get_mut(&full).expect("checked");
-            n.cache = n.cache.saturating_add(bytes);
+            f(inner.nodes.get_mut(&full).expect("checked"));
             self.flush_charges(inner, &full)
         })
     }

@@ -39,7 +39,12 @@ pub(super) fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<
                 node.files.insert(name, None);
             }
         }
-        for (file, v) in [(CACHE_FILE, &mut node.cache), (ANON_FILE, &mut node.anon)] {
+        let counters = [
+            (CACHE_FILE, &mut node.cache),
+            (ANON_FILE, &mut node.anon),
+            (SLAB_FILE, &mut node.slab),
+        ];
+        for (file, v) in counters {
             if node.files.contains_key(file) {
                 let p = dir.join(file);
                 let s = read_file(&p)?;

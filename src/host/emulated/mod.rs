@@ -96,6 +96,10 @@ pub const CACHE_FILE: &str = "emulated.cache_bytes";
 /// Hidden per-cgroup file: process (anon) bytes charged to the cgroup (absent = 0).
 pub const ANON_FILE: &str = "emulated.anon_bytes";
 
+/// Hidden per-cgroup file: kernel memory (slab) bytes charged to the cgroup, which reclaim
+/// cannot free (absent = 0).
+pub const SLAB_FILE: &str = "emulated.slab_bytes";
+
 /// Hidden per-process file in `proc/<pid>/`: anon bytes of the process charged to its cgroup.
 pub const PROC_ANON_FILE: &str = "emulated.anon_bytes";
 
@@ -114,6 +118,8 @@ pub(super) struct Node {
     cache: u64,
     /// Process (anon) memory charged to this cgroup, whoever charged it.
     anon: u64,
+    /// Kernel memory (slab objects) charged to this cgroup: no reclaim frees it.
+    slab: u64,
     /// 3.10: kmem accounting active (memcg_kmem_is_active).
     kmem: bool,
     /// The regular files of the cgroup directory on disk (control files and hidden state),

@@ -70,6 +70,19 @@ impl KernelProfile {
         *self == KernelProfile::V3_10
     }
 
+    /// How long mem_cgroup_force_empty spends on memory it cannot reclaim before it returns:
+    /// MEM_CGROUP_RECLAIM_RETRIES (5) rounds on 3.10 and MAX_RECLAIM_RETRIES (16) on 5.10, each
+    /// followed by congestion_wait(HZ/10); the 6.x loop does not sleep (docs/kernel-facts.md,
+    /// "force_empty").
+    pub(super) fn force_empty_wait(&self) -> std::time::Duration {
+        let ms = match self {
+            KernelProfile::V3_10 => 5 * 100,
+            KernelProfile::V5_10 => 16 * 100,
+            _ => 0,
+        };
+        std::time::Duration::from_millis(ms)
+    }
+
     /// Memcg ids this kernel hands out. 5.10 allocates from [1, MEM_CGROUP_ID_MAX)
     /// (idr_alloc's end is exclusive): 65534, as the lab's 5.10 guest ran out at 65532 dying
     /// + 2 live; 6.1 handed out 65535 (65533 + 2), and so does 3.10's css_id (1..=65535).
