@@ -985,3 +985,55 @@ fn run_the_loop(command: &[String], args: &[String], root: &str, textfile: &Path
     assert_eq!(status.signal(), None, "{status:?}");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// Issue 15: the DaemonSet's image can be built from the repository as it stands:
+/// deploy/Dockerfile puts what the DaemonSet's command runs (/bin/sh, sleep, cgleak on PATH)
+/// on an empty base, and README and the Dockerfile name the image the DaemonSet pulls. The image
+/// is not built here: no container runtime may run on the test machines.
+#[test]
+fn dockerfile_gives_the_daemonset_what_it_runs() {
+    let df = std::fs::read_to_string(repo("deploy/Dockerfile")).unwrap();
+    let lines: Vec<&str> = df
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let last_from = lines.iter().rposition(|l| l.starts_with("FROM ")).unwrap();
+    let final_stage = &lines[last_from..];
+    assert_eq!(final_stage[0], "FROM scratch", "an empty base");
+    let copied: Vec<&str> = final_stage
+        .iter()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    for needed in ["/bin/sh", "/bin/sleep", "/usr/local/bin/cgleak"] {
+        assert!(
+            copied.contains(&needed),
+            "{needed} not in the image: {copied:?}"
+        );
+    }
+    assert!(final_stage.contains(&"COPY dist/cgleak /usr/local/bin/cgleak"));
+    let path = final_stage
+        .iter()
+        .find_map(|l| l.strip_prefix("ENV PATH="))
+        .expect("PATH set: an empty base has none");
+    assert!(path.split(':').any(|d| d == "/usr/local/bin"), "{path}");
+    assert!(std::fs::read_to_string(repo("scripts/release.sh"))
+        .unwrap()
+        .contains("dist/cgleak"));
+
+    let d = yaml_doc("deploy/daemonset.yaml");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    let command = strs(&c["command"]);
+    assert_eq!(command[0], "/bin/sh");
+    assert!(command[2].contains("cgleak \"$@\"") && command[2].contains("sleep"));
+    let image = c["image"].as_str().unwrap();
+    let tag = format!("cgleak:{}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(image, tag, "the DaemonSet pulls this version");
+    assert!(df.contains(&tag), "the Dockerfile's build line names {tag}");
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains("docker build -f deploy/Dockerfile"),
+        "README says how to build the image"
+    );
+}
