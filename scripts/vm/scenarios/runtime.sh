@@ -21,12 +21,12 @@ CTRS=/tmp/rt-containers
 # step NAME OUT CMD...: run CMD (output into OUT), record its time under TCG as OBS
 # runtime.time.NAME
 step() {
-    n=$1 o=$2
+    sn=$1 o=$2
     shift 2
     t0=$(uptime_s)
     "$@" > "$o" 2>&1
     rc=$?
-    obs "runtime.time.$n" "$(since "$t0")s rc=$rc"
+    obs "runtime.time.$sn" "$(since "$t0")s rc=$rc"
     return $rc
 }
 
@@ -75,6 +75,9 @@ ctr_pod() {
             echo "ctr $id $1/$id $lim" >> $CTRS
         else
             echo "ctr run $1/$id failed: $(tr '\n' ' ' < /tmp/run.out)"
+            # runc's own log (nsexec errors land there, not in ctr's message) and the kernel's
+            cat /run/containerd/io.containerd.runtime.v2.task/lab/"$id"/log.json 2>/dev/null | tail -n 5
+            dmesg | tail -n 5
         fi
     done
 }
@@ -146,18 +149,25 @@ else
 fi
 
 # ---- cgleak repair on the runtimes' tree
-# observe: what the runtimes say about each container (after the repair)
+# observe WHEN: what the runtimes say about each container (before / after the repair)
 observe() {
     while read -r kind id cg lim; do
         case $kind in
             ctr)
-                m=$(ctr_ task metrics "$id" 2>&1 | grep -i -m1 -E 'memory.usage|error' | tr -s ' ')
-                e=$(ctr_ task exec --exec-id obs-$$ "$id" cat /proc/self/cgroup 2>&1 | grep ':memory:')
-                obs "runtime.after.ctr" "${id%"${id#????????}"} status=$(ctr_status "$id") metrics=[$m] exec memcg=[$e] expected=$cg" ;;
+                # stdin from /dev/null: exec and metrics would eat the container list
+                ctr_ task metrics "$id" < /dev/null > /tmp/metrics.out 2>&1
+                mrc=$?
+                if [ $mrc = 0 ]; then
+                    m="rc=0 $(grep -m2 -E 'memory.(usage|limit)_in_bytes' /tmp/metrics.out | tr -s ' \t' ' ' | tr '\n' ';')"
+                else
+                    m="rc=$mrc $(head -c 200 /tmp/metrics.out | tr '\n' ' ')"
+                fi
+                e=$(ctr_ task exec --exec-id obs-$$ "$id" cat /proc/self/cgroup < /dev/null 2>&1 | grep ':memory:')
+                obs "runtime.$1.ctr" "${id%"${id#????????}"} status=$(ctr_status "$id") metrics=[$m] exec memcg=[$e] expected=$cg" ;;
             docker)
-                s=$(docker stats --no-stream --format '{{.MemUsage}}' "$id" 2>&1)
-                e=$(docker exec "$id" cat /proc/self/cgroup 2>&1 | grep ':memory:')
-                obs "runtime.after.docker" "$id running=$(docker inspect -f '{{.State.Running}}' "$id") stats=[$s] exec memcg=[$e] expected=$cg" ;;
+                s=$(docker stats --no-stream --format '{{.MemUsage}}' "$id" < /dev/null 2>&1)
+                e=$(docker exec "$id" cat /proc/self/cgroup < /dev/null 2>&1 | grep ':memory:')
+                obs "runtime.$1.docker" "$id running=$(docker inspect -f '{{.State.Running}}' "$id") stats=[$s] exec memcg=[$e] expected=$cg" ;;
         esac
     done < $CTRS
 }
@@ -168,6 +178,7 @@ elif ! has_cgleak repair || ! has_cgleak verify; then
     result runtime.repair NOT-RUN "$(cgleak_missing repair)"
 else
     sd=/run/cgleak-rt
+    observe before
     t0=$(uptime_s)
     cgleak repair --yes --allow-kubelet-running --strategy migrate-back --state-dir $sd > /tmp/repair-rt.out 2>&1
     rc=$?
@@ -178,12 +189,13 @@ else
     tail -n 5 /tmp/verify-rt.out
     ctr_ task ls
     docker ps
-    observe
+    observe after
     running=$(ctr_ task ls | awk '$3 == "RUNNING"' | wc -l)
     up=$(docker ps -q | wc -l)
     bad=$({ check_kind ctr; check_kind docker; } | tr '\n' ' ')
     detail="repair exit=$rc (${t}s) verify exit=$vrc; ctr task ls RUNNING $running of $(count ctr), docker ps $up of $(count docker); in their memcgs: ${bad:-all}"
-    if [ $rc = 0 ] && [ $vrc = 0 ] && [ "$running" = "$(count ctr)" ] && [ "$up" = "$(count docker)" ] && [ -z "$bad" ]; then
+    if [ $rc = 0 ] && [ $vrc = 0 ] && [ "$(count ctr)" = 4 ] && [ "$(count docker)" = 2 ] &&
+        [ "$running" = 4 ] && [ "$up" = 2 ] && [ -z "$bad" ]; then
         result runtime.repair PASS "$detail"
     else
         result runtime.repair FAIL "$detail"
