@@ -14,8 +14,12 @@
 #   CGLEAK_LAB_CGLEAK        path of a prebuilt static cgleak to use instead of building
 #   CGLEAK_LAB_SERIAL        1: boot the kernels one after the other (default: in parallel)
 #   CGLEAK_LAB_MEM           guest memory in MiB (default 3072: the swap cycle needs room)
-#   CGLEAK_LAB_GROUP_A/_B    (development) scenarios of boot A / B instead of the full lists;
-#                            _B=none skips boot B. Scenarios left out are reported as FAIL.
+#   CGLEAK_LAB_RUNTIME_KERNELS suites that get boot C (default "bookworm"; add bullseye to
+#                            work on the 5.10 failure)
+#   CGLEAK_LAB_GROUP_A/_B/_C (development) scenarios of boot A / B / C instead of the full
+#                            lists; =none skips that boot. Scenarios left out are reported as
+#                            FAIL. Boot C runs containerd, runc and dockerd (Debian bookworm's,
+#                            from the runtime image cached under $CGLEAK_LAB_CACHE/runtimes).
 # Exit: 0 all scenarios passed; 1 a scenario failed or did not run; 3 the lab could not run
 # (QEMU or a kernel missing).
 set -euo pipefail
@@ -26,6 +30,9 @@ vm_dir="$repo/scripts/vm"
 cache=${CGLEAK_LAB_CACHE:-/var/cache/cgleak-lab}
 allow_notrun=${CGLEAK_LAB_ALLOW_NOTRUN:-0}
 suites=${CGLEAK_LAB_KERNELS:-bookworm bullseye}
+# boot C only on 6.1 by default: on 5.10 runc 1.1.5's init dies in its first stage (the lab run
+# of 2026-12-02: "waiting for init preliminary setup: read init-p: connection reset by peer")
+runtime_suites=${CGLEAK_LAB_RUNTIME_KERNELS:-bookworm}
 mem=${CGLEAK_LAB_MEM:-3072}
 run_id=$(date +%Y%m%d-%H%M%S)
 logs="$cache/logs/$run_id"
@@ -120,22 +127,16 @@ apt_opts() {
         -o "Debug::NoLocking=1"
 }
 
-# fetch_kernel SUITE: prints the directory holding boot/vmlinuz-* and lib/modules/*
-fetch_kernel() {
-    local suite=$1 d="$cache/apt/$1" kroot="$cache/kernels/$1"
-    if [ "${CGLEAK_LAB_REFRESH:-0}" != 1 ] && [ -f "$kroot/current" ]; then
-        local cur
-        cur=$(cat "$kroot/current")
-        if compgen -G "$kroot/$cur/boot/vmlinuz-*" >/dev/null; then
-            log "$suite: cached kernel $cur"
-            echo "$kroot/$cur"
-            return
-        fi
-    fi
+# apt_suite_state SUITE: the private apt state of SUITE under $cache/apt/SUITE, updated once
+# per run (the kernels and the runtime image share it)
+declare -A apt_suite_done=()
+apt_suite_state() {
+    local suite=$1 d="$cache/apt/$1"
+    [ -n "${apt_suite_done[$suite]:-}" ] && return
     local uri
     uri=$(mirror_uri)
     mkdir -p "$d/state" "$d/lists/partial" "$d/cache" "$d/archives/partial" \
-        "$d/sources.list.d" "$d/preferences.d" "$kroot"
+        "$d/sources.list.d" "$d/preferences.d"
     touch "$d/status"
     local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
     local signed=""
@@ -145,6 +146,25 @@ fetch_kernel() {
     mapfile -t opts < <(apt_opts "$suite")
     log "$suite: apt-get update (private state in $d)"
     apt-get "${opts[@]}" update -qq >&2 || die 3 "apt-get update for $suite failed"
+    apt_suite_done[$suite]=1
+}
+
+# fetch_kernel SUITE: prints the directory holding boot/vmlinuz-* and lib/modules/*
+fetch_kernel() {
+    local suite=$1 kroot="$cache/kernels/$1"
+    if [ "${CGLEAK_LAB_REFRESH:-0}" != 1 ] && [ -f "$kroot/current" ]; then
+        local cur
+        cur=$(cat "$kroot/current")
+        if compgen -G "$kroot/$cur/boot/vmlinuz-*" >/dev/null; then
+            log "$suite: cached kernel $cur"
+            echo "$kroot/$cur"
+            return
+        fi
+    fi
+    mkdir -p "$kroot"
+    apt_suite_state "$suite"
+    local opts
+    mapfile -t opts < <(apt_opts "$suite")
     local pkg
     pkg=$(apt-cache "${opts[@]}" depends linux-image-cloud-amd64 |
         awk '/Depends: linux-image-[0-9].*-cloud-amd64/ { print $2; exit }')
@@ -204,6 +224,10 @@ add_modules() {
     done
 }
 
+# the container runtimes' disk image and the containers' image (boot C)
+. "$vm_dir/runtime/oci.sh"
+. "$vm_dir/runtime/rootfs.sh"
+
 # ---------------------------------------------------------------- builds
 build_cgleak() {
     cgleak_bin=""
@@ -243,12 +267,13 @@ build_helper() {
 pack_initramfs() {
     local kdir=$1 out=$2 root
     root=$(mktemp -d "$cache/work/initramfs.XXXXXX")
-    mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,mnt,lab/bin,lab/scenarios}
+    mkdir -p "$root"/{bin,dev,proc,sys,tmp,run,mnt,lab/bin,lab/scenarios,lab/runtime}
     cp /bin/busybox "$root/bin/busybox"
     cp "$vm_dir/init" "$root/init"
     chmod 755 "$root/init"
     cp "$vm_dir"/*.sh "$root/lab/"
     cp "$vm_dir"/scenarios/*.sh "$root/lab/scenarios/"
+    cp "$vm_dir"/runtime/guest.sh "$root/lab/runtime/"
     cp "$churn_bin" "$root/lab/bin/memcg-churn"
     if [ -n "$cgleak_bin" ]; then
         cp "$cgleak_bin" "$root/lab/bin/cgleak"
@@ -262,9 +287,13 @@ pack_initramfs() {
 }
 
 # ---------------------------------------------------------------- boots
-# boot NAME KDIR INITRD SCENARIOS EXTRA_CMDLINE TIMEOUT: runs one guest, log in $logs/NAME.log
+# boot NAME KDIR INITRD SCENARIOS EXTRA_CMDLINE TIMEOUT [RUNTIME_IMG]: runs one guest, log in
+# $logs/NAME.log; RUNTIME_IMG (boot C) is attached read-only as /dev/vdc (both kernels' guests
+# share the one cached image)
 boot() {
-    local name=$1 kdir=$2 initrd=$3 scenarios=$4 extra=$5 tmo=$6
+    local name=$1 kdir=$2 initrd=$3 scenarios=$4 extra=$5 tmo=$6 rt=${7:-}
+    local rtdrive=()
+    [ -n "$rt" ] && rtdrive=(-drive "file=$rt,if=virtio,format=raw,readonly=on")
     local vmlinuz disk="$cache/work/disk-$name.img" swap="$cache/work/swap-$name.img" rc=0 t0=$SECONDS
     vmlinuz=$(compgen -G "$kdir/boot/vmlinuz-*" | head -n1)
     rm -f "$disk"
@@ -278,6 +307,7 @@ boot() {
         -kernel "$vmlinuz" -initrd "$initrd" \
         -drive "file=$disk,if=virtio,format=raw,cache=unsafe" \
         -drive "file=$swap,if=virtio,format=raw,cache=unsafe" \
+        "${rtdrive[@]}" \
         -append "console=ttyS0 panic=-1 loglevel=4 swapaccount=1 lab.scenarios=$scenarios $extra" \
         < /dev/null > "$logs/$name.log" 2>&1 || rc=$?
     tr -d '\r' < "$logs/$name.log" > "$logs/$name.clean" || true
@@ -285,15 +315,22 @@ boot() {
     rm -f "$disk" "$swap"
 }
 
-# one kernel: group A (leak, remedy, repair; root use_hierarchy=1 as systemd sets it) and
-# group B (cgroup.memory=nokmem; the untouched bare root for use_hierarchy on 5.10)
+# one kernel: group A (leak, remedy, repair; root use_hierarchy=1 as systemd sets it),
+# group B (cgroup.memory=nokmem; the untouched bare root for use_hierarchy on 5.10) and
+# group C (the container runtimes on the runtime disk; root use_hierarchy=1 as on a node)
 run_kernel() {
     local suite=$1 kdir=$2 initrd=$3
     local b=nokmem
     case "$(basename "$kdir")" in 5.10.*) b=nokmem,use_hierarchy ;; esac
-    boot "$suite-A" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_A:-leak,remedy,repair}" "lab.root_use_hierarchy=1" 900
-    [ "${CGLEAK_LAB_GROUP_B:-}" = none ] && return
-    boot "$suite-B" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_B:-$b}" "cgroup.memory=nokmem" 300
+    if [ "${CGLEAK_LAB_GROUP_A:-}" != none ]; then
+        boot "$suite-A" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_A:-leak,remedy,repair}" "lab.root_use_hierarchy=1" 900
+    fi
+    if [ "${CGLEAK_LAB_GROUP_B:-}" != none ]; then
+        boot "$suite-B" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_B:-$b}" "cgroup.memory=nokmem" 300
+    fi
+    if [ "${CGLEAK_LAB_GROUP_C:-}" != none ] && case " $runtime_suites " in *" $suite "*) true ;; *) false ;; esac; then
+        boot "$suite-C" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_C:-runtime}" "lab.root_use_hierarchy=1" 900 "$runtime_img"
+    fi
 }
 
 # the scenario lines each group must print
@@ -303,6 +340,7 @@ expected() {
             repair.migrate-back repair.rename repair.kill-resume ;;
         *-B) echo nokmem.kernel nokmem.diagnose
             case "$2" in 5.10.*) echo use_hierarchy.kernel use_hierarchy.repair ;; esac ;;
+        *-C) echo runtime.start runtime.containerd runtime.docker runtime.repair ;;
     esac
 }
 
@@ -314,6 +352,8 @@ main() {
     build_cgleak
     local -A kdirs=() initrds=()
     local s
+    runtime_img=""
+    [ "${CGLEAK_LAB_GROUP_C:-}" = none ] || runtime_img=$(fetch_runtimes)
     for s in $suites; do
         kdirs[$s]=$(fetch_kernel "$s")
         initrds[$s]="$cache/work/initramfs-$s.cpio.gz"
@@ -337,7 +377,7 @@ main() {
     echo "== cgleak kernel lab results (logs: $logs)"
     for s in $suites; do
         kver=$(basename "${kdirs[$s]}")
-        for g in A B; do
+        for g in A B C; do
             local f="$logs/$s-$g.clean"
             [ -f "$logs/$s-$g.rc" ] || continue
             read -r qrc secs < "$logs/$s-$g.rc"
@@ -370,7 +410,7 @@ main() {
     echo "== observations"
     for s in $suites; do
         kver=$(basename "${kdirs[$s]}")
-        for g in A B; do
+        for g in A B C; do
             [ -f "$logs/$s-$g.clean" ] || continue
             grep -h '^OBS ' "$logs/$s-$g.clean" | sed "s/^OBS /$kver $g /" || true
         done
@@ -386,4 +426,5 @@ main() {
     fi
 }
 
-main "$@"
+# sourced (e.g. to build the runtime image alone): only the functions
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi
