@@ -40,9 +40,9 @@ pub fn copy_node(src_base: &Path, dst_base: &Path) -> Result<()> {
     copy_tree(src_base, dst_base, &mut buf, false)
 }
 
-/// A copy of a whole node whose cgroup files (and blobs) are hard links to the source's: a
-/// second node in a third of the time of [`copy_node`], for tests and benchmarks that fork one
-/// node many times.
+/// A copy of a whole node whose cgroup files (and blobs) are hard links to the source's: one
+/// link(2) per file instead of a read and a create, for tests and benchmarks that fork one node
+/// many times (the interruption sweeps, tests/repair_emulated.rs).
 ///
 /// Why the two nodes stay independent: an instance writes a cgroup file in place only once it
 /// has replaced it (unlink, create) itself, or made it (see `Node::private`); a freshly opened
