@@ -131,11 +131,12 @@ fn check_emulated_node(bin: &Path) {
         Command::new(bin).arg("--root").arg(&root).arg("diagnose"),
         "",
     );
-    // Without the count the verdict stays short of LEAKING and asks for it.
+    // Without the count it sees the kmem-pinned dying memcgs in /sys/kernel/slab (issue 14):
+    // a lower bound, enough to tell the leak.
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
-        !report.contains("LEAKING") && report.contains("without --ids-used"),
+        report.contains("LEAKING") && report.contains("dying             at least"),
         "{report}"
     );
     let out = run(

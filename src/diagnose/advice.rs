@@ -17,7 +17,9 @@ use crate::repair::plan::{ids_needed, Strategy, ID_SAFETY_MARGIN};
 pub const STAP_HINT: &str = "count the memcg ids in use with the systemtap probe \
      scripts/memcg-ids.stp (it asks the kernel for every memcg id, live or dying, as the \
      original repair's procedure did) and pass it as --ids-used N, or pipe it in: \
-     stap -g scripts/memcg-ids.stp | cgleak diagnose --ids-used -";
+     stap -g scripts/memcg-ids.stp | cgleak diagnose --ids-used -; without systemtap, \
+     `cgleak probe-headroom --count N` proves N ids free (the count of dying memcgs from \
+     /sys/kernel/slab is a lower bound and cannot prove room)";
 
 /// Why `cgleak reclaim` is no remedy on 3.10 (said by diagnose's advice and reclaim's refusal).
 pub const RECLAIM_ON_310: &str = "on 3.10 `cgleak reclaim` cannot give ids back: slab objects \

@@ -87,8 +87,16 @@ pub fn render_npd(f: &Facts) -> String {
         fields.push(format!("dying cgroups {}", num(h.nr_dying_descendants)));
         fields.push(format!("live {}", num(h.live)));
     } else {
-        fields.push(format!("memcg ids free {}", num(h.ids_free)));
-        fields.push(format!("dying {}", num(h.dying)));
+        match (h.ids_free, h.dying, h.dying_at_least, h.ids_free_at_most()) {
+            (None, None, Some(d), Some(n)) => {
+                fields.push(format!("memcg ids free at most {n}"));
+                fields.push(format!("dying at least {d}"));
+            }
+            _ => {
+                fields.push(format!("memcg ids free {}", num(h.ids_free)));
+                fields.push(format!("dying {}", num(h.dying)));
+            }
+        }
         let kmem = match f.kubepods.kmem_active {
             Some(true) => "active",
             Some(false) => "off",
@@ -229,6 +237,13 @@ fn ids_families(m: &mut Families, f: &Facts) {
         "Deleted memory cgroups still holding an id (still charged). Absent when unknown: \
          3.10 does not show them, pass --ids-used.",
         h.dying,
+    );
+    m.gauge(
+        "cgleak_memcg_dying_at_least",
+        "3.10 only: dying memory cgroups counted from /sys/kernel/slab (distinct kmem ids of \
+         per-memcg slab caches whose cgroup has no live directory): a lower bound. Absent \
+         where not counted (other kernels, SLAB instead of SLUB).",
+        h.dying_at_least,
     );
     m.gauge(
         "cgleak_cgroup2_dying_descendants",

@@ -70,6 +70,22 @@ pub struct HierarchyFacts {
     pub ids_source: IdsSource,
     /// cgroup v2: `nr_dying_descendants` of the root's cgroup.stat.
     pub nr_dying_descendants: Option<u64>,
+    /// 3.10: at least this many dying memcgs, counted from /sys/kernel/slab
+    /// ([`crate::ids::slab`]); null where not counted.
+    pub dying_at_least: Option<u64>,
+    /// 3.10: what that count was made from.
+    pub slab_count: Option<crate::ids::slab::SlabCount>,
+    /// 3.10: why there is no count from /sys/kernel/slab (no such directory: SLAB, not SLUB).
+    pub slab_unavailable: Option<String>,
+}
+
+impl HierarchyFacts {
+    /// Free ids at most this many: the id limit less the live memcgs and the dying ones seen
+    /// in /sys/kernel/slab (3.10, where the count is a lower bound of the ids in use).
+    pub fn ids_free_at_most(&self) -> Option<u64> {
+        let (d, l) = (self.dying_at_least?, self.live?);
+        Some(self.id_limit.saturating_sub(l + d))
+    }
 }
 
 /// The pods cgroup.

@@ -144,6 +144,8 @@ pub struct FakeHost {
     pub cmdline: String,
     pub proc_cgroups: Option<String>,
     pub kubelet: Vec<u32>,
+    /// /sys/kernel/slab's entries; None: no such directory (SLAB).
+    pub slab: Option<Vec<String>>,
     /// Every change attempted (drop_caches, swapoff, swapon).
     pub attempts: Mutex<Vec<String>>,
 }
@@ -155,6 +157,7 @@ impl FakeHost {
             cmdline: "ro quiet".to_string(),
             proc_cgroups: None,
             kubelet: vec![],
+            slab: None,
             attempts: Mutex::new(vec![]),
         }
     }
@@ -220,5 +223,8 @@ impl Host for FakeHost {
     }
     fn swapon(&self, p: &Path, _: Option<i32>) -> Result<()> {
         self.refuse(format!("swapon {}", p.display()))
+    }
+    fn slab_caches(&self) -> Result<Option<Vec<String>>> {
+        Ok(self.slab.clone())
     }
 }

@@ -86,6 +86,9 @@ pub fn hierarchy_facts(
         ids_free,
         ids_source,
         nr_dying_descendants: None,
+        dying_at_least: None,
+        slab_count: None,
+        slab_unavailable: None,
     };
     (facts, notes)
 }
@@ -235,6 +238,10 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
         (live, counted, opts.ids_used),
     );
     errors.extend(notes);
+    let mut hierarchy = hierarchy;
+    if kernel.counts_dying == Some(false) {
+        slab_facts(h, host, &mut hierarchy, &mut errors);
+    }
     let mut f = Facts::judged(kernel, cgroup_mode, hierarchy, kubepods, kubelet, errors);
     if let Some(snap) = snap {
         match repair_refusals(h, &f, &snap, opts) {
@@ -248,6 +255,46 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
         f.judge(&t);
     }
     Ok(f)
+}
+
+/// 3.10: the dying memcgs seen in /sys/kernel/slab ([`crate::ids::slab`]), a lower bound.
+fn slab_facts(
+    h: &dyn Hierarchy,
+    host: &dyn Host,
+    hf: &mut HierarchyFacts,
+    errors: &mut Vec<String>,
+) {
+    let names = match host.slab_caches() {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            hf.slab_unavailable = Some(format!(
+                "{} does not exist: this kernel uses the SLAB allocator, not SLUB, and has no \
+                 per-memcg cache copies to count dying memcgs from",
+                crate::ids::slab::SYS_KERNEL_SLAB
+            ));
+            return;
+        }
+        Err(e) => {
+            hf.slab_unavailable = Some(format!("slab caches unreadable: {e}"));
+            errors.push(format!("slab caches: {e}"));
+            return;
+        }
+    };
+    let live = match crate::ids::slab::live_names(&h.hierarchy_mount()) {
+        Ok(l) => l,
+        Err(e) => {
+            hf.slab_unavailable = Some(format!("live cgroup names unreadable: {e}"));
+            errors.push(format!("live cgroup names: {e}"));
+            return;
+        }
+    };
+    let c = crate::ids::slab::count(
+        crate::ids::slab::SYS_KERNEL_SLAB,
+        names.iter().map(String::as_str),
+        &live,
+    );
+    hf.dying_at_least = Some(c.dying_at_least);
+    hf.slab_count = Some(c);
 }
 
 /// What would stop a repair (migrate-back, the default) of the node as it stands: the same

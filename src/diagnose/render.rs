@@ -133,18 +133,35 @@ fn ids_section(o: &mut String, f: &Facts) {
     row(o, "live", &opt_n(h.live));
     if !f.is_v2() {
         row(o, "counted", &opt_n(h.counted));
-        row(o, "dying", &opt_n(h.dying));
+        let dying = match (h.dying, h.dying_at_least) {
+            (None, Some(d)) => format!(
+                "at least {} (from {})",
+                sep(d),
+                crate::ids::slab::SYS_KERNEL_SLAB
+            ),
+            (d, _) => opt_n(d),
+        };
+        row(o, "dying", &dying);
         let src = match h.ids_source {
             IdsSource::ProcCgroups => "from /proc/cgroups",
             IdsSource::Systemtap => "from --ids-used",
             IdsSource::Unknown => "not countable here",
         };
-        let used = match h.ids_used {
-            Some(u) => format!("{} of {} ({src})", sep(u), sep(h.id_limit)),
-            None => format!("unknown ({src})"),
+        let used = match (h.ids_used, h.dying_at_least, h.live) {
+            (Some(u), _, _) => format!("{} of {} ({src})", sep(u), sep(h.id_limit)),
+            (None, Some(d), Some(l)) => format!(
+                "at least {} of {} (live and the dying seen)",
+                sep(l + d),
+                sep(h.id_limit)
+            ),
+            (None, _, _) => format!("unknown ({src})"),
         };
         row(o, "ids used", &used);
-        row(o, "ids free", &opt_n(h.ids_free));
+        let free = match (h.ids_free, h.ids_free_at_most()) {
+            (None, Some(n)) => format!("at most {}", sep(n)),
+            (n, _) => opt_n(n),
+        };
+        row(o, "ids free", &free);
     }
     if h.nr_dying_descendants.is_some() || f.is_v2() {
         row(o, "dying (v2)", &opt_n(h.nr_dying_descendants));

@@ -494,6 +494,20 @@ fn ranking_matrix_over_eras() {
     }
 }
 
+/// Issue 14: "at most N free" (3.10, from the slab count) ranks like a count when it is small,
+/// and proves nothing when it is large: the trigger decides then, as without a count.
+#[test]
+fn at_most_free_ranks_like_a_count_only_when_small() {
+    let t = Thresholds::default();
+    for going in [true, false] {
+        assert_eq!(rank(FreeIds::AtMost(500), going, &t), Status::Leaking);
+        assert_eq!(rank(FreeIds::AtMost(5_000), going, &t), Status::AtRisk);
+    }
+    assert_eq!(rank(FreeIds::AtMost(50_000), true, &t), Status::AtRisk);
+    assert_eq!(rank(FreeIds::AtMost(50_000), false, &t), Status::Unknown);
+    assert_eq!(rank(FreeIds::Counted(50_000), false, &t), Status::Healthy);
+}
+
 #[test]
 fn legacy_leaking_by_ids_and_too_few_for_migration() {
     let f = mk(R310, Some(5_000), None, Some(65_300), kmem_on(), None);

@@ -49,6 +49,9 @@ pub fn facts_v2(inp: &V2Inputs) -> Facts {
         ids_free: None,
         ids_source: IdsSource::Unknown,
         nr_dying_descendants: inp.nr_dying_descendants,
+        dying_at_least: None,
+        slab_count: None,
+        slab_unavailable: None,
     };
     // The v1 pods tree is not looked at on v2: its facts are unknown, not zero.
     Facts::judged(

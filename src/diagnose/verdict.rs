@@ -68,6 +68,9 @@ pub enum FreeIds {
     Counted(u64),
     /// At least this many (cgroup v2: every live or dying cgroup holds at most one memcg id).
     AtLeast(u64),
+    /// At most this many (3.10: the id limit less the live memcgs and the dying ones seen in
+    /// /sys/kernel/slab, a lower bound of the dying).
+    AtMost(u64),
     /// Not countable here (3.10 without `--ids-used`, an unreadable hierarchy).
     Unknown,
 }
@@ -75,20 +78,26 @@ pub enum FreeIds {
 /// The ranking, the same for every kernel era. `going`: an indicator that ids are going (dying
 /// memcgs piling up, the 3.10 kmem trigger).
 ///
-/// | free ids                      | ids going | status   |
-/// |-------------------------------|-----------|----------|
-/// | counted, <= leaking           | any       | leaking  |
-/// | counted or at least, <= at-risk | any     | at-risk  |
-/// | more, or unknown              | yes       | at-risk  |
-/// | more                          | no        | healthy  |
-/// | unknown                       | no        | unknown  |
+/// | free ids                                 | ids going | status   |
+/// |------------------------------------------|-----------|----------|
+/// | counted or at most, <= leaking           | any       | leaking  |
+/// | counted, at least or at most, <= at-risk | any       | at-risk  |
+/// | more, or unknown                         | yes       | at-risk  |
+/// | counted or at least, more                | no        | healthy  |
+/// | at most more, or unknown                 | no        | unknown  |
+///
+/// "At most" is a ceiling: it proves few ids are left when small, and proves nothing when large.
 pub fn rank(free: FreeIds, going: bool, t: &Thresholds) -> Status {
     match free {
-        FreeIds::Counted(f) if f <= t.leaking_ids_free => Status::Leaking,
-        FreeIds::Counted(f) | FreeIds::AtLeast(f) if f <= t.at_risk_ids_free => Status::AtRisk,
+        FreeIds::Counted(f) | FreeIds::AtMost(f) if f <= t.leaking_ids_free => Status::Leaking,
+        FreeIds::Counted(f) | FreeIds::AtLeast(f) | FreeIds::AtMost(f)
+            if f <= t.at_risk_ids_free =>
+        {
+            Status::AtRisk
+        }
         _ if going => Status::AtRisk,
         FreeIds::Counted(_) | FreeIds::AtLeast(_) => Status::Healthy,
-        FreeIds::Unknown => Status::Unknown,
+        FreeIds::AtMost(_) | FreeIds::Unknown => Status::Unknown,
     }
 }
 
@@ -108,13 +117,21 @@ pub fn verdict(f: &Facts, t: &Thresholds) -> Verdict {
     let status = rank(free, going, t);
     match (status, free) {
         (Status::Leaking, _) => reasons.push(format!(
-            "{} or fewer ids free: kubelet's mkdir fails or is about to (ENOSPC)",
-            sep(t.leaking_ids_free)
+            "{} or fewer ids free: kubelet's mkdir fails or is about to ({})",
+            sep(t.leaking_ids_free),
+            // 3.10 returns ENOMEM when no memcg id is left (docs/kernel-facts.md).
+            if f.is_legacy() {
+                "ENOMEM, \"cannot allocate memory\", on 3.10"
+            } else {
+                "ENOSPC"
+            }
         )),
-        (Status::AtRisk, FreeIds::Counted(n)) if n <= t.at_risk_ids_free => reasons.push(format!(
-            "{} or fewer ids free: pods will stop starting when they run out",
-            sep(t.at_risk_ids_free)
-        )),
+        (Status::AtRisk, FreeIds::Counted(n) | FreeIds::AtMost(n)) if n <= t.at_risk_ids_free => {
+            reasons.push(format!(
+                "{} or fewer ids free: pods will stop starting when they run out",
+                sep(t.at_risk_ids_free)
+            ))
+        }
         _ => {}
     }
     Verdict {
@@ -223,9 +240,13 @@ fn v1_signals(f: &Facts, t: &Thresholds, reasons: &mut Vec<String>) -> (FreeIds,
         reasons.push("the memory hierarchy could not be read".to_string());
         return (FreeIds::Unknown, false);
     }
-    let free = h.ids_free.map_or(FreeIds::Unknown, FreeIds::Counted);
+    let free = match (h.ids_free, h.ids_free_at_most()) {
+        (Some(n), _) => FreeIds::Counted(n),
+        (None, Some(n)) => FreeIds::AtMost(n),
+        (None, None) => FreeIds::Unknown,
+    };
     let mut going = false;
-    if let (Some(d), Some(l)) = (h.dying, h.live) {
+    if let (Some(d), Some(l)) = (h.dying.or(h.dying_at_least), h.live) {
         if piling_up(d, l, t) {
             reasons.push(format!(
                 "{:.1} dying memcgs per live one: they accumulate",
@@ -237,13 +258,26 @@ fn v1_signals(f: &Facts, t: &Thresholds, reasons: &mut Vec<String>) -> (FreeIds,
     if f.is_legacy() && kp.found {
         let trigger = legacy_kmem_reason(f, reasons);
         going |= trigger;
-        if trigger && h.dying.is_none() {
+        if trigger && h.dying.is_none() && h.dying_at_least.is_none() {
             reasons.push(
                 "on 3.10 dying memcgs are invisible from userspace: the leak may be happening \
                  but cannot be counted without --ids-used"
                     .to_string(),
             );
         }
+    }
+    if let (None, Some(d), Some(n)) = (h.dying, h.dying_at_least, h.ids_free_at_most()) {
+        reasons.push(format!(
+            "at least {} dying memcgs: kmem ids in {} whose cgroup has no live directory \
+             (a lower bound: a dying memcg without slab cache copies is not seen), so at most {} \
+             ids free",
+            sep(d),
+            crate::ids::slab::SYS_KERNEL_SLAB,
+            sep(n)
+        ));
+    }
+    if let (Some(why), None) = (&h.slab_unavailable, h.dying) {
+        reasons.push(format!("dying memcgs not counted from slab caches: {why}"));
     }
     if f.is_legacy() && free == FreeIds::Unknown && !going {
         reasons.push(

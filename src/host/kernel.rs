@@ -800,6 +800,9 @@ impl Host for KernelFs {
     fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()> {
         KernelHost.swapon(area, priority)
     }
+    fn slab_caches(&self) -> Result<Option<Vec<String>>> {
+        KernelHost.slab_caches()
+    }
 }
 
 impl Host for KernelHost {
@@ -826,6 +829,10 @@ impl Host for KernelHost {
 
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
         find_processes_in_proc(comm)
+    }
+
+    fn slab_caches(&self) -> Result<Option<Vec<String>>> {
+        crate::ids::slab::read_names(Path::new(crate::ids::slab::SYS_KERNEL_SLAB))
     }
 
     fn pid_alive(&self, pid: u32) -> bool {

@@ -186,6 +186,10 @@ pub trait Host: Send + Sync {
 
     /// swapon(2) with a priority set by hand, or None for the kernel's own choice.
     fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()>;
+
+    /// The entry names of /sys/kernel/slab (SLUB's caches; on 3.10 with a copy per kmem-active
+    /// memcg, [`crate::ids::slab`]); None where the directory does not exist (SLAB).
+    fn slab_caches(&self) -> Result<Option<Vec<String>>>;
 }
 
 /// A node: its memory hierarchy and its host, for the commands that need both (a repair

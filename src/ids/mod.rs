@@ -4,6 +4,7 @@
 //! (scripts/memcg-ids.stp) as `--ids-used N`, or piped in with `--ids-used -`.
 
 pub mod probe;
+pub mod slab;
 
 use crate::error::{Error, Result};
 use crate::host::{parse_proc_cgroups_memory, Node};

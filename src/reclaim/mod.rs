@@ -594,6 +594,9 @@ mod tests {
         fn swapon(&self, _: &Path, _: Option<i32>) -> Result<()> {
             unused("swapon")
         }
+        fn slab_caches(&self) -> Result<Option<Vec<String>>> {
+            unused("slab_caches")
+        }
     }
 
     #[test]

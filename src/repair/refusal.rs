@@ -342,7 +342,15 @@ impl Refusal {
                     ""
                 }
             ),
-            Refusal::IdsUnknown { .. } => "count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (or pipe its output to --ids-used -)".into(),
+            Refusal::IdsUnknown { needed, margin, .. } => format!(
+                "count the ids in use with scripts/memcg-ids.stp and pass --ids-used N (or pipe its \
+                 output to --ids-used -); without systemtap, prove the room: cgleak probe-headroom \
+                 --count {k} makes {k} empty memcgs at once, and if it exits 0 at most {used} ids \
+                 are in use: pass --ids-used {used} (the count of dying memcgs from \
+                 /sys/kernel/slab is a lower bound and cannot prove room)",
+                k = needed + margin,
+                used = crate::model::kernel::MEM_CGROUP_ID_MAX.saturating_sub(needed + margin)
+            ),
             Refusal::NoJournal { .. } => "there is nothing to resume or roll back here; pass --state-dir if the repair used another one".into(),
             Refusal::JournalOtherNode { way_on, .. } => format!("keep the journal: it is that node's record of the repair; run {way_on}"),
             Refusal::AfterReboot { state_dir, root, .. } => format!("nothing to do: after a reboot kubelet recreates the tree; move the journal aside, keeping a copy (mv {0} {0}.before-reboot), and check the node with cgleak diagnose --root {root}", state_dir.display()),
@@ -397,7 +405,7 @@ impl std::fmt::Display for Refusal {
             Refusal::StagingLeftover { staging, kubepods, .. } => write!(f, "{staging} is the staging tree of an interrupted repair of {kubepods} whose journal is lost: it mirrors the pods tree"),
             Refusal::KubeletRunning { pids } => write!(f, "running (pids {pids:?}): during the move it would recreate missing pod cgroups, kill containers whose cgroups vanish and rewrite the kubepods limit"),
             Refusal::IdsShort { free, needed, margin, .. } => write!(f, "{free} free but the repair creates {needed} cgroups (+{margin} margin)"),
-            Refusal::IdsUnknown { release, needed, margin } => write!(f, "unknown: this kernel ({release}) does not show dying memcgs (the repair creates {needed} cgroups +{margin} margin)"),
+            Refusal::IdsUnknown { release, needed, margin } => write!(f, "unknown: this kernel ({release}) does not show all dying memcgs (the repair creates {needed} cgroups +{margin} margin)"),
             Refusal::NoJournal { state_dir } => write!(f, "no repair journal in {}", state_dir.display()),
             Refusal::JournalOtherNode { state_dir, journal_root, root, .. } => write!(f, "the journal in {} is for the node at --root {journal_root}, not --root {root}", state_dir.display()),
             Refusal::AfterReboot { root, then, now, .. } => write!(f, "the node at {root} rebooted since the repair started (boot_id {then} then, {now} now): the journal describes cgroups and tasks that no longer exist"),

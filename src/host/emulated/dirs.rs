@@ -12,10 +12,10 @@ impl EmulatedFs {
         if !inner.nodes.contains_key(&par) {
             return Err(Errno::ENOENT.into());
         }
-        // mem_cgroup_alloc: idr_alloc fails when every id is taken (by live memcgs and the
-        // dying ones that keep theirs), and mkdir returns ENOSPC.
+        // mem_cgroup_alloc: the id allocation fails when every id is taken (by live memcgs
+        // and the dying ones that keep theirs): ENOSPC, or ENOMEM on 3.10.
         if self.ids_in_use(inner) >= self.profile.id_limit() {
-            return Err(Errno::ENOSPC.into());
+            return Err(self.profile.ids_exhausted().into());
         }
         let dir = self.dir(full);
         // Something not in the index is there (another writer's): like cgroupfs, EEXIST.
@@ -123,13 +123,15 @@ impl EmulatedFs {
         pn.kids.remove(crate::model::path::base_name(full));
         if self.profile.is_3_10() {
             // 3.10 mem_cgroup_css_offline reparents user charges (mem_cgroup_reparent_charges);
-            // only kmem (slab) charges keep a deleted memcg and its id (the leak).
+            // only kmem (slab) charges keep a deleted memcg and its id (the leak): those of
+            // its tasks' allocations (its slab cache copies, [`slab`]) or charged by hand. A
+            // kmem-active memcg that never allocated holds no kmem charge and is freed.
             if node.cache + node.anon > 0 {
                 pn.cache += node.cache;
                 pn.anon += node.anon;
                 self.flush_charges(inner, &par)?;
             }
-            if node.kmem || node.slab > 0 {
+            if node.kmem_id != 0 || node.slab > 0 {
                 inner.state.dying_kmem += 1;
             }
         } else {

@@ -104,11 +104,12 @@ impl EmulatedFs {
     /// Add `n` dying memcgs that hold their ids, the way each kernel leaks them: on 3.10
     /// pinned by kmem (slab) charges, which only a migration stops; from 4.8 pinned by
     /// swapped-out pages on the first active swap area (the only references that keep an id
-    /// then; the lab's leak). ENOSPC if the ids would run out.
+    /// then; the lab's leak). On 3.10 each leaves its slab cache copies in /sys/kernel/slab.
+    /// ENOSPC (3.10: ENOMEM) if the ids would run out.
     pub fn add_dying(&self, n: u64) -> Result<()> {
         self.mutate(|inner| {
             if self.ids_in_use(inner) + n > self.profile.id_limit() {
-                return Err(sys(FsOp::Mkdir, &self.mount, Errno::ENOSPC));
+                return Err(sys(FsOp::Mkdir, &self.mount, self.profile.ids_exhausted()));
             }
             if self.profile.ids_released_at_offline() {
                 let Some(area) = inner.state.swaps.iter_mut().find(|a| a.active) else {
@@ -121,6 +122,7 @@ impl EmulatedFs {
                 area.dying += n;
                 self.flush_swaps(inner)?;
             } else {
+                self.slab_bulk_leak(inner, n)?;
                 inner.state.dying_kmem += n;
             }
             self.persist(inner)?;
@@ -297,6 +299,10 @@ impl Host for EmulatedFs {
 
     fn pid_alive(&self, pid: u32) -> bool {
         self.lock().proc_pids.contains(&pid)
+    }
+
+    fn slab_caches(&self) -> Result<Option<Vec<String>>> {
+        crate::ids::slab::read_names(&self.base.join(SLAB_DIR))
     }
 
     fn drop_caches(&self, what: u8) -> Result<()> {

@@ -43,6 +43,7 @@ pub(super) fn load_tree(base: &Path, mount: &Path, inner: &mut Inner) -> Result<
             (CACHE_FILE, &mut node.cache),
             (ANON_FILE, &mut node.anon),
             (SLAB_FILE, &mut node.slab),
+            (KMEM_ID_FILE, &mut node.kmem_id),
         ];
         for (file, v) in counters {
             if node.files.contains_key(file) {

@@ -54,6 +54,7 @@ mod knobs;
 mod load;
 mod node_copy;
 mod profile;
+mod slab;
 mod state;
 mod tasks;
 mod txn;
@@ -62,6 +63,7 @@ pub use faults::{Fault, FaultWhen, FAULTS_HELP};
 use node_copy::ensure_empty;
 pub use node_copy::{clone_node, copy_node, find_base, tempdir};
 pub use profile::KernelProfile;
+pub use slab::{KMEM_ID_FILE, SLAB_DIR};
 pub use txn::{LOCK_FILE, TMP_DIR};
 
 use files::*;
@@ -122,6 +124,8 @@ pub(super) struct Node {
     slab: u64,
     /// 3.10: kmem accounting active (memcg_kmem_is_active).
     kmem: bool,
+    /// 3.10: the kmem id of its slab cache copies, 0 while it has none ([`slab`]).
+    kmem_id: u64,
     /// The regular files of the cgroup directory on disk (control files and hidden state),
     /// with their content as last read or written by this instance (None: not read yet).
     files: BTreeMap<String, Option<String>>,
@@ -281,6 +285,7 @@ impl EmulatedFs {
         std::fs::create_dir(&mount).map_err(|e| Error::io("mkdir", &mount, e))?;
         let proc_dir = base.join(PROC_DIR);
         std::fs::create_dir(&proc_dir).map_err(|e| Error::io("mkdir", &proc_dir, e))?;
+        slab::create_slab_dir(base)?;
         let u = profile.unlimited();
         let mut files = control_files(profile, u, 60, profile.root_use_hierarchy(), false);
         // Files only the root of a v1 hierarchy has.
@@ -317,6 +322,7 @@ impl EmulatedFs {
             mem_total_kib: default_mem_total(),
             mem_available_kib: default_mem_available(),
             next_pid: FIRST_PID,
+            next_kmem_id: 1,
             faults: Vec::new(),
             fork_on_move: Vec::new(),
             exit_on_move: Vec::new(),

@@ -93,6 +93,16 @@ impl KernelProfile {
         }
     }
 
+    /// What mkdir returns when no memcg id is left: ENOMEM on 3.10 (seen on 3.10.0-1127, as
+    /// kubernetes#61937 reports it), ENOSPC from 4.x (seen on 5.10 and 6.1).
+    pub(super) fn ids_exhausted(&self) -> Errno {
+        if self.is_3_10() {
+            Errno::ENOMEM
+        } else {
+            Errno::ENOSPC
+        }
+    }
+
     /// From 4.8 a deleted memcg gives its id back at offline unless swap entries reference it
     /// (73f576c04b94); before, every dying memcg keeps its id.
     pub(super) fn ids_released_at_offline(&self) -> bool {

@@ -27,6 +27,9 @@ pub(super) struct State {
     #[serde(default = "default_mem_available")]
     pub(super) mem_available_kib: u64,
     pub(super) next_pid: u32,
+    /// The next kmem id of a memcg's slab cache copies (3.10; never reused).
+    #[serde(default)]
+    pub(super) next_kmem_id: u64,
     #[serde(default)]
     pub(super) faults: Vec<Fault>,
     /// One-shot rules: (pid, children forked into the cgroup it leaves when moved).

@@ -49,6 +49,7 @@ impl EmulatedFs {
                 .tids
                 .insert(pid);
             self.flush_tasks(inner, &full)?;
+            self.note_slab_user(inner, &full)?;
             Ok(pid)
         })
     }
@@ -73,6 +74,7 @@ impl EmulatedFs {
                 .tids
                 .insert(tid);
             self.flush_tasks(inner, &full)?;
+            self.note_slab_user(inner, &full)?;
             Ok(tid)
         })
     }
@@ -281,6 +283,7 @@ impl EmulatedFs {
         };
         let leader_from = inner.tasks.get(&tgid).map(|t| t.cg.clone());
         let touched = Self::move_tids(inner, &tids, dest);
+        self.note_slab_user(inner, dest)?;
         if let (true, Some(from)) = (tids.contains(&tgid), leader_from.as_deref()) {
             self.move_charges(inner, tgid, from, dest)?;
         }
