@@ -62,8 +62,10 @@ export XDG_CACHE_HOME="$work/cache"
 export PATH="$venv/bin:$PATH"
 
 echo "== ansible-lint --profile production deploy/ansible"
+lint_start=$(date +%s)
 (cd "$ansible_dir" && ansible-lint --offline --profile production --nocolor repair.yml roles/cgleak tests) ||
     { echo "  FAILED: ansible-lint"; failures=$((failures + 1)); }
+echo "   (ansible-lint: $(($(date +%s) - lint_start)) s)"
 
 echo "== cargo build --bin cgleak (the debug binary the role installs)"
 cargo build --quiet --bin cgleak || die "cargo build failed"
@@ -117,6 +119,8 @@ play() {
     local name=$1
     shift
     echo "-- ansible-playbook repair.yml $* ($name)"
+    local t0
+    t0=$(date +%s)
     set +e
     ansible-playbook -i "$work/inventory" "$ansible_dir/repair.yml" \
         -e '{"cgleak_become": false, "cgleak_serial": 2}' -e "cgleak_report_dir=$work/reports/$name" \
@@ -124,6 +128,7 @@ play() {
     echo $? >"$work/$name.rc"
     set -e
     sed -n '/^PLAY RECAP/,$p' "$work/$name.out" | sed '/^$/d'
+    echo "   ($name: exit $(cat "$work/$name.rc"), $(($(date +%s) - t0)) s)"
 }
 rc_of() { cat "$work/$1.rc"; }
 recap() { # recap RUN HOST FIELD: a number of the PLAY RECAP line
@@ -141,9 +146,16 @@ digest() { # every file of every node, state and bin directory: names and conten
 }
 node_json() { "$cgleak" --root "$work/$1/node/memory" diagnose --format json "${@:2}" || true; }
 verified() { "$cgleak" --root "$work/$1/node/memory" verify --state-dir "$work/$1/state" >/dev/null; }
+resumed() { "$cgleak" resume --yes --root "$work/$1/node/memory" --state-dir "$work/$1/state" >/dev/null; }
 no_probe_left() { ! compgen -G "$work/$1/node/memory/cgleak-probe-*" >/dev/null; }
 jqe() { jq -e "$@" >/dev/null; }
 lines() { [ -f "$1" ] && tr '\n' ' ' <"$1" | sed 's/ $//'; }
+
+echo "== check mode before the install"
+play preinstall --check --limit healthy
+check "preinstall: ansible-playbook exits 2" [ "$(rc_of preinstall)" = 2 ]
+check "preinstall: it says to install first" grep -q "$work/healthy/bin/cgleak is missing or not the release given.*--tags cgleak_install" "$work/preinstall.out"
+check "preinstall: nothing installed" [ ! -e "$work/healthy/bin/cgleak" ]
 
 echo "== install only (--tags cgleak_install)"
 play install --tags cgleak_install
@@ -196,6 +208,8 @@ check "run: failing's outcome is failed" jqe '.outcome == "failed"' "$work/repor
 check "run: failing's kubelet is left stopped" [ "$(lines "$work/failing/kubelet.log")" = "stop" ]
 check "run: failing's journal is kept" [ -s "$work/failing/state/journal.json" ]
 check "run: the way on is printed" grep -q "cgleak resume --root $work/failing/node/memory --state-dir $work/failing/state" "$work/run.out"
+check "run: the printed way on finishes failing's repair" resumed failing
+check "run: failing verifies after the resume" verified failing
 check "run: the next batch is untouched" [ ! -e "$work/untouched/kubelet.log" ] && [ ! -e "$work/reports/run/untouched" ]
 check "run: untouched still has kmem active" jqe '.kubepods.kmem_active == true' <(node_json untouched)
 check "run: serial 2: two batches ran, the third (untouched) never began" [ "$(grep -c '^PLAY \[' "$work/run.out")" = 2 ]
