@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of cgleak: format, lints, unit and integration tests (emulated cgroupfs, CLI, real
-# kernel below this process's own memory cgroup), then the kernel lab (5.10 and 6.1 under QEMU;
+# kernel below this process's own memory cgroup), the Ansible role (scripts/ansible-test.sh), then
+# the kernel lab (5.10 and 6.1 under QEMU;
 # CGLEAK_LAB=0 skips it).
 # Prints how many real-kernel tests ran and why any did not.
 set -euo pipefail
@@ -36,6 +37,12 @@ if [ "$status" -ne 0 ]; then
   grep -A30 '^failures:' "$log" | head -80 || true
   echo "tests: $passed passed, $failed failed"
   exit "$status"
+fi
+
+echo "== deploy/ansible: the role and playbook run for real on emulated nodes (scripts/ansible-test.sh)"
+if ! scripts/ansible-test.sh; then
+  echo "tests: $passed passed, $failed failed; the Ansible tests FAILED (see above)"
+  exit 1
 fi
 
 lab_status=0
