@@ -48,7 +48,8 @@ struct SockFprog {
 }
 
 // Classic BPF opcodes (linux/bpf_common.h) and seccomp return values (linux/seccomp.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// BPF_LD | BPF_W | BPF_ABS (0x00 | 0x00 | 0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JGE_K: u16 = 0x05 | 0x30;
 const BPF_JSET_K: u16 = 0x05 | 0x40;
@@ -143,7 +144,39 @@ fn install_floor(prog: &[SockFilter]) -> io::Result<()> {
     Ok(())
 }
 
-/// One run's observable result, with the run's temp dir written as `<DIR>`.
+/// What differs between two runs of the same steps whatever the kernel: the run's temp dir
+/// (`<DIR>`), demo's own temp dir in /dev/shm (`<SHM>`), the emulated node's random boot id, and
+/// measured times and estimates (every decimal number with a point, as `#`).
+fn normalize(text: &str, dir: &str) -> String {
+    let t = text.replace(dir, "<DIR>");
+    let mut out = String::with_capacity(t.len());
+    let mut rest = t.as_str();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("/dev/shm/.tmp") {
+            out.push_str("<SHM>");
+            rest = r.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+        } else if let Some(after) = rest.strip_prefix("boot_id") {
+            // "boot_id": "uuid" or "boot_id":"uuid": keep the key, drop the value.
+            let end = after.find([',', '\n', '}']).unwrap_or(after.len());
+            out.push_str("boot_id:<BOOT>");
+            rest = &after[end..];
+        } else if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
+            let num = &rest[..end];
+            out.push_str(if num.contains('.') { "#" } else { num });
+            rest = &rest[end..];
+        } else {
+            let c = rest.chars().next().unwrap();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// One run's observable result, normalized (see `normalize`).
 #[derive(Debug, PartialEq)]
 struct Outcome {
     code: Option<i32>,
@@ -170,7 +203,7 @@ fn run(bin: &Path, args: &[&str], dir: &Path, floor: bool) -> Outcome {
         )
     });
     let d = dir.display().to_string();
-    let norm = |b: &[u8]| String::from_utf8_lossy(b).replace(&d, "<DIR>");
+    let norm = |b: &[u8]| normalize(&String::from_utf8_lossy(b), &d);
     Outcome {
         code: out.status.code(),
         stdout: norm(&out.stdout),
@@ -178,7 +211,7 @@ fn run(bin: &Path, args: &[&str], dir: &Path, floor: bool) -> Outcome {
     }
 }
 
-/// Every file below `dir` (relative path -> contents, temp dir written as `<DIR>`).
+/// Every file below `dir` (relative path -> contents, normalized).
 fn files(dir: &Path) -> BTreeMap<String, String> {
     let d = dir.display().to_string();
     walkdir::WalkDir::new(dir)
@@ -189,7 +222,7 @@ fn files(dir: &Path) -> BTreeMap<String, String> {
         .map(|e| {
             let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
             let body = std::fs::read(e.path()).unwrap();
-            (rel, String::from_utf8_lossy(&body).replace(&d, "<DIR>"))
+            (rel, normalize(&String::from_utf8_lossy(&body), &d))
         })
         .collect()
 }
