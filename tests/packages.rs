@@ -92,8 +92,9 @@ fn check_deb(dist: &Path) {
     assert!(!field("Maintainer").trim().is_empty());
     assert!(field("Description").contains("memory-cgroup id leak"));
     let info = tool(Command::new("dpkg-deb").arg("-I").arg(&deb));
+    // cargo-deb writes `depends = ""` as an empty Depends field: no package needed.
     assert!(
-        !info.contains("Depends:") && !info.contains("Pre-Depends:"),
+        field("Depends").trim().is_empty() && !info.contains("Pre-Depends:"),
         "the static binary needs no package: {info}"
     );
     // dpkg-deb -c: "-rwxr-xr-x root/root 123 2026-12-02 19:00 ./usr/bin/cgleak".
@@ -104,10 +105,24 @@ fn check_deb(dist: &Path) {
         .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             let path = w[5].trim_start_matches('.').to_string();
-            (path, (w[0].to_string(), w[1].replace('/', ":")))
+            // cargo-deb writes numeric owners: 0/0 is root:root.
+            let owner = w[1].replace("0/0", "root/root").replace('/', ":");
+            (path, (w[0].to_string(), owner))
         })
         .collect();
-    assert_eq!(files, expected_files(), "DEB file list, modes, owners");
+    // cargo-deb gzips man pages (Debian policy 12.1) and adds the copyright file (12.5).
+    let mut want = BTreeMap::new();
+    for (p, v) in expected_files() {
+        let p = if p.starts_with("/usr/share/man/") {
+            format!("{p}.gz")
+        } else {
+            p
+        };
+        want.insert(p, v);
+    }
+    let doc = ("-rw-r--r--".to_string(), "root:root".to_string());
+    want.insert("/usr/share/doc/cgleak/copyright".to_string(), doc);
+    assert_eq!(files, want, "DEB file list, modes, owners");
     let tmp = tempfile::tempdir().unwrap();
     tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(tmp.path()));
     assert_eq!(
