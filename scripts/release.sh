@@ -4,6 +4,8 @@
 #                               x86-64 node, RHEL/CentOS 7's glibc 2.17 included)
 #   dist/completions/           cgleak.bash, _cgleak (zsh), cgleak.fish
 #   dist/man/                   cgleak.1 and one page per command (cgleak-diagnose.1, ...)
+#   dist/cgleak-VERSION-1.x86_64.rpm  RPM for RHEL/CentOS 7 and later (cargo-generate-rpm)
+#   dist/cgleak_VERSION_amd64.deb     DEB with the same files (cargo-deb)
 #   dist/SHA256SUMS             sha256sum of every file above (check: cd dist && sha256sum -c SHA256SUMS)
 # Completions and man pages come from the built binary itself (its hidden `generate` command),
 # so they always match its arguments.
@@ -54,6 +56,38 @@ if readelf -dW "$bin" | grep -q '(NEEDED)'; then
 fi
 readelf -hW "$bin" | grep -q 'Machine:.*X86-64' || die "$bin is not an x86-64 ELF binary"
 
+# The packaging tools, pinned, from crates.io, into target/tools (reused when present: cargo
+# install does nothing when that version is installed there already).
+tools="$repo/target/tools"
+tool() { # crate version
+    if [ ! -x "$tools/bin/$1" ] || ! grep -q "^\"$1 $2 " "$tools/.crates.toml" 2>/dev/null; then
+        echo "release.sh: cargo install --locked --version $2 $1 (into $tools)" >&2
+        CARGO_TARGET_DIR="$repo/target/tools-build" cargo install --locked --quiet \
+            --version "$2" --root "$tools" "$1" >&2 || die "cargo install $1 $2 failed (see above)"
+    fi
+}
+
+# Both packages take their metadata and file list from Cargo.toml ([package.metadata.deb],
+# [package.metadata.generate-rpm]) and their files from dist/, so the packaged binary is the
+# file in dist/, byte for byte (neither tool strips it: --no-strip, and generate-rpm never does).
+# RPM: format v4 (cargo-generate-rpm's default; rpm 4.11 of EL7 reads no v6) with an xz payload:
+# EL7's rpm 4.11 reads gzip and xz, not zstd (the default, which also adds
+# rpmlib(PayloadIsZstd), unknown to it). See packaging/README.md.
+build_packages() {
+    tool cargo-generate-rpm 0.21.1
+    tool cargo-deb 3.8.0
+    (cd "$repo" && "$tools/bin/cargo-generate-rpm" generate-rpm --payload-compress xz \
+        --auto-req no -o "$dist/" >&2) || die "cargo generate-rpm failed (see above)"
+    (cd "$repo" && "$tools/bin/cargo-deb" deb --no-build --no-strip --locked \
+        --output "$dist/" >&2) || die "cargo deb failed (see above)"
+    local v
+    v=$(cd "$repo" && cargo metadata --no-deps --format-version 1 --locked |
+        sed -n 's/.*"name":"cgleak","version":"\([^"]*\)".*/\1/p')
+    [ -n "$v" ] || die "cannot read cgleak's version from cargo metadata"
+    [ -s "$dist/cgleak-$v-1.x86_64.rpm" ] || die "the RPM $dist/cgleak-$v-1.x86_64.rpm is missing"
+    [ -s "$dist/cgleak_${v}_amd64.deb" ] || die "the DEB $dist/cgleak_${v}_amd64.deb is missing"
+}
+
 rm -rf "$dist"
 mkdir -p "$dist/completions" "$dist/man"
 # Debug info (profile.release has debug = 1, for backtraces in development) is not shipped.
@@ -72,6 +106,8 @@ chmod 755 "$dist/cgleak"
 for f in "$dist"/completions/* "$dist/man/cgleak.1"; do
     [ -s "$f" ] || die "generated file $f is empty"
 done
+
+build_packages
 
 (cd "$dist" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum >SHA256SUMS)
 
