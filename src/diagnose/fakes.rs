@@ -144,6 +144,8 @@ pub struct FakeHost {
     pub cmdline: String,
     pub proc_cgroups: Option<String>,
     pub kubelet: Vec<u32>,
+    /// The process table the runtime detection reads.
+    pub processes: Vec<crate::host::procs::ProcInfo>,
     /// Every change attempted (drop_caches, swapoff, swapon).
     pub attempts: Mutex<Vec<String>>,
 }
@@ -155,6 +157,7 @@ impl FakeHost {
             cmdline: "ro quiet".to_string(),
             proc_cgroups: None,
             kubelet: vec![],
+            processes: vec![],
             attempts: Mutex::new(vec![]),
         }
     }
@@ -221,4 +224,14 @@ impl Host for FakeHost {
     fn swapon(&self, p: &Path, _: Option<i32>) -> Result<()> {
         self.refuse(format!("swapon {}", p.display()))
     }
+    fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+        Ok(self.processes.clone())
+    }
+    fn fd_targets(&self, _: u32) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+    fn host_file(&self, _: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    fn pass_time(&self, _: std::time::Duration) {}
 }

@@ -9,6 +9,7 @@
 
 pub mod emulated;
 pub mod kernel;
+pub mod procs;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -186,6 +187,21 @@ pub trait Host: Send + Sync {
 
     /// swapon(2) with a priority set by hand, or None for the kernel's own choice.
     fn swapon(&self, area: &Path, priority: Option<i32>) -> Result<()>;
+
+    /// Every process (thread-group leader) with its parent, names and start time: what the
+    /// container runtimes are recognised from (src/runtime).
+    fn processes(&self) -> Result<Vec<procs::ProcInfo>>;
+
+    /// The targets of the open fds of `pid` (`anon_inode:[eventfd]` for an eventfd); empty
+    /// when the process is gone.
+    fn fd_targets(&self, pid: u32) -> Result<Vec<String>>;
+
+    /// A file of the machine outside /proc and the cgroupfs, read-only (the package database,
+    /// /var/lib/dpkg/status, for the runtimes' versions); None when it does not exist.
+    fn host_file(&self, path: &str) -> Result<Option<String>>;
+
+    /// Let `d` pass (a sleep): the other processes of the node (a runtime's shims) get to run.
+    fn pass_time(&self, d: std::time::Duration);
 }
 
 /// A node: its memory hierarchy and its host, for the commands that need both (a repair

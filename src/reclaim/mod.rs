@@ -594,6 +594,16 @@ mod tests {
         fn swapon(&self, _: &Path, _: Option<i32>) -> Result<()> {
             unused("swapon")
         }
+        fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+            unused("/proc")
+        }
+        fn fd_targets(&self, _: u32) -> Result<Vec<String>> {
+            unused("/proc/PID/fd")
+        }
+        fn host_file(&self, p: &str) -> Result<Option<String>> {
+            unused(p)
+        }
+        fn pass_time(&self, _: std::time::Duration) {}
     }
 
     #[test]
