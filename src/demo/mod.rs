@@ -6,6 +6,7 @@
 
 pub mod fixture;
 pub mod pidmap;
+pub mod runtimes;
 
 use crate::cli::{DemoArgs, EmulateArgs};
 use crate::demo::fixture::FixtureSpec;
@@ -27,15 +28,9 @@ const DEMO_IDS_FREE: u64 = 900;
 
 /// Other cgroups of a node: what systemd and the runtime keep outside kubepods.
 fn add_system_cgroups(emu: &EmulatedFs) -> Result<()> {
-    for cg in [
-        "system.slice",
-        "system.slice/docker.service",
-        "system.slice/sshd.service",
-        "user.slice",
-    ] {
+    for cg in ["system.slice", "system.slice/sshd.service", "user.slice"] {
         emu.mkdir(cg)?;
     }
-    emu.spawn("system.slice/docker.service", "dockerd")?;
     emu.spawn("system.slice/sshd.service", "sshd")?;
     Ok(())
 }
@@ -84,6 +79,8 @@ fn build_demo_node(base: &std::path::Path, pods: usize) -> Result<EmulatedFs> {
     let mut spec = FixtureSpec::new("kubepods", pods);
     spec.seed = 7;
     build_pods(&emu, &spec, true)?;
+    // containerd with shim v2, as the lab runs it: the preflight says what the repair costs it.
+    runtimes::add_runtime(&emu, crate::cli::EmulatedRuntime::ContainerdV2, "kubepods")?;
     // Deleted containers whose cgroups stay dying: kmem-pinned on 3.10.
     let dying = KernelInfo::from_release(&emu.kernel_release()?)
         .memcg_id_limit()
@@ -253,6 +250,7 @@ fn populate(
     if a.dying > 0 {
         emu.add_dying(a.dying)?;
     }
+    runtimes::add_runtime(&emu, a.runtime, "kubepods")?;
     Ok(emu)
 }
 

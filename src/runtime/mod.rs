@@ -10,6 +10,7 @@
 
 pub mod classify;
 pub mod cost;
+pub mod outcome;
 pub mod record;
 pub mod settle;
 pub mod version;
