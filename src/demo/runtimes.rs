@@ -65,13 +65,13 @@ fn shim(emu: &EmulatedFs, parent: u32, v2: bool, namespace: &str, id: &str) -> R
     }
 }
 
+/// Container cgroups (path, pids) by pod cgroup.
+type ByPod = BTreeMap<String, Vec<(String, Vec<u32>)>>;
+
 /// The container cgroups of the pods tree (with processes), grouped by pod.
-fn containers_by_pod(
-    emu: &EmulatedFs,
-    kubepods: &str,
-) -> Result<BTreeMap<String, Vec<(String, Vec<u32>)>>> {
+fn containers_by_pod(emu: &EmulatedFs, kubepods: &str) -> Result<ByPod> {
     let snap = crate::scan::scan(emu, kubepods)?;
-    let mut pods: BTreeMap<String, Vec<(String, Vec<u32>)>> = BTreeMap::new();
+    let mut pods = ByPod::new();
     for c in snap
         .cgroups
         .iter()

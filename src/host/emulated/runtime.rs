@@ -315,7 +315,7 @@ impl EmulatedFs {
             .proc_pids
             .iter()
             .copied()
-            .filter(|pid| !inner.tasks.get(pid).is_some_and(|t| t.tgid != *pid))
+            .filter(|pid| inner.tasks.get(pid).is_none_or(|t| t.tgid == *pid))
             .collect()
     }
 
