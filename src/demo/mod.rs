@@ -26,7 +26,9 @@ use std::path::Path;
 /// migrate-back repair of the demo tree.
 const DEMO_IDS_FREE: u64 = 900;
 
-/// Other cgroups of a node: what systemd and the runtime keep outside kubepods.
+/// Other cgroups of a node: what systemd and the runtime keep outside kubepods. The runtime's
+/// processes come only with `--runtime` ([`runtimes::add_runtime`]): a node without one shows
+/// none.
 fn add_system_cgroups(emu: &EmulatedFs) -> Result<()> {
     for cg in ["system.slice", "system.slice/sshd.service", "user.slice"] {
         emu.mkdir(cg)?;
