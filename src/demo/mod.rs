@@ -30,7 +30,12 @@ const DEMO_IDS_FREE: u64 = 900;
 /// processes come only with `--runtime` ([`runtimes::add_runtime`]): a node without one shows
 /// none.
 fn add_system_cgroups(emu: &EmulatedFs) -> Result<()> {
-    for cg in ["system.slice", "system.slice/sshd.service", "user.slice"] {
+    for cg in [
+        "system.slice",
+        "system.slice/docker.service",
+        "system.slice/sshd.service",
+        "user.slice",
+    ] {
         emu.mkdir(cg)?;
     }
     emu.spawn("system.slice/sshd.service", "sshd")?;
