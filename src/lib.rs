@@ -27,6 +27,7 @@ pub mod interrupt;
 pub mod model;
 pub mod reclaim;
 pub mod repair;
+pub mod runtime;
 pub mod scan;
 
 pub use error::{Error, Result};

@@ -25,6 +25,7 @@ fn must_finish(cmd: &Command) -> bool {
         | Command::Plan(_)
         | Command::Snapshot(_)
         | Command::Verify(_)
+        | Command::Watchers(_)
         | Command::Generate(_) => false,
     }
 }

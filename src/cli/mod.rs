@@ -115,6 +115,9 @@ pub enum Command {
     Rollback(ResumeArgs),
     /// Compare the live tree with the repair's snapshot (or a snapshot file).
     Verify(VerifyArgs),
+    /// Read-only: which running containers a repair recorded still lack their runtime's OOM
+    /// watcher (exit 0 none, 1 some), to plan and check a rolling restart.
+    Watchers(WatchersArgs),
     /// Free dying memcgs: drop clean page cache; with --swap-cycle read swap back (kernels >= 3.16).
     Reclaim(ReclaimArgs),
     /// Show diagnose, plan, repair and verify on an emulated 3.10 node in a temp dir (no root needed).
@@ -269,6 +272,15 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WatchersArgs {
+    /// The repair's state directory (it holds runtime-affected.json).
+    #[arg(long, default_value = crate::model::invocation::DEFAULT_STATE_DIR, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
 pub struct ReclaimArgs {
     /// Only report the dying memcgs, the swap in use and what would be done; change nothing.
     #[arg(long)]
@@ -318,4 +330,21 @@ pub struct EmulateArgs {
     /// Recreate the tree of a snapshot (from `cgleak snapshot` on a real node).
     #[arg(long, value_name = "FILE")]
     pub from_snapshot: Option<PathBuf>,
+    /// Container runtime on the node: its daemons, shims (exe, cmdline), the containers'
+    /// processes as their children and the shims' OOM watchers on the containers' memcgs.
+    #[arg(long, value_enum, default_value = "none")]
+    pub runtime: EmulatedRuntime,
+}
+
+/// `cgleak emulate --runtime`: the runtimes the lab runs (docs/runtimes.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmulatedRuntime {
+    /// containerd 1.6 (CRI, namespace k8s.io) with shim v2 (containerd-shim-runc-v2), one per pod.
+    ContainerdV2,
+    /// containerd with runtime v1 (containerd-shim per container; the watchers in containerd).
+    ContainerdV1,
+    /// docker 20.10 on containerd 1.6: shim v2 per container, namespace moby.
+    Docker,
+    /// No runtime processes.
+    None,
 }

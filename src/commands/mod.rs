@@ -13,6 +13,7 @@ mod resume;
 mod rollback;
 mod snapshot;
 mod verify;
+mod watchers;
 
 use crate::cli::{Cli, Command, Format, Global, IdsUsed, ResumeArgs};
 use crate::error::{Error, Result};
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Resume(a) => resume::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
         Command::Verify(a) => verify::run(g, a),
+        Command::Watchers(a) => watchers::run(g, a),
         Command::Reclaim(a) => reclaim::run(g, a),
         Command::Demo(a) => demo::run(a),
         Command::Emulate(a) => demo::emulate(a),

@@ -15,9 +15,24 @@ pub(super) fn run(g: &Global, a: &PlanArgs) -> Result<u8> {
     opts.assume_kubelet_stopped = a.assume_kubelet_stopped;
     let (facts, p) = repair::dry_run(fs.as_ref(), &opts)?;
     let snap = &facts.snapshot;
+    let cost = facts
+        .runtimes
+        .as_ref()
+        .and_then(crate::runtime::cost::preflight_line);
     match a.format {
-        Format::Json => out(&json(&serde_json::json!({ "snapshot": snap, "plan": p }))),
-        Format::Text => out(&report::render_plan(snap, &p, !a.summary)),
+        Format::Json => out(&json(&serde_json::json!({
+            "snapshot": snap,
+            "plan": p,
+            "runtimes": facts.runtimes,
+            "runtime_cost": cost,
+        }))),
+        Format::Text => {
+            out(&report::render_plan(snap, &p, !a.summary));
+            // Information, not a refusal: what the repair will cost the container runtime.
+            if let Some(cost) = &cost {
+                out(&format!("Runtimes: {cost}\n"));
+            }
+        }
     }
     if let Kubelet::AssumedStopped(pids) = &facts.run.kubelet {
         eprintln!("cgleak: kubelet running (pids {pids:?}): stop it before the repair");

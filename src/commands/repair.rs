@@ -36,6 +36,14 @@ pub(super) fn run(g: &Global, a: &RepairArgs) -> Result<u8> {
         );
         eprintln!();
     }
+    // What the runtimes lose is asked about on its own: the operator accepts that cost, not
+    // only the phases.
+    if let (true, Some(cost)) = (guided, prepared.runtime_cost()) {
+        if !ask(&format!("{cost}. Accept this?")) {
+            eprintln!("Nothing was changed.");
+            return Ok(2);
+        }
+    }
     if guided && !ask("Start the repair?") {
         eprintln!("Nothing was changed.");
         return Ok(2);

@@ -6,6 +6,7 @@
 
 pub mod fixture;
 pub mod pidmap;
+pub mod runtimes;
 
 use crate::cli::{DemoArgs, EmulateArgs};
 use crate::demo::fixture::FixtureSpec;
@@ -25,7 +26,9 @@ use std::path::Path;
 /// migrate-back repair of the demo tree.
 const DEMO_IDS_FREE: u64 = 900;
 
-/// Other cgroups of a node: what systemd and the runtime keep outside kubepods.
+/// Other cgroups of a node: what systemd and the runtime keep outside kubepods. The runtime's
+/// processes come only with `--runtime` ([`runtimes::add_runtime`]): a node without one shows
+/// none.
 fn add_system_cgroups(emu: &EmulatedFs) -> Result<()> {
     for cg in [
         "system.slice",
@@ -35,7 +38,6 @@ fn add_system_cgroups(emu: &EmulatedFs) -> Result<()> {
     ] {
         emu.mkdir(cg)?;
     }
-    emu.spawn("system.slice/docker.service", "dockerd")?;
     emu.spawn("system.slice/sshd.service", "sshd")?;
     Ok(())
 }
@@ -84,6 +86,8 @@ fn build_demo_node(base: &std::path::Path, pods: usize) -> Result<EmulatedFs> {
     let mut spec = FixtureSpec::new("kubepods", pods);
     spec.seed = 7;
     build_pods(&emu, &spec, true)?;
+    // containerd with shim v2, as the lab runs it: the preflight says what the repair costs it.
+    runtimes::add_runtime(&emu, crate::cli::EmulatedRuntime::ContainerdV2, "kubepods")?;
     // Deleted containers whose cgroups stay dying: kmem-pinned on 3.10.
     let dying = KernelInfo::from_release(&emu.kernel_release()?)
         .memcg_id_limit()
@@ -254,6 +258,7 @@ fn populate(
     if a.dying > 0 {
         emu.add_dying(a.dying)?;
     }
+    runtimes::add_runtime(&emu, a.runtime, "kubepods")?;
     Ok(emu)
 }
 

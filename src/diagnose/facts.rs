@@ -235,6 +235,10 @@ pub struct Facts {
     /// [`crate::repair::refusal::for_node`] that concern diagnose: pods cgroup, staging name,
     /// ids), with what to do; empty on cgroup v2 and where the pods tree could not be read.
     pub repair_refusals: Vec<crate::repair::plan::Blocker>,
+    /// The container runtimes found from /proc (src/runtime): what a repair costs them. Null
+    /// on cgroup v2 and when the process table could not be read.
+    #[serde(default)]
+    pub runtimes: Option<crate::runtime::Runtimes>,
 }
 
 impl Facts {
@@ -263,6 +267,7 @@ impl Facts {
             thresholds: t,
             errors,
             repair_refusals: Vec::new(),
+            runtimes: None,
         };
         f.judge(&t);
         f

@@ -146,6 +146,8 @@ pub struct FakeHost {
     pub kubelet: Vec<u32>,
     /// /sys/kernel/slab's entries; None: no such directory (SLAB).
     pub slab: Option<Vec<String>>,
+    /// The process table the runtime detection reads.
+    pub processes: Vec<crate::host::procs::ProcInfo>,
     /// Every change attempted (drop_caches, swapoff, swapon).
     pub attempts: Mutex<Vec<String>>,
 }
@@ -158,6 +160,7 @@ impl FakeHost {
             proc_cgroups: None,
             kubelet: vec![],
             slab: None,
+            processes: vec![],
             attempts: Mutex::new(vec![]),
         }
     }
@@ -227,4 +230,14 @@ impl Host for FakeHost {
     fn slab_caches(&self) -> Result<Option<Vec<String>>> {
         Ok(self.slab.clone())
     }
+    fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+        Ok(self.processes.clone())
+    }
+    fn fd_targets(&self, _: u32) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
+    fn host_file(&self, _: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    fn pass_time(&self, _: std::time::Duration) {}
 }

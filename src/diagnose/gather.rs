@@ -243,6 +243,16 @@ pub fn gather(h: &dyn Hierarchy, host: &dyn Host, opts: &DiagnoseOptions) -> Res
         slab_facts(h, host, &mut hierarchy, &mut errors);
     }
     let mut f = Facts::judged(kernel, cgroup_mode, hierarchy, kubepods, kubelet, errors);
+    let served = snap
+        .as_ref()
+        .map(crate::runtime::cgroups_of)
+        .unwrap_or_default();
+    match crate::runtime::detect(host, &served) {
+        Ok(r) => f.runtimes = Some(r),
+        Err(e) => f
+            .errors
+            .push(format!("container runtimes (the process table): {e}")),
+    }
     if let Some(snap) = snap {
         match repair_refusals(h, &f, &snap, opts) {
             Ok(list) => f.repair_refusals = list,

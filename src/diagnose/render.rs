@@ -80,6 +80,9 @@ pub fn render_text(f: &Facts) -> String {
         None => "not checked".to_string(),
     };
     row(&mut o, "running", &kl);
+    if let Some(r) = &f.runtimes {
+        runtimes_section(&mut o, r);
+    }
     // A note the verdict already gives as a reason is not said twice.
     let notes: Vec<&String> = f
         .errors
@@ -224,4 +227,13 @@ pub fn render_json(f: &Facts) -> String {
     // A trailing newline: scripts read the output line by line (the kernel lab's guests glued
     // their next line onto the closing brace without it).
     serde_json::to_string_pretty(f).expect("Facts always serializes") + "\n"
+}
+
+/// The runtimes found, and what a repair costs them (one line when none was found).
+fn runtimes_section(o: &mut String, r: &crate::runtime::Runtimes) {
+    o.push_str("\ncontainer runtimes\n");
+    wrap(o, "  ", "    ", &crate::runtime::render_line(r));
+    if let Some(line) = crate::runtime::cost::preflight_line(r) {
+        wrap(o, "  a repair: ", "    ", &line);
+    }
 }

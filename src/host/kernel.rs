@@ -803,6 +803,18 @@ impl Host for KernelFs {
     fn slab_caches(&self) -> Result<Option<Vec<String>>> {
         KernelHost.slab_caches()
     }
+    fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+        KernelHost.processes()
+    }
+    fn fd_targets(&self, pid: u32) -> Result<Vec<String>> {
+        KernelHost.fd_targets(pid)
+    }
+    fn host_file(&self, path: &str) -> Result<Option<String>> {
+        KernelHost.host_file(path)
+    }
+    fn pass_time(&self, d: std::time::Duration) {
+        KernelHost.pass_time(d)
+    }
 }
 
 impl Host for KernelHost {
@@ -897,6 +909,26 @@ impl Host for KernelHost {
         } else {
             Err(Error::Sys(SysError::new(FsOp::Swapon, area, Errno::last())))
         }
+    }
+
+    fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+        crate::host::procs::read_process_table()
+    }
+
+    fn fd_targets(&self, pid: u32) -> Result<Vec<String>> {
+        crate::host::procs::read_fd_targets(pid)
+    }
+
+    fn host_file(&self, path: &str) -> Result<Option<String>> {
+        match std::fs::read(path) {
+            Ok(b) => Ok(Some(text(b))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(sys(FsOp::Read, Path::new(path), &e)),
+        }
+    }
+
+    fn pass_time(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
     }
 }
 

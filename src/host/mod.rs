@@ -9,6 +9,7 @@
 
 pub mod emulated;
 pub mod kernel;
+pub mod procs;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -190,6 +191,20 @@ pub trait Host: Send + Sync {
     /// The entry names of /sys/kernel/slab (SLUB's caches; on 3.10 with a copy per kmem-active
     /// memcg, [`crate::ids::slab`]); None where the directory does not exist (SLAB).
     fn slab_caches(&self) -> Result<Option<Vec<String>>>;
+    /// Every process (thread-group leader) with its parent, names and start time: what the
+    /// container runtimes are recognised from (src/runtime).
+    fn processes(&self) -> Result<Vec<procs::ProcInfo>>;
+
+    /// The targets of the open fds of `pid` (`anon_inode:[eventfd]` for an eventfd); empty
+    /// when the process is gone.
+    fn fd_targets(&self, pid: u32) -> Result<Vec<String>>;
+
+    /// A file of the machine outside /proc and the cgroupfs, read-only (the package database,
+    /// /var/lib/dpkg/status, for the runtimes' versions); None when it does not exist.
+    fn host_file(&self, path: &str) -> Result<Option<String>>;
+
+    /// Let `d` pass (a sleep): the other processes of the node (a runtime's shims) get to run.
+    fn pass_time(&self, d: std::time::Duration);
 }
 
 /// A node: its memory hierarchy and its host, for the commands that need both (a repair

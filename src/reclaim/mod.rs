@@ -597,6 +597,16 @@ mod tests {
         fn slab_caches(&self) -> Result<Option<Vec<String>>> {
             unused("slab_caches")
         }
+        fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+            unused("/proc")
+        }
+        fn fd_targets(&self, _: u32) -> Result<Vec<String>> {
+            unused("/proc/PID/fd")
+        }
+        fn host_file(&self, p: &str) -> Result<Option<String>> {
+            unused(p)
+        }
+        fn pass_time(&self, _: std::time::Duration) {}
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::host::{self, knob, Node};
 use crate::model::invocation::Command;
 use crate::model::normalize_limit;
 use crate::repair::journal::Journal;
-use crate::repair::plan::{Phase, Step};
+use crate::repair::plan::{Phase, PhaseName, Step};
 use nix::errno::Errno;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -96,6 +96,9 @@ pub struct Stats {
     /// force_empty writes the kernel had not finished within [`FORCE_EMPTY_BUDGET`].
     pub force_empty_cut: usize,
     pub mutations: u64,
+    /// The wait for the runtimes' watchers before the original paths came back (None: no
+    /// runtime, or not reached).
+    pub runtime_settle: Option<crate::runtime::settle::Settled>,
     pub seconds: f64,
     pub phase_seconds: Vec<(String, f64)>,
 }
@@ -222,6 +225,9 @@ impl<'a, 'c> Runner<'a, 'c> {
                 }
             }
             let t0 = Instant::now();
+            if matches!(phase.name, PhaseName::CreatePods | PhaseName::RenameStaging) {
+                self.settle_watchers();
+            }
             self.run_phase(&at, mode)?;
             done_before += phase.steps.len();
             self.stats
@@ -230,6 +236,26 @@ impl<'a, 'c> Runner<'a, 'c> {
         }
         self.stats.seconds += start.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// Before the phase that makes the original cgroup paths exist again: let the runtimes
+    /// react to the removal of the old memcgs first, so none finds its path back and reports a
+    /// spurious TaskOOM (src/runtime/settle.rs, docs/runtimes.md). Not a step: it changes
+    /// nothing, and a resume reaching this phase waits again. A process table that cannot be
+    /// read costs only the wait, with a warning.
+    fn settle_watchers(&mut self) {
+        match crate::runtime::settle::settle(self.fs) {
+            Ok(s) => {
+                if let Some(s) = &s {
+                    log::info!(
+                        "runtime watchers: {} eventfds of {} owners before, {} after {} ms (settled: {})",
+                        s.eventfds_before, s.owners, s.eventfds_after, s.waited_ms, s.settled
+                    );
+                }
+                self.stats.runtime_settle = s;
+            }
+            Err(e) => log::warn!("runtime watchers not waited for: {e}"),
+        }
     }
 
     /// One phase between its `begin` and `end` lines, a progress bar on stderr if asked.

@@ -86,7 +86,18 @@ pub struct Prepared {
     pub ids: IdCount,
     pub snapshot: Snapshot,
     pub plan: Plan,
+    /// The container runtimes found at preflight.
+    pub runtimes: Option<crate::runtime::Runtimes>,
     _lock: Option<Lock>,
+}
+
+impl Prepared {
+    /// The preflight's runtime line (what the repair will cost them), None when nothing.
+    pub fn runtime_cost(&self) -> Option<String> {
+        self.runtimes
+            .as_ref()
+            .and_then(crate::runtime::cost::preflight_line)
+    }
 }
 
 impl Prepared {
@@ -113,6 +124,8 @@ pub struct Outcome {
     /// Why nothing was left to do: how the journal had ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended: Option<Ended>,
+    /// The runtimes' containers this run cost their OOM watcher, and the remedy.
+    pub runtime: crate::runtime::outcome::RuntimeOutcome,
 }
 
 /// Milliseconds since `t`, for the timing lines of `-vv`.
@@ -134,6 +147,10 @@ pub struct Gathered {
     pub ids: IdCount,
     pub node: NodeFacts,
     pub run: RunFacts,
+    /// The container runtimes found (None: the process table could not be read, see
+    /// `runtime_error`).
+    pub runtimes: Option<crate::runtime::Runtimes>,
+    pub runtime_error: Option<String>,
 }
 
 impl Gathered {
@@ -239,12 +256,19 @@ pub fn gather(fs: &dyn Node, opts: &RepairOptions, state: StateDir) -> Result<Ga
         journal,
         kubelet,
     };
+    let (runtimes, runtime_error) =
+        match crate::runtime::detect(fs, &crate::runtime::cgroups_of(&snapshot)) {
+            Ok(r) => (Some(r), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
     Ok(Gathered {
         snapshot,
         kernel,
         ids,
         node,
         run,
+        runtimes,
+        runtime_error,
     })
 }
 
@@ -327,6 +351,7 @@ pub fn prepare(fs: &dyn Node, opts: &RepairOptions) -> Result<Prepared> {
         ids: g.ids,
         snapshot: g.snapshot,
         plan,
+        runtimes: g.runtimes,
         _lock: lock,
     })
 }
@@ -394,7 +419,26 @@ fn preflight_checks(describe: &str, g: &Gathered, refusals: &[Refusal]) -> Vec<C
         _ => Check { name: "kmem accounting", status: CheckStatus::Warn, detail: format!(
             "kernel {} accounts kmem for every memcg: the migration recreates the cgroups but does not stop dying memcgs from accumulating (see cgleak diagnose: reclaim, or boot with cgroup.memory=nokmem)", n.release) },
     });
+    checks.extend(runtime_check(g));
     checks
+}
+
+/// The runtimes line: what the repair will cost the containers of the runtimes found; none on a
+/// node without a runtime (docs/runtimes.md).
+fn runtime_check(g: &Gathered) -> Option<Check> {
+    if let Some(e) = &g.runtime_error {
+        return Some(Check {
+            name: "runtimes",
+            status: CheckStatus::Warn,
+            detail: format!("the process table could not be read ({e}): what the repair costs the container runtime is not known"),
+        });
+    }
+    let line = crate::runtime::cost::preflight_line(g.runtimes.as_ref()?)?;
+    Some(Check {
+        name: "runtimes",
+        status: CheckStatus::Warn,
+        detail: line,
+    })
 }
 
 fn state_line(r: &RunFacts) -> (&'static str, CheckStatus, String) {
@@ -486,6 +530,7 @@ pub fn execute(
         snapshot: prepared.snapshot,
         plan: prepared.plan,
     };
+    record_affected(fs, &opts.state_dir, prepared.runtimes.as_ref())?;
     let t = Instant::now();
     let mut j = Journal::create(&opts.state_dir, &header)?;
     log::debug!("journal written in {:.1} ms", ms(t));
@@ -518,7 +563,30 @@ pub fn execute(
         state_dir: opts.state_dir.clone(),
         already_done: false,
         ended: None,
+        runtime: crate::runtime::outcome::from_state_dir(fs.root(), &opts.state_dir),
     })
+}
+
+/// Before the first change: record the containers whose watchers the repair will cost (for
+/// `cgleak watchers` and a resume's report), or remove the record of an earlier repair.
+fn record_affected(
+    fs: &dyn Node,
+    dir: &Path,
+    runtimes: Option<&crate::runtime::Runtimes>,
+) -> Result<()> {
+    use crate::runtime::record;
+    match runtimes.filter(|r| !r.served.is_empty()) {
+        Some(r) => {
+            let rec = record::record_of(r, &fs.processes()?, now());
+            record::write(dir, &rec).map(|_| ())
+        }
+        None => match std::fs::remove_file(dir.join(record::AFFECTED_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", dir.join(record::AFFECTED_FILE), e))
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Whether `a` and `b` name one directory (`/x/` and `/x`, a symlink and its target).
@@ -651,6 +719,7 @@ fn run_journaled(
         state_dir: state_dir.to_path_buf(),
         already_done: w.ended.is_some(),
         ended: w.ended,
+        runtime: crate::runtime::outcome::from_state_dir(fs.root(), state_dir),
     })
 }
 

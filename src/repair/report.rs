@@ -188,10 +188,15 @@ pub fn render_outcome(o: &Outcome) -> String {
     let original = o.command == Command::Rollback && o.ended != Some(Ended::Completed);
     if o.verify.ok && original {
         s.push_str("The tree is back as it was; start kubelet again when ready.\n");
+        let runtime = crate::runtime::outcome::next_steps(&o.runtime, 1);
+        if !runtime.is_empty() {
+            s.push_str(&format!("Next, for the container runtime:\n{runtime}"));
+        }
     } else if o.verify.ok {
         s.push_str(
             "Next:\n  1. start kubelet (systemctl start kubelet), with kmem accounting disabled (kubelet built with nokmem, runc >= 1.0.0-rc94)\n  2. restart cAdvisor if it runs outside kubelet (its inotify watches point at removed cgroups)\n  3. when new containers run, check them: cgleak diagnose (kmem accounting must stay inactive)\n",
         );
+        s.push_str(&crate::runtime::outcome::next_steps(&o.runtime, 4));
     }
     s
 }

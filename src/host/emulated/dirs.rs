@@ -147,6 +147,7 @@ impl EmulatedFs {
                 inner.state.dying_cache += 1;
             }
         }
+        self.runtime_offline(inner, full);
         self.persist(inner)?;
         Ok(self.flush_proc_cgroups(inner)?)
     }
@@ -199,6 +200,7 @@ impl EmulatedFs {
         pn.kids.remove(crate::model::path::base_name(from));
         pn.kids
             .insert(crate::model::path::base_name(to).to_string());
+        self.runtime_renamed(inner, from, to);
         Ok(())
     }
 }

@@ -282,13 +282,8 @@ impl Host for EmulatedFs {
 
     fn find_processes(&self, comm: &str) -> Result<Vec<u32>> {
         self.read_op(|inner| {
-            let pids: Vec<u32> = inner.proc_pids.iter().copied().collect();
             let mut out = Vec::new();
-            for pid in pids {
-                // Like /proc's listing: thread-group leaders only.
-                if inner.tasks.get(&pid).is_some_and(|t| t.tgid != pid) {
-                    continue;
-                }
+            for pid in Self::leaders(inner) {
                 if matches!(self.comm(inner, pid), Ok(c) if c == comm) {
                     out.push(pid);
                 }
@@ -408,5 +403,22 @@ impl Host for EmulatedFs {
             self.persist(inner)?;
             self.flush_swaps(inner)
         })
+    }
+
+    fn processes(&self) -> Result<Vec<crate::host::procs::ProcInfo>> {
+        self.process_table()
+    }
+
+    fn fd_targets(&self, pid: u32) -> Result<Vec<String>> {
+        Ok(self.fd_targets_of(pid))
+    }
+
+    fn host_file(&self, path: &str) -> Result<Option<String>> {
+        self.host_file_of(path)
+    }
+
+    /// Emulated time: nothing sleeps; the runtime's processes react to what they were told.
+    fn pass_time(&self, _: std::time::Duration) {
+        self.settle_runtime();
     }
 }

@@ -11,6 +11,9 @@
 //! base/emulated.blobs/          read-only files named after their content: a new cgroup's
 //!                               control files are hard links to them until first written
 //! base/proc/<pid>/{comm,status} one directory per process or thread (status has `Tgid:`)
+//! base/emulated.runtime.json  the container runtime's processes (parent, exe, cmdline) and
+//!                               the eventfds it registered on memcgs (see `runtime.rs`)
+//! base/host/                    the machine's other files the runtime detection reads (dpkg)
 //! base/emulated.lock           flock(2) serialising operations across processes; holds the
 //!                               node's generation and the intent of a commit under way
 //! base/emulated.tmp/            directories being built, or just removed, around a rename
@@ -54,6 +57,7 @@ mod knobs;
 mod load;
 mod node_copy;
 mod profile;
+mod runtime;
 mod slab;
 mod state;
 mod tasks;
@@ -63,6 +67,7 @@ pub use faults::{Fault, FaultWhen, FAULTS_HELP};
 use node_copy::ensure_empty;
 pub use node_copy::{clone_node, copy_node, find_base, tempdir};
 pub use profile::KernelProfile;
+pub use runtime::{ShimEvent, ShimReaction, Watcher, HOST_DIR, RUNTIME_FILE};
 pub use slab::{KMEM_ID_FILE, SLAB_DIR};
 pub use txn::{LOCK_FILE, TMP_DIR};
 
@@ -175,6 +180,10 @@ pub(super) struct Inner {
     /// Whether base/emulated.tmp is known to exist, and the last name made in it.
     tmp_ready: bool,
     tmp_seq: u64,
+    /// The container runtime's processes and watchers (see `runtime.rs`).
+    runtime: runtime::RuntimeState,
+    /// Its file's content as last read or written.
+    runtime_json: Vec<u8>,
 }
 
 impl Inner {
@@ -205,7 +214,11 @@ impl Inner {
             trash: Vec::new(),
             tmp_ready: false,
             tmp_seq: 0,
+            runtime: runtime::RuntimeState::default(),
+            runtime_json: Vec::new(),
         };
+        inner.runtime = runtime::load_runtime(base)?;
+        inner.runtime_json = serde_json::to_vec_pretty(&inner.runtime).expect("serializes");
         load_tree(base, mount, &mut inner)?;
         Ok(inner)
     }

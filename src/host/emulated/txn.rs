@@ -250,6 +250,8 @@ impl EmulatedFs {
         let _held = self.node_lock.exclusive()?;
         self.sync(&mut inner)?;
         let r = f(&mut inner);
+        // Another process (a shim) runs while the node changes: it may react now.
+        self.runtime_tick(&mut inner, false);
         self.commit(&mut inner)?;
         r
     }
