@@ -14,8 +14,7 @@
 #   CGLEAK_LAB_CGLEAK        path of a prebuilt static cgleak to use instead of building
 #   CGLEAK_LAB_SERIAL        1: boot the kernels one after the other (default: in parallel)
 #   CGLEAK_LAB_MEM           guest memory in MiB (default 3072: the swap cycle needs room)
-#   CGLEAK_LAB_RUNTIME_KERNELS suites that get boot C (default "bookworm"; add bullseye to
-#                            work on the 5.10 failure)
+#   CGLEAK_LAB_RUNTIME_KERNELS suites that get boot C (default "bookworm bullseye")
 #   CGLEAK_LAB_GROUP_A/_B/_C (development) scenarios of boot A / B / C instead of the full
 #                            lists; =none skips that boot. Scenarios left out are reported as
 #                            FAIL. Boot C runs containerd, runc and dockerd (Debian bookworm's,
@@ -30,9 +29,7 @@ vm_dir="$repo/scripts/vm"
 cache=${CGLEAK_LAB_CACHE:-/var/cache/cgleak-lab}
 allow_notrun=${CGLEAK_LAB_ALLOW_NOTRUN:-0}
 suites=${CGLEAK_LAB_KERNELS:-bookworm bullseye}
-# boot C only on 6.1 by default: on 5.10 runc 1.1.5's init dies in its first stage (the lab run
-# of 2026-12-02: "waiting for init preliminary setup: read init-p: connection reset by peer")
-runtime_suites=${CGLEAK_LAB_RUNTIME_KERNELS:-bookworm}
+runtime_suites=${CGLEAK_LAB_RUNTIME_KERNELS:-bookworm bullseye}
 mem=${CGLEAK_LAB_MEM:-3072}
 run_id=$(date +%Y%m%d-%H%M%S)
 logs="$cache/logs/$run_id"
@@ -252,15 +249,21 @@ build_cgleak() {
     fi
 }
 
-build_helper() {
-    mkdir -p "$cache/work"
-    churn_bin="$cache/work/memcg-churn"
-    if [ ! -x "$churn_bin" ] || [ "$vm_dir/memcg-churn.c" -nt "$churn_bin" ]; then
-        log "gcc -static scripts/vm/memcg-churn.c"
-        gcc -static -O2 -Wall -o "$churn_bin.tmp" "$vm_dir/memcg-churn.c" ||
-            die 3 "cannot build scripts/vm/memcg-churn.c (static glibc: apt-get install libc6-dev)"
-        mv "$churn_bin.tmp" "$churn_bin"
-    fi
+# build_helpers: every C helper of scripts/vm/ (memcg-churn.c, memcg-event.c), static, into
+# $cache/work/bin (rebuilt when the source is newer)
+build_helpers() {
+    helper_dir="$cache/work/bin"
+    mkdir -p "$helper_dir"
+    local c b
+    for c in "$vm_dir"/*.c; do
+        b="$helper_dir/$(basename "$c" .c)"
+        if [ ! -x "$b" ] || [ "$c" -nt "$b" ]; then
+            log "gcc -static scripts/vm/$(basename "$c")"
+            gcc -static -O2 -Wall -o "$b.tmp" "$c" ||
+                die 3 "cannot build scripts/vm/$(basename "$c") (static glibc: apt-get install libc6-dev)"
+            mv "$b.tmp" "$b"
+        fi
+    done
 }
 
 # pack_initramfs KDIR OUT
@@ -273,8 +276,8 @@ pack_initramfs() {
     chmod 755 "$root/init"
     cp "$vm_dir"/*.sh "$root/lab/"
     cp "$vm_dir"/scenarios/*.sh "$root/lab/scenarios/"
-    cp "$vm_dir"/runtime/guest.sh "$root/lab/runtime/"
-    cp "$churn_bin" "$root/lab/bin/memcg-churn"
+    cp "$vm_dir"/runtime/guest*.sh "$root/lab/runtime/"
+    cp "$helper_dir"/* "$root/lab/bin/"
     if [ -n "$cgleak_bin" ]; then
         cp "$cgleak_bin" "$root/lab/bin/cgleak"
         # debug info is useless in the guest and triples the initramfs
@@ -340,7 +343,9 @@ expected() {
             repair.migrate-back repair.rename repair.kill-resume ;;
         *-B) echo nokmem.kernel nokmem.diagnose
             case "$2" in 5.10.*) echo use_hierarchy.kernel use_hierarchy.repair ;; esac ;;
-        *-C) echo runtime.start runtime.containerd runtime.docker runtime.repair ;;
+        *-C) echo runtime.start runtime.containerd runtime.docker runtime.migrate-back \
+            runtime.migrate-back.checks runtime.rename runtime.rename.checks runtime.kill-resume \
+            runtime.kill-resume.checks runtime.eventfd runtime.v1-restart ;;
     esac
 }
 
@@ -348,7 +353,7 @@ expected() {
 main() {
     ensure_tools
     mkdir -p "$cache/work" "$logs"
-    build_helper
+    build_helpers
     build_cgleak
     local -A kdirs=() initrds=()
     local s

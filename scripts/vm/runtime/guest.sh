@@ -104,10 +104,11 @@ rt_stop() {
     true
 }
 
-# ctr_container CGPATH LIMIT ID: a container of the busybox image, `sleep`, in cgroup CGPATH
-# (absolute in every hierarchy, as kubelet passes it to containerd), memory limit LIMIT bytes
+# ctr_container CGPATH LIMIT ID [RUNTIME]: a container of the busybox image, `sleep`, in cgroup
+# CGPATH (absolute in every hierarchy, as kubelet passes it to containerd), memory limit LIMIT
+# bytes, with RUNTIME (default shim v2 io.containerd.runc.v2)
 ctr_container() {
-    ctr_ run -d --snapshotter native --no-pivot --runtime io.containerd.runc.v2 \
+    ctr_ run -d --snapshotter native --no-pivot --runtime "${4:-io.containerd.runc.v2}" \
         --cgroup "$1" --memory-limit "$2" $RT_IMAGE "$3" sleep 100000
 }
 
