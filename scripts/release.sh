@@ -62,7 +62,10 @@ tools="$repo/target/tools"
 tool() { # crate version
     if [ ! -x "$tools/bin/$1" ] || ! grep -q "^\"$1 $2 " "$tools/.crates.toml" 2>/dev/null; then
         echo "release.sh: cargo install --locked --version $2 $1 (into $tools)" >&2
-        CARGO_TARGET_DIR="$repo/target/tools-build" cargo install --locked --quiet \
+        # Without the static-glibc RUSTFLAGS above: they would reach the tools' proc-macro
+        # crates, which cannot be built with crt-static ("does not support these crate types").
+        env -u RUSTFLAGS -u CARGO_ENCODED_RUSTFLAGS \
+            CARGO_TARGET_DIR="$repo/target/tools-build" cargo install --locked --quiet \
             --version "$2" --root "$tools" "$1" >&2 || die "cargo install $1 $2 failed (see above)"
     fi
 }
