@@ -1,5 +1,6 @@
 //! Issue 14: the emulated 3.10 held to what a real RHEL 7.8 kernel (3.10.0-1127) showed, and
-//! `diagnose` counting its dying memcgs from /sys/kernel/slab without systemtap
+//! `diagnose` counting its dying memcgs (the emulated truth: the kmem-pinned dying,
+//! `dying_split().0`) from /sys/kernel/slab without systemtap
 //! (docs/kernel-facts.md, "Counting dying memcgs").
 
 #[path = "support/emulated_node.rs"]
@@ -56,7 +57,7 @@ fn cache_copies_appear_for_kmem_active_memcgs_with_tasks_and_outlive_them() {
     emu.exit(pid);
     emu.rmdir("kubepods/podA/c1").unwrap();
     assert_eq!(memcg_caches(&base), caches);
-    assert_eq!(emu.slab_pinned(), 1);
+    assert_eq!(emu.dying_split().0, 1);
     // A kmem-active memcg whose tasks never allocated holds no kmem charge: freed at rmdir.
     emu.rmdir("kubepods/podA/idle").unwrap();
     assert_eq!(emu.dying(), 1);
@@ -133,7 +134,7 @@ fn diagnose_counts_at_least_the_slab_pinned_memcgs_and_ranks_on_it() {
         removed += 1;
     }
     assert_eq!(removed, 5);
-    let truth = emu.slab_pinned();
+    let truth = emu.dying_split().0;
     assert_eq!(truth, 64_605);
     drop(emu);
     let (code, j) = node.json(&["diagnose", "--format", "json"]);

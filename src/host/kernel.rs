@@ -52,7 +52,7 @@ const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
 const COMM_MAX: usize = 15;
 
 /// The errno of an I/O error (EIO when the error did not come from a system call).
-fn errno_of(e: &std::io::Error) -> Errno {
+pub(crate) fn errno_of(e: &std::io::Error) -> Errno {
     e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
 }
 
@@ -204,11 +204,9 @@ fn force_empty_within(path: &Path, budget: std::time::Duration) -> Result<bool> 
 /// any more (cgroup_exit moves it to the root css_set before it turns zombie), so to verify it
 /// has exited, not left the tree.
 fn stat_says_exited(stat: &str) -> bool {
-    // The command name in parentheses may hold spaces and ')': fields start after the last ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+    let Some((_, mut fields)) = crate::host::procs::split_stat(stat) else {
         return false;
     };
-    let mut fields = rest.split_whitespace();
     let state = fields.next().unwrap_or("");
     // After the state: ppid, pgrp, session, tty_nr, tpgid, then flags (field 9).
     let flags = fields

@@ -34,12 +34,21 @@ pub struct ProcInfo {
     pub start_time: u64,
 }
 
-/// Fields of a /proc/PID/stat line: (comm, ppid, starttime). None when malformed.
-pub fn parse_stat(stat: &str) -> Option<(String, u32, u64)> {
+/// A /proc/PID/stat line split at its command name: (comm, the fields after it, from state
+/// on). The name may hold spaces and ')': it ends at the last ')'. None when malformed.
+pub fn split_stat(stat: &str) -> Option<(&str, std::str::SplitWhitespace<'_>)> {
     let open = stat.find('(')?;
     let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    let mut f = stat.get(close + 1..)?.split_whitespace();
+    Some((
+        stat.get(open + 1..close)?,
+        stat.get(close + 1..)?.split_whitespace(),
+    ))
+}
+
+/// Fields of a /proc/PID/stat line: (comm, ppid, starttime). None when malformed.
+pub fn parse_stat(stat: &str) -> Option<(String, u32, u64)> {
+    let (comm, mut f) = split_stat(stat)?;
+    let comm = comm.to_string();
     // After comm: state (3), ppid (4), ... starttime (22): 19 fields after ppid.
     let _state = f.next()?;
     let ppid = f.next()?.parse().ok()?;

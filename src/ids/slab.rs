@@ -15,6 +15,7 @@
 //! names repeat (container ids and pod uids are unique; `burstable` or a reused name is not).
 
 use crate::error::{Error, FsOp, Result, SysError};
+use crate::host::kernel::errno_of;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -92,10 +93,6 @@ pub fn read_names(dir: &Path) -> Result<Option<Vec<String>>> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
     ))
-}
-
-fn errno_of(e: &std::io::Error) -> Errno {
-    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }
 
 /// How many live directories of the memory hierarchy below `mount` carry each basename (the

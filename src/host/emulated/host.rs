@@ -151,6 +151,9 @@ impl EmulatedFs {
     }
 
     /// Dying memcgs split: (pinned by kmem, by reclaimable page cache, by swapped-out pages).
+    /// On 3.10 the first is the truth the count from /sys/kernel/slab finds: every kmem-pinned
+    /// memcg has cache copies but one charged by hand ([`EmulatedFs::charge_slab`]) whose tasks
+    /// never allocated.
     pub fn dying_split(&self) -> (u64, u64, u64) {
         let inner = self.lock();
         (

@@ -60,7 +60,7 @@ impl EmulatedFs {
         self.set_file(inner, full, KMEM_ID_FILE, format!("{id}\n"))?;
         inner.nodes.get_mut(full).expect("checked").kmem_id = id;
         let name = crate::model::path::base_name(full).to_string();
-        self.queue_slab_entries(inner, id, &name, &TASK_CACHES)
+        self.queue_slab_entries(inner, id, &name)
     }
 
     /// `n` dying memcgs of a bulk leak on 3.10, each with its kmem id and one cache copy. Made
@@ -87,29 +87,16 @@ impl EmulatedFs {
         id
     }
 
-    /// Cache copies for kmem id `id` of memcg `name`: built aside and renamed into place at
+    /// The task caches' copies for kmem id `id` of memcg `name`: built aside and renamed into place at
     /// commit, like every emulated change.
-    fn queue_slab_entries(
-        &self,
-        inner: &mut Inner,
-        id: u64,
-        name: &str,
-        caches: &[&str],
-    ) -> Result<()> {
+    fn queue_slab_entries(&self, inner: &mut Inner, id: u64, name: &str) -> Result<()> {
         let dir = self.base.join(SLAB_DIR);
-        for c in caches {
+        for c in TASK_CACHES {
             let tmp = self.tmp_path(inner)?;
             std::fs::create_dir(&tmp).map_err(|e| Error::io("mkdir", &tmp, e))?;
             self.queue_rename(inner, &tmp, &dir.join(format!("{c}({id}:{name})")));
         }
         Ok(())
-    }
-
-    /// Dying memcgs kept by kmem charges (3.10): the leak's truth, what the count from
-    /// /sys/kernel/slab finds. Every one has cache copies but those charged by hand
-    /// ([`EmulatedFs::charge_slab`]) whose tasks never allocated.
-    pub fn slab_pinned(&self) -> u64 {
-        self.lock().state.dying_kmem
     }
 }
 
