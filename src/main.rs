@@ -26,6 +26,8 @@ fn must_finish(cmd: &Command) -> bool {
         | Command::Snapshot(_)
         | Command::Verify(_)
         | Command::Watchers(_)
+        | Command::Oom(_)
+        | Command::Memory(_)
         | Command::Generate(_) => false,
     }
 }

@@ -118,6 +118,12 @@ pub enum Command {
     /// Read-only: which running containers a repair recorded still lack their runtime's OOM
     /// watcher (exit 0 none, 1 some), to plan and check a rolling restart.
     Watchers(WatchersArgs),
+    /// Read-only: the OOM kills on this node (from /dev/kmsg or a copied log) with their pod and
+    /// container; with --predict, the task the kernel would kill next in each pod and container.
+    Oom(OomArgs),
+    /// Read-only: per container, usage, the working set kubelet computes, page cache, what the
+    /// kernel could reclaim, and why the working set is above the rss.
+    Memory(MemoryArgs),
     /// Free dying memcgs: drop clean page cache; with --swap-cycle read swap back (kernels >= 3.16).
     Reclaim(ReclaimArgs),
     /// Show diagnose, plan, repair and verify on an emulated 3.10 node in a temp dir (no root needed).
@@ -278,6 +284,78 @@ pub struct WatchersArgs {
     pub state_dir: PathBuf,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+}
+
+/// Output formats of the memory doctor's commands (`oom`, `memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    Text,
+    Json,
+    /// node-problem-detector custom plugin: one line; exit 0 nothing found, 1 found.
+    Npd,
+    /// Prometheus text format (node_exporter textfile collector); see --textfile.
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct OomArgs {
+    /// Read a kernel log copied off a node (`dmesg`, `dmesg -T`, `journalctl -k` or /dev/kmsg
+    /// records) from FILE, or `-` for standard input, instead of this node's /dev/kmsg.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["follow", "predict"])]
+    pub input: Option<PathBuf>,
+    /// Only kills at or after this time: a duration back from now (`90m`, `2h`, `3d`) or an
+    /// RFC 3339 time (`2026-12-02T10:00:00Z`).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Keep reading /dev/kmsg and print each kill as it happens (Ctrl-C ends).
+    #[arg(long, conflicts_with = "predict")]
+    pub follow: bool,
+    /// Instead of past kills: for every memcg of the pods tree with a limit, the task the
+    /// kernel would kill if that memcg hit its limit now, by this kernel's own rules.
+    #[arg(long)]
+    pub predict: bool,
+    /// Where kubelet keeps the pods' logs (`<namespace>_<pod>_<uid>/<container>/`), for names.
+    #[arg(long, default_value = "/var/log/pods", value_name = "DIR")]
+    pub pods_log_dir: PathBuf,
+    /// Where containerd keeps its running tasks' bundles (config.json annotations), for names.
+    #[arg(
+        long,
+        default_value = "/run/containerd/io.containerd.runtime.v2.task",
+        value_name = "DIR"
+    )]
+    pub containerd_state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DoctorFormat,
+    /// With --format prometheus: write the metrics atomically to this file (a node_exporter
+    /// textfile directory) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Only this pod (name, namespace/name or uid) or container (name or id prefix).
+    #[arg(value_name = "POD|CONTAINER")]
+    pub target: Option<String>,
+    /// Where kubelet keeps the pods' logs (`<namespace>_<pod>_<uid>/<container>/`), for names.
+    #[arg(long, default_value = "/var/log/pods", value_name = "DIR")]
+    pub pods_log_dir: PathBuf,
+    /// Where containerd keeps its running tasks' bundles (config.json annotations), for names.
+    #[arg(
+        long,
+        default_value = "/run/containerd/io.containerd.runtime.v2.task",
+        value_name = "DIR"
+    )]
+    pub containerd_state_dir: PathBuf,
+    /// kubelet's hard eviction threshold for memory.available (`100Mi`, `5%`), to tell the
+    /// distance to eviction.
+    #[arg(long, default_value = "100Mi", value_name = "QUANTITY")]
+    pub eviction_hard: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DoctorFormat,
+    /// With --format prometheus: write the metrics atomically to this file.
+    #[arg(long, value_name = "FILE")]
+    pub textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,10 @@
 mod demo;
 mod diagnose;
 mod generate;
+mod memory;
+mod oom;
 mod plan;
+mod predict;
 mod probe;
 mod reclaim;
 mod repair;
@@ -38,6 +41,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Rollback(a) => rollback::run(g, a),
         Command::Verify(a) => verify::run(g, a),
         Command::Watchers(a) => watchers::run(g, a),
+        Command::Oom(a) if a.predict => predict::run(g, a),
+        Command::Oom(a) => oom::run(g, a),
+        Command::Memory(a) => memory::run(g, a),
         Command::Reclaim(a) => reclaim::run(g, a),
         Command::Demo(a) => demo::run(a),
         Command::Emulate(a) => demo::emulate(a),
