@@ -813,6 +813,12 @@ impl Host for KernelFs {
     fn pass_time(&self, d: std::time::Duration) {
         KernelHost.pass_time(d)
     }
+    fn host_dir(&self, path: &str) -> Result<Option<Vec<String>>> {
+        KernelHost.host_dir(path)
+    }
+    fn proc_file(&self, rel: &str) -> Result<Option<String>> {
+        KernelHost.proc_file(rel)
+    }
 }
 
 impl Host for KernelHost {
@@ -927,6 +933,37 @@ impl Host for KernelHost {
 
     fn pass_time(&self, d: std::time::Duration) {
         std::thread::sleep(d);
+    }
+
+    fn host_dir(&self, path: &str) -> Result<Option<Vec<String>>> {
+        let p = Path::new(path);
+        let rd = match std::fs::read_dir(p) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(sys(FsOp::List, p, &e)),
+        };
+        let mut names = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| sys(FsOp::List, p, &e))?;
+            names.push(ent.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(Some(names))
+    }
+
+    fn proc_file(&self, rel: &str) -> Result<Option<String>> {
+        let p = Path::new("/proc").join(rel.trim_start_matches('/'));
+        match std::fs::read(&p) {
+            Ok(b) => Ok(Some(text(b))),
+            // ESRCH: a /proc/PID file of a task that exited between open and read.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(Errno::ESRCH as i32) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sys(FsOp::Read, &p, &e)),
+        }
     }
 }
 

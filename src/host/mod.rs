@@ -205,6 +205,21 @@ pub trait Host: Send + Sync {
 
     /// Let `d` pass (a sleep): the other processes of the node (a runtime's shims) get to run.
     fn pass_time(&self, d: std::time::Duration);
+
+    /// The entry names of a directory of the machine outside /proc and the cgroupfs, sorted
+    /// (kubelet's /var/log/pods, containerd's state directory, for pod and container names);
+    /// None when it does not exist.
+    fn host_dir(&self, path: &str) -> Result<Option<Vec<String>>> {
+        let _ = path;
+        Ok(None)
+    }
+
+    /// A file below /proc, `rel` relative to it (`stat`, `1234/status`, `1234/oom_score_adj`);
+    /// None when it does not exist (the process has exited).
+    fn proc_file(&self, rel: &str) -> Result<Option<String>> {
+        let _ = rel;
+        Ok(None)
+    }
 }
 
 /// A node: its memory hierarchy and its host, for the commands that need both (a repair

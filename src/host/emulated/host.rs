@@ -420,6 +420,10 @@ impl Host for EmulatedFs {
         self.host_file_of(path)
     }
 
+    fn host_dir(&self, path: &str) -> Result<Option<Vec<String>>> {
+        self.host_dir_of(path)
+    }
+
     /// Emulated time: nothing sleeps; the runtime's processes react to what they were told.
     fn pass_time(&self, _: std::time::Duration) {
         self.settle_runtime();

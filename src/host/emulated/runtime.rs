@@ -369,6 +369,22 @@ impl EmulatedFs {
         }
     }
 
+    pub(super) fn host_dir_of(&self, path: &str) -> Result<Option<Vec<String>>> {
+        let p = self.base.join(HOST_DIR).join(path.trim_start_matches('/'));
+        let rd = match std::fs::read_dir(&p) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read_dir", &p, e)),
+        };
+        let mut names = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io("read_dir", &p, e))?;
+            names.push(ent.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(Some(names))
+    }
+
     /// Time passes: every signalled owner reacts now.
     pub(super) fn settle_runtime(&self) {
         let r = self.mutate(|inner| {
