@@ -96,6 +96,19 @@ fn no_runtime_nothing_extra() {
     assert_eq!(out.stats.runtime_settle, None);
 }
 
+/// `cgleak --root R watchers --state-dir S [--format json]`.
+fn watchers_args(emu: &EmulatedFs, state: &std::path::Path, json: bool) -> Vec<String> {
+    let mut a: Vec<String> = ["--root", &emu.root().display().to_string(), "watchers"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.extend(["--state-dir".into(), state.display().to_string()]);
+    if json {
+        a.extend(["--format".into(), "json".into()]);
+    }
+    a
+}
+
 #[test]
 fn next_steps_record_and_watchers_before_and_after_a_restart() {
     let (dir, emu) = node(4, EmulatedRuntime::ContainerdV2);
@@ -131,21 +144,20 @@ fn next_steps_record_and_watchers_before_and_after_a_restart() {
     assert!(emu.watchers().is_empty());
 
     let state = dir.path().join("state");
-    let root = emu.root().display().to_string();
-    let args = [
-        "--root",
-        root.as_str(),
-        "watchers",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+    let args = watchers_args(&emu, &state, true);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, js, err) = cgleak(&args);
     assert_eq!(code, 1, "{err}");
     let v: serde_json::Value = serde_json::from_str(&js).unwrap();
     assert_eq!(v["recorded"], n);
     assert_eq!(v["lacking"], n);
+    // Corroboration: every shim serves its containers and watches none, as judged.
+    assert_eq!(v["disagreements"], 0, "{js}");
+    let shims = v["shims"].as_array().unwrap();
+    assert!(!shims.is_empty());
+    assert!(shims
+        .iter()
+        .all(|f| f["eventfds"] == 0 && f["expected"] == 0 && f["owner"] == "shim"));
 
     // Restart every container (a rolling restart): each gets a new process and watcher.
     let rec = cgleak::runtime::record::load(&state).unwrap();
@@ -162,12 +174,47 @@ fn next_steps_record_and_watchers_before_and_after_a_restart() {
     let (code, js, _) = cgleak(&args);
     assert_eq!(code, 0, "{js}");
     assert_eq!(emu.watchers().len(), n);
+    let v: serde_json::Value = serde_json::from_str(&js).unwrap();
+    assert_eq!(v["disagreements"], 0, "{js}");
+    assert!(v["shims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["eventfds"] == f["expected"]));
     let (code, text, _) = cgleak(&args[..5]);
     assert_eq!(code, 0);
     assert!(
         text.contains("Every recorded container that still runs has its watcher again"),
         "{text}"
     );
+}
+
+/// An eventfd the judgement does not expect (another agent's, or a watch cgleak missed) is
+/// reported with its owner, not hidden; the exit code stays the judgement's.
+#[test]
+fn watchers_reports_an_eventfd_count_that_disagrees() {
+    let (dir, emu) = node(2, EmulatedRuntime::ContainerdV2);
+    let o = opts(dir.path(), Strategy::MigrateBack);
+    repair::execute(&emu, &o, repair::prepare(&emu, &o).unwrap(), None).unwrap();
+    let state = dir.path().join("state");
+    let rec = cgleak::runtime::record::load(&state).unwrap();
+    let first = &rec.containers[0].served;
+    emu.register_watcher(first.shim_pid, &first.cgroup).unwrap();
+    let text_args = watchers_args(&emu, &state, false);
+    let args: Vec<&str> = text_args.iter().map(String::as_str).collect();
+    let (code, text, err) = cgleak(&args);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        text.contains(&format!(
+            "warning: shim pid {} holds 1 eventfds where 0 are expected",
+            first.shim_pid
+        )),
+        "{text}"
+    );
+    let json = watchers_args(&emu, &state, true);
+    let json: Vec<&str> = json.iter().map(String::as_str).collect();
+    let v: serde_json::Value = serde_json::from_str(&cgleak(&json).1).unwrap();
+    assert_eq!(v["disagreements"], 1);
 }
 
 #[test]

@@ -10,7 +10,9 @@ use crate::runtime::record;
 pub(super) fn run(g: &Global, a: &WatchersArgs) -> Result<u8> {
     let rec = record::load(&a.state_dir)?;
     let fs = open_node(&g.root)?;
-    let report = record::check(fs.as_ref(), &a.state_dir, &rec)?;
+    let snap = crate::scan::scan_live(fs.as_ref(), &g.kubepods)?;
+    let now = crate::runtime::cgroups_of(&snap);
+    let report = record::check(fs.as_ref(), &a.state_dir, &rec, &now)?;
     match a.format {
         Format::Json => out(&json(&report)),
         Format::Text => out(&record::render(&report)),
