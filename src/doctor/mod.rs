@@ -2,5 +2,6 @@
 //! kernel would kill next in each pod (this kernel's own victim rules), and why a container's
 //! working set looks full (memory.stat as kubelet reads it). Read-only, v1 and v2.
 
+pub mod identity;
 pub mod kmsg;
 pub mod oomlog;
