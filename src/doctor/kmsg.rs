@@ -417,11 +417,7 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     let year: i32 = d.next()?.parse().ok()?;
     let mon: u32 = d.next()?.parse().ok()?;
     let day: u32 = d.next()?.parse().ok()?;
-    if d.next().is_some()
-        || date.len() != 10
-        || !(1..=12).contains(&mon)
-        || !(1..=31).contains(&day)
-    {
+    if d.next().is_some() || date.len() != 10 || !valid_date(year, mon, day) {
         return None;
     }
     let zone_at = time.find(['Z', 'z', '+', '-']);
@@ -469,6 +465,19 @@ fn parse_offset(z: &str) -> Option<i64> {
         0
     };
     Some(sign * (h * 3600 + m * 60))
+}
+
+/// Whether the day exists in that month (Gregorian leap years).
+fn valid_date(y: i32, m: u32, d: u32) -> bool {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian; H. Hinnant's algorithm).
@@ -875,7 +884,8 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
-        assert_eq!(parse_iso("2026-02-30T00:00:00Z").is_some(), true);
+        assert_eq!(parse_iso("2026-02-30T00:00:00Z"), None);
+        assert!(parse_iso("2024-02-29T00:00:00Z").is_some());
         assert_eq!(parse_iso("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_iso("garbage"), None);
     }
