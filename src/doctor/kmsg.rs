@@ -112,7 +112,8 @@ pub fn parse_text(bytes: &[u8]) -> Log {
         }
         after_kmsg = false;
         match parse_line(line) {
-            Parsed::Records(rs) => {
+            Parsed::Records(mut rs) => {
+                continued_line(log.records.last(), &mut rs);
                 after_kmsg = rs.first().map(|r| r.form) == Some(Form::Kmsg);
                 if let Some(r) = rs.first() {
                     log.forms.insert(r.form);
@@ -125,6 +126,24 @@ pub fn parse_text(bytes: &[u8]) -> Log {
         }
     }
     log
+}
+
+/// dmesg and journalctl print the later lines of a record with embedded newlines (5.x's
+/// memory.stat, the Mem-Info block) indented and without a time: such a line keeps the time
+/// and form of the line before it.
+fn continued_line(prev: Option<&Record>, rs: &mut [Record]) {
+    let (Some(prev), [r]) = (prev, rs) else {
+        return;
+    };
+    let timed_text = !matches!(prev.form, Form::Kmsg | Form::Bare);
+    if r.form == Form::Bare && timed_text && r.text.starts_with([' ', '\t']) {
+        r.text = r.text.trim_start().to_string();
+        r.since_boot_us = prev.since_boot_us;
+        r.wall_us = prev.wall_us;
+        r.seq = prev.seq;
+        r.caller = prev.caller.clone();
+        r.form = prev.form;
+    }
 }
 
 /// The line as text, or None when it holds bytes no kernel log line has (NUL, control

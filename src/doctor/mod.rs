@@ -4,4 +4,5 @@
 
 pub mod identity;
 pub mod kmsg;
+pub mod oom_render;
 pub mod oomlog;

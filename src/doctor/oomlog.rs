@@ -9,7 +9,8 @@
 //! is a kill even when nothing else of its report was printed: its other fields are null.
 //! Lines that belong to no report are ignored; unknown fields of known lines too.
 
-use super::kmsg::Record;
+use super::identity::{self, Identity, Names};
+use super::kmsg::{Log, Record};
 use serde::Serialize;
 
 /// The memcg's counters from `memory: usage %llukB, limit %llukB, failcnt %llu`.
@@ -103,6 +104,10 @@ pub struct Kill {
     pub victim: Victim,
     /// The kernel release from the report's `CPU: ... Comm: ...` line.
     pub kernel: Option<String>,
+    /// Whose memcg the victim's is: from the path (pod uid, QoS, container id), names from
+    /// the node's files; null when the victim's memcg is unknown or not a pod's.
+    pub identity: Option<Identity>,
+    /// The pod's sandbox (pause) was the victim: the whole pod goes with it.
     pub sandbox_killed: bool,
     pub why: Option<String>,
     pub tasks: Vec<TaskRow>,
@@ -640,5 +645,204 @@ pub fn page_kib(k: &Kill) -> u64 {
             }
         }
         _ => 4,
+    }
+}
+
+/// `cgleak oom`'s answer: the kills, how many records were read and dropped, and what the
+/// reader should know about them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `/dev/kmsg`, the input file, or `standard input`.
+    pub source: String,
+    /// Oldest first.
+    pub kills: Vec<Kill>,
+    pub records: u64,
+    pub skipped: u64,
+    pub notes: Vec<String>,
+}
+
+/// Who each victim was and whether its pod's sandbox died.
+pub fn annotate(kills: &mut [Kill], names: &Names) {
+    for k in kills {
+        k.identity = k.task_memcg.as_deref().and_then(identity::from_cgroup_path);
+        if let Some(id) = k.identity.as_mut() {
+            names.fill(id);
+        }
+        k.sandbox_killed = sandbox_killed(k);
+        if k.sandbox_killed {
+            k.why = Some(sandbox_why(k));
+        }
+    }
+}
+
+/// The victim was the pod's sandbox: the runtime's record says so, or, where no record names
+/// the container, the victim is `pause` in a container cgroup of a pod.
+fn sandbox_killed(k: &Kill) -> bool {
+    let Some(id) = &k.identity else {
+        return false;
+    };
+    match id.sandbox {
+        Some(s) => s,
+        None => {
+            id.container_name.is_none()
+                && id.container_id.is_some()
+                && k.victim.comm.as_deref() == Some("pause")
+        }
+    }
+}
+
+/// The kernel's points for one row, roughly as oom_badness counts them (mm/oom_kill.c):
+/// rss + page tables + swap, plus adj per mille of totalpages (here the memcg's limit; the
+/// kernel adds the swap headroom when swappiness allows swap).
+fn points(row: &TaskRow, totalpages: u64) -> Option<i64> {
+    let base = row.rss? + row.pgtables.unwrap_or(0) + row.swapents.unwrap_or(0);
+    let adj = i64::from(row.oom_score_adj?);
+    Some(base as i64 + adj * totalpages as i64 / 1000)
+}
+
+/// The sentence that says what a sandbox kill does and why the kernel chose the pause.
+fn sandbox_why(k: &Kill) -> String {
+    let mut s = String::from(
+        "the pod's sandbox (pause) was killed: the whole pod is recreated, every container \
+         restarts",
+    );
+    let pause = k.tasks.iter().find(|t| Some(t.pid) == k.victim.pid);
+    let app = k
+        .tasks
+        .iter()
+        .filter(|t| Some(t.pid) != k.victim.pid)
+        .max_by_key(|t| t.rss.unwrap_or(0));
+    let total = k.memory.limit_kib.map(|l| l / page_kib(k));
+    let (Some(pause), Some(app), Some(total)) = (pause, app, total) else {
+        s.push_str(
+            ". The report has no task table or limit (rate-limited), so the scores are unknown",
+        );
+        return s;
+    };
+    let (Some(pp), Some(ap)) = (points(pause, total), points(app, total)) else {
+        return s;
+    };
+    s.push_str(&format!(
+        ". The kernel saw pause score {pp} and app score {ap} ({} pid {}, rss {} pages, \
+         oom_score_adj {})",
+        app.name,
+        app.pid,
+        app.rss.unwrap_or(0),
+        app.oom_score_adj.unwrap_or(0)
+    ));
+    match floors_at_one(k) {
+        Some(true) if pp <= 0 && ap <= 0 => s.push_str(
+            ": both floored to 1 (kernels before 5.9 and 5.4.143 floor points at 1, \
+             9066e5cfb73c), and on a tie the first task scanned, the pause, wins",
+        ),
+        Some(true) if pp <= 0 => s.push_str(": the pause's points were floored to 1"),
+        _ => {}
+    }
+    s
+}
+
+/// Build the report of a log: pieces merged, kills grouped and annotated, notes gathered.
+/// `notes` are the reader's own (how the times were found).
+pub fn report(source: &str, log: Log, names: &Names, mut notes: Vec<String>) -> Report {
+    let records = log.records.len() as u64;
+    let forms: Vec<&str> = log.forms.iter().map(|f| f.describe()).collect();
+    if forms.len() > 1 {
+        notes.push(format!("the input mixes forms: {}", forms.join(", ")));
+    }
+    if log.overwritten > 0 {
+        notes.push(format!(
+            "the kernel overwrote records {} times while they were read (EPIPE): kills in them are lost",
+            log.overwritten
+        ));
+    }
+    if log.not_kernel > 0 {
+        notes.push(format!(
+            "{} journal lines not from the kernel were ignored",
+            log.not_kernel
+        ));
+    }
+    let merged = super::kmsg::merge_pieces(log.records);
+    let parsed = parse(&merged);
+    let counts = (parsed.dumps_without_kill, parsed.unmatched_reaper);
+    let mut kills = parsed.kills;
+    annotate(&mut kills, names);
+    notes.extend(parse_notes(counts, &kills));
+    notes.extend(name_notes(&kills, names));
+    Report {
+        source: source.to_string(),
+        kills,
+        records,
+        skipped: log.skipped,
+        notes,
+    }
+}
+
+/// What the grouping could not place, and the kills whose report the kernel cut short.
+fn parse_notes((dumps, reapers): (u64, u64), kills: &[Kill]) -> Vec<String> {
+    let mut notes = Vec::new();
+    if dumps > 0 {
+        notes.push(format!(
+            "{dumps} OOM reports ended without a kill line (the chosen task was already exiting)"
+        ));
+    }
+    if reapers > 0 {
+        notes.push(format!(
+            "{reapers} oom_reaper lines name a pid no kill in the log has (its report is older than the log)"
+        ));
+    }
+    let bare = kills
+        .iter()
+        .filter(|k| k.tasks.is_empty() && k.task_memcg.is_none())
+        .count();
+    if bare > 0 {
+        notes.push(format!(
+            "{bare} kills have only their kill line: the kernel rate-limits the rest of the report \
+             (dump_header, 10 per 5 s), so their memcg, limit and task table are unknown"
+        ));
+    }
+    if kills.iter().any(|k| k.constraint_none_quirk) {
+        notes.push(
+            "oom-kill: said CONSTRAINT_NONE for a memcg OOM (kernels 5.0 and 5.1 printed the \
+             constraint before setting it, fixed by 432b1de0de02): reported as CONSTRAINT_MEMCG"
+                .to_string(),
+        );
+    }
+    notes
+}
+
+/// Why pods' names are unknown, once each, and what could not be read for names (only when
+/// some victim was a pod's).
+fn name_notes(kills: &[Kill], names: &Names) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    let ids: Vec<&Identity> = kills.iter().filter_map(|k| k.identity.as_ref()).collect();
+    if ids.is_empty() {
+        return notes;
+    }
+    for id in ids {
+        if let Some(n) = names.missing(id) {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    notes.extend(names.notes());
+    notes
+}
+
+/// Keep the kills at or after `since_us` (microseconds since the epoch). Kills without a wall
+/// time cannot be placed: they are dropped, and a note says how many.
+pub fn retain_since(r: &mut Report, since_us: i64) {
+    let before = r.kills.len();
+    let untimed = r.kills.iter().filter(|k| k.wall_us.is_none()).count();
+    r.kills.retain(|k| k.wall_us.is_some_and(|w| w >= since_us));
+    if untimed > 0 {
+        r.notes.push(format!(
+            "{untimed} kills have no wall time and were left out by --since (run without --since to see them)"
+        ));
+    }
+    let older = before - untimed - r.kills.len();
+    if older > 0 {
+        r.notes
+            .push(format!("{older} older kills left out by --since"));
     }
 }

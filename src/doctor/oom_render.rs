@@ -1,0 +1,307 @@
+//! `cgleak oom`'s output forms: text (one block per kill, newest last), JSON (the
+//! [`Report`] as serde writes it; one [`Kill`] per line under --follow), node-problem-detector's
+//! one line and the Prometheus text format for node_exporter's textfile collector.
+//!
+//! NPD's custom plugin protocol (as `diagnose --format npd`, src/diagnose/export.rs): the exit
+//! code is the status (0 no kill in the window, 1 kills, 2 could not tell) and stdout one
+//! ASCII line of at most [`crate::diagnose::export::NPD_MAX_LINE`] bytes, whole fields dropped
+//! to fit. Prometheus: `cgleak_oom_kills_total` counts the kills the kernel log still holds,
+//! per pod, container, victim kind and constraint; the ring buffer forgets old records, so the
+//! count can fall (a counter reset to Prometheus, which `increase()` takes as such).
+
+use super::oomlog::{Kill, Report};
+use crate::diagnose::export::NPD_MAX_LINE;
+use std::fmt::Write as _;
+
+/// KiB for text: as they are below 1 MiB, else MiB with one decimal.
+fn mib(kib: u64) -> String {
+    if kib < 1024 {
+        return format!("{kib} KiB");
+    }
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "?".to_string())
+}
+
+/// The whole report as text.
+pub fn render_text(r: &Report, since: Option<&str>) -> String {
+    let mut o = String::new();
+    let window = since.map(|s| format!(" since {s}")).unwrap_or_default();
+    match r.kills.len() {
+        0 => {
+            let _ = writeln!(o, "no OOM kills in {}{window}", r.source);
+        }
+        n => {
+            let _ = writeln!(o, "{n} OOM kill(s) in {}{window}, oldest first:", r.source);
+        }
+    }
+    for k in &r.kills {
+        o.push('\n');
+        o.push_str(&render_kill_text(k));
+    }
+    let _ = writeln!(
+        o,
+        "\n{} records read, {} garbled or truncated lines skipped",
+        r.records, r.skipped
+    );
+    for n in &r.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    o
+}
+
+/// One kill's block.
+pub fn render_kill_text(k: &Kill) -> String {
+    let mut o = String::new();
+    let when = match (&k.time, k.since_boot_s) {
+        (Some(t), Some(s)) => format!("{t} ({s:.3} s after boot)"),
+        (Some(t), None) => t.clone(),
+        (None, Some(s)) => format!("time unknown, {s:.3} s after boot"),
+        (None, None) => "time unknown".to_string(),
+    };
+    let scope = match (&k.oom_memcg, k.global_oom) {
+        (Some(m), _) => format!("memcg OOM in {m}"),
+        (None, true) => "node (global) OOM".to_string(),
+        (None, false) if k.constraint.as_deref() == Some("CONSTRAINT_MEMCG") => {
+            "memcg OOM (memcg not in the log)".to_string()
+        }
+        (None, false) => "OOM (kind not in the log)".to_string(),
+    };
+    let _ = writeln!(o, "{when}  {scope}");
+    let _ = writeln!(o, "  victim:   {}", victim_line(k));
+    if let Some(id) = &k.identity {
+        identity_lines(&mut o, id);
+    }
+    if let Some(m) = &k.task_memcg {
+        let _ = writeln!(o, "  memcg:    {m}");
+    }
+    if k.memory.limit_kib.is_some() || k.memory.usage_kib.is_some() {
+        let _ = writeln!(
+            o,
+            "  memory:   usage {} of limit {}, failcnt {}",
+            k.memory.usage_kib.map(mib).unwrap_or_else(|| "?".into()),
+            k.memory.limit_kib.map(mib).unwrap_or_else(|| "?".into()),
+            opt(k.memory.failcnt)
+        );
+    }
+    if let Some(c) = &k.invoker.comm {
+        let _ = writeln!(
+            o,
+            "  invoker:  {c} pid {} (oom_score_adj {})",
+            opt(k.invoker.pid),
+            opt(k.invoker.oom_score_adj)
+        );
+    }
+    for m in &k.group {
+        let _ = writeln!(
+            o,
+            "  also:     {} pid {} ({})",
+            opt(m.task.comm.as_deref()),
+            opt(m.task.pid),
+            m.because
+        );
+    }
+    if let Some(r) = &k.reaper {
+        let state = match (r.reaped, r.anon_rss_kib) {
+            (true, Some(a)) => format!("reaped its memory (anon-rss now {})", mib(a)),
+            (true, None) => "reaped its memory".to_string(),
+            (false, _) => "could not reap its memory".to_string(),
+        };
+        let _ = writeln!(o, "  reaper:   the oom_reaper {state}");
+    }
+    if k.sandbox_killed {
+        let _ = writeln!(o, "  SANDBOX:  {}", k.why.as_deref().unwrap_or_default());
+    }
+    o
+}
+
+fn victim_line(k: &Kill) -> String {
+    let v = &k.victim;
+    let mut s = format!("{} pid {}", opt(v.comm.as_deref()), opt(v.pid));
+    let mut extra = Vec::new();
+    if let Some(a) = v.oom_score_adj {
+        extra.push(format!("oom_score_adj {a}"));
+    }
+    if let Some(sc) = v.score {
+        extra.push(format!("score {sc}"));
+    }
+    if let Some(a) = v.anon_rss_kib {
+        extra.push(format!("anon-rss {}", mib(a)));
+    }
+    if let Some(f) = v.file_rss_kib {
+        extra.push(format!("file-rss {}", mib(f)));
+    }
+    if let Some(u) = v.uid {
+        extra.push(format!("uid {u}"));
+    }
+    if !extra.is_empty() {
+        let _ = write!(s, " ({})", extra.join(", "));
+    }
+    s
+}
+
+fn identity_lines(o: &mut String, id: &super::identity::Identity) {
+    if let Some(p) = id.pod_label() {
+        let uid = match (&id.pod_name, &id.pod_uid) {
+            (Some(_), Some(u)) => format!(" (uid {u})"),
+            _ => String::new(),
+        };
+        let qos = id
+            .qos
+            .map(|q| format!(", QoS {}", q.as_str()))
+            .unwrap_or_default();
+        let _ = writeln!(o, "  pod:      {p}{uid}{qos}");
+    }
+    if let Some(c) = id.container_label() {
+        let _ = writeln!(o, "  container: {c}");
+    }
+}
+
+/// The report as pretty JSON.
+pub fn render_json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_default() + "\n"
+}
+
+/// One kill as one JSON line (--follow).
+pub fn render_kill_json_line(k: &Kill) -> String {
+    serde_json::to_string(k).unwrap_or_default() + "\n"
+}
+
+/// ASCII printable only: NPD puts the line in a Kubernetes condition and cuts it by bytes.
+fn ascii(s: &str) -> String {
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}
+
+/// `head` then as many of `fields` as fit in `max` bytes, whole.
+fn fit(head: &str, fields: &[String], max: usize) -> String {
+    let mut line = ascii(head);
+    if line.len() > max {
+        line.truncate(max.saturating_sub(3));
+        line.push_str("...");
+        return line;
+    }
+    let mut first = true;
+    for f in fields {
+        let f = ascii(f);
+        let sep = if first { " " } else { ", " };
+        if line.len() + sep.len() + f.len() <= max {
+            line.push_str(sep);
+            line.push_str(&f);
+            first = false;
+        }
+    }
+    line
+}
+
+/// Who a kill hit, shortest form: `ns/pod container` or the memcg, with the victim.
+fn who(k: &Kill) -> String {
+    let victim = format!(
+        "{} pid {}",
+        opt(k.victim.comm.as_deref()),
+        opt(k.victim.pid)
+    );
+    match &k.identity {
+        Some(id) => {
+            let pod = id.pod_label().unwrap_or_default();
+            let c = id.container_label().unwrap_or_default();
+            format!("{pod} {c} ({victim})")
+        }
+        None => victim,
+    }
+}
+
+/// The NPD line (with its newline).
+pub fn render_npd(r: &Report) -> String {
+    let Some(last) = r.kills.last() else {
+        return fit("OK: no OOM kills", &[], NPD_MAX_LINE) + "\n";
+    };
+    let sandboxes = r.kills.iter().filter(|k| k.sandbox_killed).count();
+    let mut fields = vec![format!("last {}", who(last))];
+    if sandboxes > 0 {
+        fields.insert(0, format!("{sandboxes} sandbox"));
+    }
+    if let Some(t) = &last.time {
+        fields.push(t.clone());
+    }
+    let head = format!("OOM: {} kills", r.kills.len());
+    fit(&head, &fields, NPD_MAX_LINE) + "\n"
+}
+
+/// The NPD line when the log could not be read.
+pub fn render_npd_error(e: &crate::error::Error) -> String {
+    let first = e.to_string();
+    let first = first.lines().next().unwrap_or_default().to_string();
+    fit(&format!("UNKNOWN: {first}"), &[], NPD_MAX_LINE) + "\n"
+}
+
+/// What the victim was, for the metric's label: the pod's sandbox, a pod's container, a
+/// process outside pods killed by a memcg OOM, or a node-wide OOM's victim outside pods.
+pub fn victim_kind(k: &Kill) -> &'static str {
+    if k.sandbox_killed {
+        "sandbox"
+    } else if k.identity.is_some() {
+        "container"
+    } else if k.global_oom {
+        "node"
+    } else {
+        "process"
+    }
+}
+
+/// A label value escaped as the text format wants (backslash, double quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus text exposition (0.0.4) of the report.
+pub fn render_prometheus(r: &Report) -> String {
+    let mut counts: std::collections::BTreeMap<[String; 5], u64> = Default::default();
+    for k in &r.kills {
+        let id = k.identity.clone().unwrap_or_default();
+        let key = [
+            id.namespace.unwrap_or_default(),
+            id.pod_name.or(id.pod_uid).unwrap_or_default(),
+            id.container_name.or(id.container_id).unwrap_or_default(),
+            victim_kind(k).to_string(),
+            k.constraint.clone().unwrap_or_default(),
+        ];
+        *counts.entry(key).or_default() += 1;
+    }
+    let mut o = String::new();
+    o.push_str(
+        "# HELP cgleak_oom_kills_total OOM kills the kernel log still holds, by pod (name, or uid \
+         when the node has no name for it), container (name, or id) and victim kind (sandbox, \
+         container, process outside pods, node: a global OOM's victim outside pods). Falls when \
+         the kernel overwrites old records.\n# TYPE cgleak_oom_kills_total counter\n",
+    );
+    for ([ns, pod, c, kind, constraint], n) in &counts {
+        let _ = writeln!(
+            o,
+            "cgleak_oom_kills_total{{namespace=\"{}\",pod=\"{}\",container=\"{}\",victim_kind=\"{}\",constraint=\"{}\"}} {n}",
+            label(ns),
+            label(pod),
+            label(c),
+            label(kind),
+            label(constraint)
+        );
+    }
+    if let Some(last) = r.kills.iter().filter_map(|k| k.wall_us).max() {
+        o.push_str(
+            "# HELP cgleak_oom_last_kill_timestamp_seconds Wall time of the newest OOM kill in \
+             the kernel log. Absent when no kill has a wall time.\n\
+             # TYPE cgleak_oom_last_kill_timestamp_seconds gauge\n",
+        );
+        let _ = writeln!(
+            o,
+            "cgleak_oom_last_kill_timestamp_seconds {}",
+            last.div_euclid(1_000_000)
+        );
+    }
+    o
+}
