@@ -111,10 +111,7 @@ fn gather(a: &OomArgs, since: Option<i64>) -> Result<(oomlog::Report, Option<Kms
         )));
     }
     let names = load_names(a);
-    let mut report = oomlog::report(&source, log, &names, notes);
-    if let Some(s) = since {
-        oomlog::retain_since(&mut report, s);
-    }
+    let report = oomlog::report(&source, log, &names, notes, since);
     Ok((report, kmsg))
 }
 
@@ -251,7 +248,7 @@ fn print_complete(a: &OomArgs, pending: &mut Log) -> Result<bool> {
     if pending.records.len() > 4096 {
         pending.records.clear();
     }
-    let report = oomlog::report(kmsg::DEV_KMSG, done, &load_names(a), Vec::new());
+    let report = oomlog::report(kmsg::DEV_KMSG, done, &load_names(a), Vec::new(), None);
     for kill in &report.kills {
         let s = match a.format {
             DoctorFormat::Json => oom_render::render_kill_json_line(kill),

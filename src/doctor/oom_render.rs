@@ -197,38 +197,29 @@ fn fit(head: &str, fields: &[String], max: usize) -> String {
     line
 }
 
-/// Who a kill hit, shortest form: `ns/pod container` or the memcg, with the victim.
-fn who(k: &Kill) -> String {
-    let victim = format!(
-        "{} pid {}",
-        opt(k.victim.comm.as_deref()),
-        opt(k.victim.pid)
-    );
-    match &k.identity {
-        Some(id) => {
-            let pod = id.pod_label().unwrap_or_default();
-            let c = id.container_label().unwrap_or_default();
-            format!("{pod} {c} ({victim})")
-        }
-        None => victim,
-    }
-}
-
-/// The NPD line (with its newline).
+/// The NPD line (with its newline): the count, the sandbox kills, then the newest kill's
+/// victim, pod and time, as many as fit.
 pub fn render_npd(r: &Report) -> String {
     let Some(last) = r.kills.last() else {
         return fit("OK: no OOM kills", &[], NPD_MAX_LINE) + "\n";
     };
+    let mut fields = vec![format!("{} kills", r.kills.len())];
     let sandboxes = r.kills.iter().filter(|k| k.sandbox_killed).count();
-    let mut fields = vec![format!("last {}", who(last))];
     if sandboxes > 0 {
-        fields.insert(0, format!("{sandboxes} sandbox"));
+        fields.push(format!("{sandboxes} sandbox"));
+    }
+    fields.push(format!(
+        "last {} pid {}",
+        opt(last.victim.comm.as_deref()),
+        opt(last.victim.pid)
+    ));
+    if let Some(pod) = last.identity.as_ref().and_then(|i| i.pod_label()) {
+        fields.push(pod);
     }
     if let Some(t) = &last.time {
         fields.push(t.clone());
     }
-    let head = format!("OOM: {} kills", r.kills.len());
-    fit(&head, &fields, NPD_MAX_LINE) + "\n"
+    fit("OOM:", &fields, NPD_MAX_LINE) + "\n"
 }
 
 /// The NPD line when the log could not be read.

@@ -743,7 +743,14 @@ fn sandbox_why(k: &Kill) -> String {
 
 /// Build the report of a log: pieces merged, kills grouped and annotated, notes gathered.
 /// `notes` are the reader's own (how the times were found).
-pub fn report(source: &str, log: Log, names: &Names, mut notes: Vec<String>) -> Report {
+/// `since_us` keeps only the kills at or after it ([`retain_since`]).
+pub fn report(
+    source: &str,
+    log: Log,
+    names: &Names,
+    mut notes: Vec<String>,
+    since_us: Option<i64>,
+) -> Report {
     let records = log.records.len() as u64;
     let forms: Vec<&str> = log.forms.iter().map(|f| f.describe()).collect();
     if forms.len() > 1 {
@@ -767,14 +774,18 @@ pub fn report(source: &str, log: Log, names: &Names, mut notes: Vec<String>) -> 
     let mut kills = parsed.kills;
     annotate(&mut kills, names);
     notes.extend(parse_notes(counts, &kills));
-    notes.extend(name_notes(&kills, names));
-    Report {
+    let mut r = Report {
         source: source.to_string(),
         kills,
         records,
         skipped: log.skipped,
         notes,
+    };
+    if let Some(s) = since_us {
+        retain_since(&mut r, s);
     }
+    r.notes.extend(name_notes(&r.kills, names));
+    r
 }
 
 /// What the grouping could not place, and the kills whose report the kernel cut short.
@@ -810,19 +821,36 @@ fn parse_notes((dumps, reapers): (u64, u64), kills: &[Kill]) -> Vec<String> {
     notes
 }
 
-/// Why pods' names are unknown, once each, and what could not be read for names (only when
-/// some victim was a pod's).
+/// Why pods' names are unknown (one note for all such pods), and what could not be read for
+/// names (only when some victim was a pod's).
 fn name_notes(kills: &[Kill], names: &Names) -> Vec<String> {
-    let mut notes: Vec<String> = Vec::new();
     let ids: Vec<&Identity> = kills.iter().filter_map(|k| k.identity.as_ref()).collect();
     if ids.is_empty() {
-        return notes;
+        return Vec::new();
     }
+    let mut nameless: Vec<&Identity> = Vec::new();
     for id in ids {
-        if let Some(n) = names.missing(id) {
-            if !notes.contains(&n) {
-                notes.push(n);
-            }
+        if names.missing(id).is_some() && !nameless.iter().any(|n| n.pod_uid == id.pod_uid) {
+            nameless.push(id);
+        }
+    }
+    let mut notes = Vec::new();
+    match nameless.as_slice() {
+        [] => {}
+        [one] => notes.extend(names.missing(one)),
+        many => {
+            let uids: Vec<&str> = many.iter().filter_map(|i| i.pod_uid.as_deref()).collect();
+            let shown = uids.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+            let more = if uids.len() > 3 {
+                format!(" and {} more", uids.len() - 3)
+            } else {
+                String::new()
+            };
+            notes.push(format!(
+                "{} pods have no names ({shown}{more}): no log directory or runtime record names \
+                 them (the pods are gone, or the logs live elsewhere: --pods-log-dir)",
+                uids.len()
+            ));
         }
     }
     notes.extend(names.notes());
@@ -831,7 +859,7 @@ fn name_notes(kills: &[Kill], names: &Names) -> Vec<String> {
 
 /// Keep the kills at or after `since_us` (microseconds since the epoch). Kills without a wall
 /// time cannot be placed: they are dropped, and a note says how many.
-pub fn retain_since(r: &mut Report, since_us: i64) {
+fn retain_since(r: &mut Report, since_us: i64) {
     let before = r.kills.len();
     let untimed = r.kills.iter().filter(|k| k.wall_us.is_none()).count();
     r.kills.retain(|k| k.wall_us.is_some_and(|w| w >= since_us));

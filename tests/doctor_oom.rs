@@ -1,0 +1,580 @@
+//! `cgleak oom` end to end: every fixture of tests/fixtures/oom (one per kernel era and log
+//! form, written from the kernels' format strings, plus real logs of RHEL 7.8 and of this
+//! machine's kernel) against its `.expect.json`; names from a /var/log/pods-shaped directory;
+//! the output forms; bad input; and, where the machine allows, a real memcg OOM below this
+//! process's own memory cgroup, read back from /dev/kmsg (also with --follow).
+
+mod common;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oom")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+/// A directory that does not exist, for --pods-log-dir and --containerd-state-dir: names come
+/// only from what a test sets up.
+fn nowhere(tmp: &Path) -> String {
+    tmp.join("absent").display().to_string()
+}
+
+/// `cgleak oom ARGS` with the node's time zone UTC (dmesg -T and journal times are local).
+fn oom(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cgleak"));
+    cmd.arg("oom").args(args).env("TZ", "UTC");
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(bytes) = stdin {
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(bytes).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `cgleak oom --input FILE --format json`, names looked up nowhere: (exit code, report).
+fn report_of(input: &Path, extra: &[&str]) -> (i32, Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let none = nowhere(tmp.path());
+    let mut args = vec![
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        "json",
+        "--pods-log-dir",
+        &none,
+        "--containerd-state-dir",
+        &none,
+    ];
+    args.extend_from_slice(extra);
+    let o = oom(&args, None);
+    let v = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&o.stdout), text(&o.stderr)));
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// `expected` is a subset of `actual`: every key it names has the same value (numbers within
+/// a microsecond, arrays element by element with the same length).
+fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (k, ev) in e {
+                let av = a
+                    .get(k)
+                    .ok_or_else(|| format!("{at}.{k}: missing in {actual}"))?;
+                subset(ev, av, &format!("{at}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if e.len() != a.len() {
+                return Err(format!(
+                    "{at}: {} items, expected {}: {actual}",
+                    a.len(),
+                    e.len()
+                ));
+            }
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                subset(ev, av, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (Value::Number(e), Value::Number(a)) => {
+            let (e, a) = (e.as_f64().unwrap(), a.as_f64().unwrap());
+            if (e - a).abs() < 1e-6 {
+                Ok(())
+            } else {
+                Err(format!("{at}: {a}, expected {e}"))
+            }
+        }
+        _ if expected == actual => Ok(()),
+        _ => Err(format!("{at}: {actual}, expected {expected}")),
+    }
+}
+
+/// Compare one fixture with its expectations (kills' key fields, counts, notes).
+fn check_fixture(input: &Path, expect: &Value) -> Result<(), String> {
+    let (code, r) = report_of(input, &[]);
+    let name = input.file_name().unwrap().to_string_lossy();
+    let kills = expect["kills"].as_array().map_or(0, Vec::len);
+    let want_code = if kills > 0 { 1 } else { 0 };
+    if code != want_code {
+        return Err(format!("{name}: exit {code}, expected {want_code}"));
+    }
+    for key in ["kills", "records", "skipped"] {
+        subset(&expect[key], &r[key], &format!("{name}: {key}"))?;
+    }
+    let notes = r["notes"].to_string();
+    for n in expect["notes_contain"].as_array().into_iter().flatten() {
+        let n = n.as_str().unwrap();
+        if !notes.contains(n) {
+            return Err(format!("{name}: no note containing {n:?}: {notes}"));
+        }
+    }
+    Ok(())
+}
+
+/// Every fixture, every era and form: the kills its expect.json lists, their key fields.
+#[test]
+fn every_fixture_gives_the_kills_its_expectation_lists() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for e in std::fs::read_dir(fixtures()).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(input) = name.strip_suffix(".expect.json") else {
+            continue;
+        };
+        let expect: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if let Err(e) = check_fixture(&fixture(input), &expect) {
+            failures.push(e);
+        }
+        checked += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 11, "only {checked} fixtures");
+}
+
+/// Every log has an expectation: a fixture without one would test nothing.
+#[test]
+fn every_log_fixture_has_an_expectation() {
+    for e in std::fs::read_dir(fixtures()).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".expect.json") {
+            let expect = fixture(&format!("{name}.expect.json"));
+            assert!(expect.exists(), "{name} has no {}", expect.display());
+        }
+    }
+}
+
+/// A kubelet log tree: `<root>/pods/<ns>_<pod>_<uid>/<container>/0.log` and the
+/// `<root>/containers/<pod>_<ns>_<container>-<id>.log` links' names.
+fn pod_logs(root: &Path, ns: &str, pod: &str, uid: &str, containers: &[(&str, &str)]) {
+    let dir = root.join("pods").join(format!("{ns}_{pod}_{uid}"));
+    std::fs::create_dir_all(root.join("containers")).unwrap();
+    for (name, id) in containers {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("0.log"), "").unwrap();
+        let link = format!("{pod}_{ns}_{name}-{id}.log");
+        std::fs::write(root.join("containers").join(link), "").unwrap();
+    }
+}
+
+const PAUSE_POD: &str = "2b0c6a9e-5d1f-4c3b-8e7a-9f0d1c2b3a4e";
+const PAUSE_APP: &str = "d1c6375281d8fb1eb6a9eff75eb56708a570173b40a837ffb8e5e918ae698000";
+
+/// The 3.10 pause kill with names from the log tree: the pod is named, the pause container
+/// (which kubelet writes no log for) is the sandbox, and the why says the scores floored.
+#[test]
+fn names_from_pod_logs_and_the_pause_kill_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    pod_logs(
+        tmp.path(),
+        "shop",
+        "web-0",
+        PAUSE_POD,
+        &[("java", PAUSE_APP)],
+    );
+    let pods = tmp.path().join("pods").display().to_string();
+    let none = nowhere(tmp.path());
+    let input = fixture("upstream-3.10-memcg.dmesg");
+    let args = [
+        "--input",
+        input.to_str().unwrap(),
+        "--pods-log-dir",
+        &pods,
+        "--containerd-state-dir",
+        &none,
+    ];
+    let o = oom(&[&args[..], &["--format", "json"]].concat(), None);
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let k = &r["kills"][0];
+    assert_eq!(k["identity"]["namespace"], "shop", "{k}");
+    assert_eq!(k["identity"]["pod_name"], "web-0");
+    assert_eq!(k["identity"]["container_name"], Value::Null);
+    assert_eq!(k["sandbox_killed"], true);
+    let why = k["why"].as_str().unwrap();
+    for w in [
+        "whole pod is recreated",
+        "pause score -65400",
+        "app score -742",
+        "java pid 1187",
+        "both floored to 1",
+    ] {
+        assert!(why.contains(w), "{w:?} not in {why}");
+    }
+    let t = oom(&args, None);
+    let out = text(&t.stdout);
+    for w in [
+        "memcg OOM in /kubepods/pod2b0c6a9e",
+        "pod:      shop/web-0",
+        "QoS Guaranteed",
+        "SANDBOX:",
+    ] {
+        assert!(out.contains(w), "{w:?} not in\n{out}");
+    }
+    assert_eq!(t.status.code(), Some(1));
+}
+
+/// A pod uid no log directory names: the names stay null and a note says why.
+#[test]
+fn a_pod_without_a_log_directory_has_null_names_and_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    pod_logs(
+        tmp.path(),
+        "shop",
+        "other-0",
+        "00000000-0000-4000-8000-000000000000",
+        &[],
+    );
+    let pods = tmp.path().join("pods").display().to_string();
+    let input = fixture("5.4-memcg.dmesg-T");
+    let o = oom(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            "json",
+            "--pods-log-dir",
+            &pods,
+        ],
+        None,
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = &r["kills"][0]["identity"];
+    assert_eq!(
+        id["pod_uid"], "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d",
+        "{id}"
+    );
+    assert_eq!(id["namespace"], Value::Null);
+    assert_eq!(id["pod_name"], Value::Null);
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains("0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d: no log directory"),
+        "{notes}"
+    );
+}
+
+/// journalctl's default short form (no year) reads like its short-iso form.
+#[test]
+fn journal_short_form_reads_like_short_iso() {
+    let iso = std::fs::read_to_string(fixture("5.0-memcg-constraint-none.journal")).unwrap();
+    let short: String = iso
+        .lines()
+        .map(|l| l.replacen("2026-03-14T02:05:11+0000", "Mar 14 02:05:11", 1))
+        .map(|l| l.replacen("2026-03-14T02:04:58+0000", "Mar 14 02:04:58", 1))
+        .map(|l| l.replacen("2026-03-14T02:05:12+0000", "Mar 14 02:05:12", 1) + "\n")
+        .collect();
+    let o = oom(
+        &["--input", "-", "--format", "json"],
+        Some(short.as_bytes()),
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let k = &r["kills"][0];
+    assert_eq!(k["victim"]["pid"], 3321, "{r}");
+    assert!(
+        k["time"].as_str().unwrap().ends_with("-03-14T02:05:11Z"),
+        "{k}"
+    );
+    assert!(r["notes"].to_string().contains("no year"), "{r}");
+}
+
+/// Truncated records, binary junk and empty lines around real records: counted, skipped,
+/// the kills still found; nothing crashes.
+#[test]
+fn truncated_and_binary_input_is_skipped_not_fatal() {
+    let good = std::fs::read(fixture("4.14-memcg-pieces.kmsg")).unwrap();
+    let mut input = b"\x00\x01\x02\xff\xfe\xfdjunk\n".to_vec();
+    input.extend_from_slice(&good);
+    input.extend_from_slice(b"6,1230,150322\n\x89PNG\r\n\x1a\n[  1503.2");
+    let o = oom(&["--input", "-", "--format", "json"], Some(&input));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["kills"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["kills"][0]["victim"]["pid"], 4411);
+    assert!(r["skipped"].as_u64().unwrap() >= 3, "{}", r["skipped"]);
+    assert_eq!(o.status.code(), Some(1));
+    // Cut inside a report: the half report is not a kill; the earlier kill stays.
+    let cut = &good[..good.len() / 2];
+    let o = oom(&["--input", "-", "--format", "json"], Some(cut));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["kills"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Two CPUs' pieces interleaved in plain dmesg text (no caller column): the pieces of
+/// the Task-in line are put back together around the other CPU's lines.
+#[test]
+fn interleaved_pieces_in_dmesg_text_merge() {
+    let log = "[  5.1] app invoked oom-killer: gfp_mask=0xd0, order=0, oom_score_adj=0\n\
+               [  5.2] Task in \n[  5.2] eth0: link up\n[  5.2] /kubepods/pod1/c1\n\
+               [  5.2] usb 1-1: new device\n[  5.2]  killed as a result of limit of \n\
+               [  5.2] /kubepods/pod1\n[  5.3] memory: usage 10kB, limit 10kB, failcnt 1\n\
+               [  5.4] Memory cgroup out of memory: Kill process 7 (app) score 9 or sacrifice child\n\
+               [  5.4] Killed process 7 (app) total-vm:40kB, anon-rss:8kB, file-rss:0kB\n";
+    let o = oom(&["--input", "-", "--format", "json"], Some(log.as_bytes()));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let k = &r["kills"][0];
+    assert_eq!(k["task_memcg"], "/kubepods/pod1/c1", "{k}");
+    assert_eq!(k["oom_memcg"], "/kubepods/pod1");
+    assert_eq!(k["victim"]["score"], 9);
+}
+
+/// Empty input, or nothing but junk: exit 2, "could not tell", in every format.
+#[test]
+fn empty_input_cannot_tell() {
+    for input in [&b""[..], b"\x00\x00\x00\n\xff\xff\n"] {
+        let o = oom(&["--input", "-"], Some(input));
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("no kernel log records"),
+            "{}",
+            text(&o.stderr)
+        );
+        let o = oom(&["--input", "-", "--format", "npd"], Some(input));
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            text(&o.stdout).starts_with("UNKNOWN: no kernel log records"),
+            "{}",
+            text(&o.stdout)
+        );
+    }
+    let o = oom(&["--input", "/nonexistent/kern.log"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("/nonexistent/kern.log"));
+}
+
+/// `| head -1`: the reader goes away after one line; cgleak ends without a panic or an error.
+#[test]
+fn a_closed_stdout_ends_cleanly() {
+    let one = std::fs::read(fixture("rhel-7.8-memcg-oom.dmesg")).unwrap();
+    let big: Vec<u8> = (0..60).flat_map(|_| one.clone()).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cgleak"))
+        .args(["oom", "--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut si = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = si.write_all(&big);
+    });
+    let mut so = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = so.read(&mut first).unwrap();
+    assert!(n > 0);
+    drop(so);
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = text(&o.stderr);
+    // Read-only commands take SIGPIPE's default action (src/main.rs), as other tools do.
+    use std::os::unix::process::ExitStatusExt;
+    assert!(err.is_empty(), "{err}");
+    assert!(
+        o.status.signal() == Some(libc::SIGPIPE) || o.status.code() == Some(1),
+        "{:?}",
+        o.status
+    );
+}
+
+/// --since: durations and times select by wall time; kills without one are left out with a
+/// note; a bad value is exit 2 with a message naming the forms.
+#[test]
+fn since_selects_by_wall_time_and_rejects_bad_values() {
+    let t = fixture("5.4-memcg.dmesg-T");
+    let (code, r) = report_of(&t, &["--since", "2026-06-01 00:00:00"]);
+    assert_eq!((code, r["kills"].as_array().unwrap().len()), (1, 1), "{r}");
+    let (code, r) = report_of(&t, &["--since", "2026-06-02T14:30:08Z"]);
+    assert_eq!((code, r["kills"].as_array().unwrap().len()), (0, 0), "{r}");
+    assert!(
+        r["notes"].to_string().contains("older kills left out"),
+        "{r}"
+    );
+    let (code, r) = report_of(&fixture("4.19-memcg.dmesg"), &["--since", "1d"]);
+    assert_eq!(code, 0, "{r}");
+    assert!(
+        r["notes"].to_string().contains("2 kills have no wall time"),
+        "{r}"
+    );
+    for bad in ["yesterday", "10x", "2026-13-01", "-5m"] {
+        let arg = format!("--since={bad}");
+        let o = oom(&["--input", t.to_str().unwrap(), &arg], None);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("--since") && err.contains("90m"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// NPD: one ASCII line within 80 bytes; exit 1 with kills, 0 without.
+#[test]
+fn npd_line_and_exit_codes() {
+    let o = oom(
+        &[
+            "--input",
+            fixture("upstream-3.10-memcg.dmesg").to_str().unwrap(),
+            "--format",
+            "npd",
+        ],
+        None,
+    );
+    let line = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        line.starts_with("OOM: 2 kills, 1 sandbox, last node pid 2401"),
+        "{line}"
+    );
+    assert!(
+        line.len() <= 80 && line.is_ascii() && line.lines().count() == 1,
+        "{line}"
+    );
+    let quiet = b"[    1.000000] Linux version 6.1.0\n[    2.000000] eth0: link up\n";
+    let o = oom(&["--input", "-", "--format", "npd"], Some(quiet));
+    assert_eq!(
+        (o.status.code(), text(&o.stdout)),
+        (Some(0), "OK: no OOM kills\n".to_string())
+    );
+    let o = oom(&["--input", "-"], Some(quiet));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o.stdout).starts_with("no OOM kills in standard input"));
+}
+
+/// Prometheus to a textfile: written whole, the sandbox kill labelled so; --textfile needs the
+/// prometheus format; --follow needs text or json.
+#[test]
+fn prometheus_textfile_and_argument_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let prom = tmp.path().join("cgleak_oom.prom");
+    let input = fixture("upstream-3.10-memcg.dmesg");
+    let none = nowhere(tmp.path());
+    let o = oom(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            "prometheus",
+            "--textfile",
+            prom.to_str().unwrap(),
+            "--pods-log-dir",
+            &none,
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty());
+    let m = std::fs::read_to_string(&prom).unwrap();
+    assert!(m.contains("# TYPE cgleak_oom_kills_total counter"), "{m}");
+    let sandbox = format!("pod=\"{PAUSE_POD}\",container=\"f8b4c0bf8e704eb5a6162ac20172de3d4a5152cdffc0268bbc9387abb50cd107\",victim_kind=\"sandbox\",constraint=\"CONSTRAINT_MEMCG\"}} 1");
+    assert!(m.contains(&sandbox), "{m}");
+    // Monotonic times of another boot: no wall time, so no timestamp family.
+    assert!(!m.contains("cgleak_oom_last_kill_timestamp_seconds"), "{m}");
+    let t = fixture("5.4-memcg.dmesg-T");
+    let o = oom(
+        &["--input", t.to_str().unwrap(), "--format", "prometheus"],
+        None,
+    );
+    assert!(
+        text(&o.stdout).contains("cgleak_oom_last_kill_timestamp_seconds 1780410607"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = oom(
+        &[
+            "--input",
+            t.to_str().unwrap(),
+            "--textfile",
+            prom.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--textfile goes with --format prometheus"));
+    let o = oom(&["--follow", "--format", "npd"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("--follow"), "{}", text(&o.stderr));
+    let o = oom(&["--follow", "--input", t.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// The global OOM and the oom.group kill in text.
+#[test]
+fn text_blocks_name_the_kind_of_oom() {
+    let o = oom(
+        &[
+            "--input",
+            fixture("global-oom-5.10.dmesg").to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = text(&o.stdout);
+    assert!(out.contains("node (global) OOM"), "{out}");
+    assert!(out.contains("victim:   stress pid 5001"), "{out}");
+    assert!(out.contains("QoS BestEffort"), "{out}");
+    let o = oom(
+        &["--input", fixture("v2-oom-group.kmsg").to_str().unwrap()],
+        None,
+    );
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("also:     gunicorn pid 8090 (memory.oom.group)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("also:     gunicorn pid 8102 (memory.oom.group)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reaper:   the oom_reaper reaped its memory"),
+        "{out}"
+    );
+}
+
+/// Without root (uid nobody), /dev/kmsg is refused: exit 2 and the way to do without root.
+#[test]
+fn kmsg_without_root_says_how_to_do_without_it() {
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP kmsg_without_root: needs root to drop to uid 65534");
+        return;
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cgleak"));
+    cmd.args(["oom"]).stdin(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("reading /dev/kmsg needs root (or CAP_SYSLOG)"),
+        "{err}"
+    );
+    assert!(err.contains("dmesg | cgleak oom --input -"), "{err}");
+}
