@@ -508,20 +508,34 @@ fn task_row(pid: u32, cols: &[String], tail: &str) -> Option<TaskRow> {
     })
 }
 
-/// `%d (%s)` and what follows: a command name may hold spaces and parentheses, and is at most
-/// 15 bytes (TASK_COMM_LEN 16), so its end is the first `)` that leaves the rest well formed.
+/// `%d (%s)` and what follows. A command name may hold spaces and parentheses (it is at most
+/// 15 bytes, TASK_COMM_LEN 16), so its end is the `)` followed by what the kernel prints after
+/// it (` total-vm:`, `, UID`, ` score `, ...), else the last `)` followed by a space, a comma
+/// or nothing.
 fn pid_and_comm(s: &str) -> Option<(u32, String, &str)> {
+    const AFTER: [&str; 6] = [
+        " total-vm:",
+        ", UID",
+        " score ",
+        " sharing same memory",
+        ", now ",
+        ", total-vm:",
+    ];
     let (pid, rest) = s.trim_start().split_once(' ')?;
     let pid: u32 = pid.parse().ok()?;
     let inner = rest.strip_prefix('(')?;
-    let ends: Vec<usize> = inner.match_indices(')').map(|(i, _)| i).collect();
-    let end = ends
-        .iter()
-        .copied()
-        .find(|&i| {
+    let ends: Vec<usize> = inner
+        .match_indices(')')
+        .map(|(i, _)| i)
+        .filter(|&i| {
             let tail = &inner[i + 1..];
             tail.is_empty() || tail.starts_with(' ') || tail.starts_with(',')
         })
+        .collect();
+    let end = ends
+        .iter()
+        .copied()
+        .find(|&i| AFTER.iter().any(|a| inner[i + 1..].starts_with(a)))
         .or_else(|| ends.last().copied())?;
     Some((pid, inner[..end].to_string(), &inner[end + 1..]))
 }
@@ -872,5 +886,142 @@ fn retain_since(r: &mut Report, since_us: i64) {
     if older > 0 {
         r.notes
             .push(format!("{older} older kills left out by --since"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::kmsg::{merge_pieces, parse_text};
+
+    fn kills(log: &str) -> Parsed {
+        parse(&merge_pieces(parse_text(log.as_bytes()).records))
+    }
+
+    #[test]
+    fn comm_with_spaces_and_parentheses() {
+        assert_eq!(
+            pid_and_comm("12 (my (odd) app) total-vm:4kB"),
+            Some((12, "my (odd) app".to_string(), " total-vm:4kB"))
+        );
+        assert_eq!(
+            pid_and_comm("12 (a), UID 0, total-vm:4kB"),
+            Some((12, "a".to_string(), ", UID 0, total-vm:4kB"))
+        );
+        assert_eq!(pid_and_comm("x (a)"), None);
+        assert_eq!(pid_and_comm("12 a"), None);
+    }
+
+    #[test]
+    fn task_rows_by_the_header_columns() {
+        let p = kills(
+            "x invoked oom-killer: gfp_mask=0xd0, order=0, oom_score_adj=0\n\
+             [ pid ]   uid  tgid total_vm      rss nr_ptes nr_pmds swapents oom_score_adj name\n\
+             [   71]     0    71      499      262       5       2        7          -998 Web Content\n\
+             [   72]     0    garbage\n\
+             Killed process 71 (Web Content) total-vm:1996kB, anon-rss:852kB, file-rss:4kB\n",
+        );
+        let k = &p.kills[0];
+        assert_eq!(k.tasks.len(), 1);
+        let t = &k.tasks[0];
+        assert_eq!(
+            (t.pgtables, t.swapents, t.name.as_str()),
+            (Some(7), Some(7), "Web Content")
+        );
+        // The adj comes from the row when the kill line has none.
+        assert_eq!(k.victim.oom_score_adj, Some(-998));
+        assert_eq!(page_kib(k), 4);
+    }
+
+    #[test]
+    fn oom_kill_summary_with_node_lists() {
+        let mut k = Kill::default();
+        oom_kill_line(
+            &mut k,
+            "constraint=CONSTRAINT_NONE,nodemask=0-1,3,cpuset=/,mems_allowed=0-1,3,\
+             oom_memcg=/a,task_memcg=/a/b,task=x,pid=5,uid=7,future_field=1",
+        );
+        assert_eq!(k.oom_memcg.as_deref(), Some("/a"));
+        assert_eq!(k.task_memcg.as_deref(), Some("/a/b"));
+        assert_eq!((k.victim.pid, k.victim.uid), (Some(5), Some(7)));
+        assert_eq!(k.constraint.as_deref(), Some("CONSTRAINT_MEMCG"));
+        assert!(k.constraint_none_quirk);
+        let mut g = Kill::default();
+        oom_kill_line(&mut g, "constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task=x,pid=5,uid=0");
+        assert!(g.global_oom && !g.constraint_none_quirk);
+    }
+
+    #[test]
+    fn a_sacrificed_child_drops_the_parents_score() {
+        let p = kills(
+            "Memory cgroup out of memory: Kill process 10 (sh) score 900 or sacrifice child\n\
+             Killed process 11 (worker) total-vm:8kB, anon-rss:4kB, file-rss:0kB\n",
+        );
+        let v = &p.kills[0].victim;
+        assert_eq!(
+            (v.pid, v.comm.as_deref(), v.score),
+            (Some(11), Some("worker"), None)
+        );
+    }
+
+    #[test]
+    fn a_dump_without_its_kill_line_is_counted_not_a_kill() {
+        let p = kills(
+            "a invoked oom-killer: gfp_mask=0xd0, order=0, oom_score_adj=0\n\
+             b invoked oom-killer: gfp_mask=0xd0, order=0, oom_score_adj=0\n\
+             Killed process 3 (b) total-vm:8kB, anon-rss:4kB, file-rss:0kB\n\
+             oom_reaper: reaped process 9 (z), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB\n\
+             oom_reaper: unable to reap pid:3 (b)\n",
+        );
+        assert_eq!(p.kills.len(), 1);
+        assert_eq!(p.dumps_without_kill, 1);
+        assert_eq!(p.unmatched_reaper, 1);
+        assert_eq!(p.kills[0].reaper.as_ref().map(|r| r.reaped), Some(false));
+        assert_eq!(p.kills[0].invoker.comm.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn floors_by_release_and_by_format() {
+        let at = |rel: &str| {
+            let k = Kill {
+                kernel: Some(rel.to_string()),
+                ..Kill::default()
+            };
+            floors_at_one(&k)
+        };
+        assert_eq!(at("3.10.0-1127.el7.x86_64"), Some(true));
+        assert_eq!(at("5.4.142"), Some(true));
+        assert_eq!(at("5.4.143-1"), Some(false));
+        assert_eq!(at("5.8.0"), Some(true));
+        assert_eq!(at("5.10.0-28-cloud-amd64"), Some(false));
+        let mut k = Kill::default();
+        assert_eq!(floors_at_one(&k), None);
+        k.era_hints.sacrifice_line = true;
+        assert_eq!(floors_at_one(&k), Some(true));
+        assert_eq!(release_numbers("garbage"), None);
+    }
+
+    #[test]
+    fn the_sandbox_rule_without_names() {
+        let mut k = Kill {
+            task_memcg: Some(format!("/kubepods/burstable/pod1234/{}", "a".repeat(64))),
+            ..Kill::default()
+        };
+        k.victim.comm = Some("pause".to_string());
+        annotate(std::slice::from_mut(&mut k), &Names::default());
+        assert!(k.sandbox_killed);
+        assert!(
+            k.why.as_deref().unwrap().contains("scores are unknown"),
+            "{:?}",
+            k.why
+        );
+        // The pod cgroup itself (no container level) is not a sandbox.
+        let mut p = Kill {
+            task_memcg: Some("/kubepods/burstable/pod1234".to_string()),
+            ..Kill::default()
+        };
+        p.victim.comm = Some("pause".to_string());
+        annotate(std::slice::from_mut(&mut p), &Names::default());
+        assert!(!p.sandbox_killed);
     }
 }
