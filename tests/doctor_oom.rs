@@ -587,6 +587,8 @@ fn kmsg_without_root_says_how_to_do_without_it() {
 /// fills a string) and sleeps. Killed and reaped on drop if the kernel has not killed it.
 struct Hog {
     child: std::process::Child,
+    /// Holds the symlink the allocator was started through.
+    _exe_dir: tempfile::TempDir,
 }
 
 impl Drop for Hog {
@@ -601,12 +603,22 @@ impl Drop for Hog {
 impl Hog {
     /// Start it and move it into the cgroup directory `cg` (absolute).
     fn spawn(cg: &Path, mib: u32) -> Hog {
+        Hog::spawn_named(cg, mib, "perl")
+    }
+
+    /// The same, with the command name `comm`: the kernel takes a task's comm from the name of
+    /// the file it executed, so perl runs through a symlink of that name (kept in `dir`).
+    fn spawn_named(cg: &Path, mib: u32, comm: &str) -> Hog {
         let leaf = cg.file_name().unwrap().to_string_lossy();
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join(comm);
+        std::os::unix::fs::symlink(which_perl(), &exe).unwrap();
+        let exe = exe.display().to_string();
         // Waits with shell builtins (no fork) until the move, then becomes perl (same pid).
         let script = format!(
             "inside() {{ while read -r l; do case \"$l\" in *memory*'/{leaf}') return 0;; esac; \
              done < /proc/$$/cgroup; return 1; }}; until inside; do :; done; \
-             exec perl -e '$x = \"a\" x ({mib} << 20); sleep 30'"
+             exec '{exe}' -e '$x = \"a\" x ({mib} << 20); sleep 30'"
         );
         let child = Command::new("sh")
             .arg("-c")
@@ -616,7 +628,10 @@ impl Hog {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let hog = Hog { child };
+        let hog = Hog {
+            child,
+            _exe_dir: dir,
+        };
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .open(cg.join("cgroup.procs"))
@@ -641,6 +656,16 @@ impl Hog {
         }
         None
     }
+}
+
+/// perl's path, from PATH.
+fn which_perl() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("perl"))
+        .find(|p| p.exists())
+        .expect("perl in PATH (the allocator of the real-kernel tests)")
 }
 
 /// This process's memory cgroup as the kernel prints paths (relative to the hierarchy).
@@ -906,4 +931,128 @@ fn save_real_fixture(report: &[String], k: &Value, tree: &PodTree) {
     let path = fixture(&format!("real-{short}-memcg.kmsg.expect.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&expect).unwrap() + "\n").unwrap();
     eprintln!("saved {} and {}", base.display(), path.display());
+}
+
+/// A `cgleak oom --follow` this test started: killed and reaped on drop if still running.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Follower {
+    fn start(args: &[&str]) -> Follower {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cgleak"))
+            .arg("oom")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Follower { child, lines }
+    }
+
+    /// The next line that `pick` accepts, within `secs` seconds.
+    fn wait_for(&self, secs: u64, pick: impl Fn(&str) -> bool) -> Option<String> {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if pick(&l) => return Some(l),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+/// --follow on the real kernel: after the report of what is there, a kill that happens later
+/// is printed as one JSON line with its pod; SIGTERM ends it with exit 0. Also the sandbox
+/// rule on a real report: the killed task is named pause and its container has no log.
+#[test]
+fn real_follow_prints_each_kill_as_it_happens() {
+    let name = "real_follow_prints_each_kill_as_it_happens";
+    let Some(sb) = common::real_kernel(name) else {
+        return;
+    };
+    let tree = pod_tree(&sb);
+    let logs = tempfile::tempdir().unwrap();
+    pod_logs(
+        logs.path(),
+        "testns",
+        "follow-0",
+        &tree.uid,
+        &[("sidecar", "0".repeat(64).as_str())],
+    );
+    let pods = logs.path().join("pods").display().to_string();
+    let mut f = Follower::start(&[
+        "--follow",
+        "--format",
+        "json",
+        "--since",
+        "1s",
+        "--pods-log-dir",
+        &pods,
+    ]);
+    // The first report (pretty JSON) ends with a closing brace alone on a line.
+    assert!(f.wait_for(15, |l| l == "}").is_some(), "no initial report");
+    let mut hog = Hog::spawn_named(&sb.cg(&format!("{}/{}", tree.pod, tree.app)), 64, "pause");
+    let pid = hog.pid();
+    assert_eq!(hog.wait_killed(), Some(libc::SIGKILL));
+    let t = std::time::Instant::now();
+    let needle = format!("\"pid\":{pid},\"comm\":\"pause\"");
+    let line = f
+        .wait_for(30, |l| l.starts_with('{') && l.contains(&needle))
+        .unwrap_or_else(|| panic!("--follow printed no kill of pid {pid}"));
+    let latency = t.elapsed();
+    let k: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(k["task_memcg"], tree.app_path.as_str(), "{k}");
+    assert_eq!(k["identity"]["pod_name"], "follow-0", "{k}");
+    assert_eq!(k["sandbox_killed"], true, "{k}");
+    assert!(
+        k["why"]
+            .as_str()
+            .unwrap()
+            .contains("whole pod is recreated"),
+        "{k}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(f.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = f.child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > end {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
+    eprintln!(
+        "real kernel --follow: kill of pid {pid} printed {:.0} ms after the victim was reaped",
+        latency.as_secs_f64() * 1e3
+    );
 }
