@@ -49,8 +49,16 @@ pub(super) fn run(_g: &Global, a: &OomArgs) -> Result<u8> {
         Err(e) => return Err(e),
     };
     let code = u8::from(!report.kills.is_empty());
-    if !emit(a, &report)? {
-        return Ok(code);
+    match emit(a, &report) {
+        Ok(true) => {}
+        Ok(false) => return Ok(code),
+        // The textfile's readers take exit 1 for "kills found": a failed write is "could not
+        // tell", as in diagnose.
+        Err(e) if machine => {
+            eprintln!("cgleak: {e}");
+            return Ok(2);
+        }
+        Err(e) => return Err(e),
     }
     match kmsg {
         Some(k) if a.follow => follow(a, k),

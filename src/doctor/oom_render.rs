@@ -296,3 +296,84 @@ pub fn render_prometheus(r: &Report) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::identity::Identity;
+
+    fn kill(comm: &str, id: Option<Identity>, global: bool) -> Kill {
+        let mut k = Kill {
+            identity: id,
+            global_oom: global,
+            constraint: Some("CONSTRAINT_MEMCG".into()),
+            wall_us: Some(1_796_278_303_500_000),
+            ..Kill::default()
+        };
+        k.victim.comm = Some(comm.into());
+        k.victim.pid = Some(7);
+        k
+    }
+
+    fn report(kills: Vec<Kill>) -> Report {
+        Report {
+            source: "x".into(),
+            kills,
+            records: 1,
+            skipped: 0,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn victim_kinds() {
+        let pod = Identity {
+            pod_uid: Some("u".into()),
+            container_id: Some("c".into()),
+            ..Identity::default()
+        };
+        let mut s = kill("pause", Some(pod.clone()), false);
+        s.sandbox_killed = true;
+        assert_eq!(victim_kind(&s), "sandbox");
+        assert_eq!(victim_kind(&kill("app", Some(pod), true)), "container");
+        assert_eq!(victim_kind(&kill("sshd", None, true)), "node");
+        assert_eq!(victim_kind(&kill("cron", None, false)), "process");
+    }
+
+    #[test]
+    fn prometheus_labels_are_escaped_and_counted() {
+        let id = Identity {
+            namespace: Some("ns".into()),
+            pod_name: Some("we\"ird\\pod".into()),
+            container_name: Some("app".into()),
+            container_id: Some("c".into()),
+            ..Identity::default()
+        };
+        let r = report(vec![
+            kill("a", Some(id.clone()), false),
+            kill("a", Some(id), false),
+        ]);
+        let m = render_prometheus(&r);
+        assert!(
+            m.contains("pod=\"we\\\"ird\\\\pod\",container=\"app\",victim_kind=\"container\",constraint=\"CONSTRAINT_MEMCG\"} 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("cgleak_oom_last_kill_timestamp_seconds 1796278303\n"),
+            "{m}"
+        );
+        let empty = render_prometheus(&report(vec![]));
+        assert!(!empty.contains("cgleak_oom_kills_total{"), "{empty}");
+    }
+
+    #[test]
+    fn npd_lines_fit_and_stay_ascii() {
+        let mut k = kill("ünïcode-name-that-is-long", None, false);
+        k.time = Some("2026-12-03T06:11:43Z".into());
+        let line = render_npd(&report(vec![k.clone(), k]));
+        assert!(line.len() <= NPD_MAX_LINE + 1 && line.is_ascii(), "{line}");
+        assert!(line.starts_with("OOM: 2 kills, last "), "{line}");
+        assert_eq!(render_npd(&report(vec![])), "OK: no OOM kills\n");
+        assert_eq!(fit(&"x".repeat(100), &[], 10), "xxxxxxx...");
+    }
+}
