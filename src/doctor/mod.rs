@@ -1,3 +1,6 @@
 //! The memory doctor: which pod and container an OOM kill hit (the kernel log), which task the
 //! kernel would kill next in each pod (this kernel's own victim rules), and why a container's
 //! working set looks full (memory.stat as kubelet reads it). Read-only, v1 and v2.
+
+pub mod badness;
+pub mod era;
