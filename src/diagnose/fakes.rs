@@ -148,6 +148,11 @@ pub struct FakeHost {
     pub slab: Option<Vec<String>>,
     /// The process table the runtime detection reads.
     pub processes: Vec<crate::host::procs::ProcInfo>,
+    /// Files of the machine outside /proc and the cgroupfs (absolute path -> content); a
+    /// directory is listed from the paths below it (the memory doctor's /var/log/pods).
+    pub files: BTreeMap<String, String>,
+    /// Files below /proc, relative to it (`1234/status`).
+    pub proc: BTreeMap<String, String>,
     /// Every change attempted (drop_caches, swapoff, swapon).
     pub attempts: Mutex<Vec<String>>,
 }
@@ -161,8 +166,15 @@ impl FakeHost {
             kubelet: vec![],
             slab: None,
             processes: vec![],
+            files: BTreeMap::new(),
+            proc: BTreeMap::new(),
             attempts: Mutex::new(vec![]),
         }
+    }
+
+    /// A host file at `path` (its directories exist by implication).
+    pub fn file(&mut self, path: &str, content: &str) {
+        self.files.insert(path.to_string(), content.to_string());
     }
 
     /// /proc/cgroups with this num_cgroups in the memory row.
@@ -236,8 +248,23 @@ impl Host for FakeHost {
     fn fd_targets(&self, _: u32) -> Result<Vec<String>> {
         Ok(vec![])
     }
-    fn host_file(&self, _: &str) -> Result<Option<String>> {
-        Ok(None)
+    fn host_file(&self, path: &str) -> Result<Option<String>> {
+        Ok(self.files.get(path).cloned())
     }
     fn pass_time(&self, _: std::time::Duration) {}
+    fn host_dir(&self, path: &str) -> Result<Option<Vec<String>>> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let names: std::collections::BTreeSet<String> = self
+            .files
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter_map(|rest| rest.split('/').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok((!names.is_empty()).then(|| names.into_iter().collect()))
+    }
+    fn proc_file(&self, rel: &str) -> Result<Option<String>> {
+        Ok(self.proc.get(rel).cloned())
+    }
 }

@@ -4,3 +4,4 @@
 
 pub mod badness;
 pub mod era;
+pub mod identity;
