@@ -5,3 +5,4 @@
 pub mod badness;
 pub mod era;
 pub mod identity;
+pub mod predict;
