@@ -15,6 +15,8 @@
 //! memcg is scanned last whatever the names sort to and whichever process started first.
 
 mod common;
+#[path = "support/emulated_node.rs"]
+mod emulated_node;
 
 use common::Sandbox;
 use serde_json::Value;
@@ -476,4 +478,56 @@ fn real_predict_tie_pause_scanned_first_survives() {
     assert!(e["warning"].is_null());
     assert_eq!(code, 0);
     assert_eq!(drive(&pod, &sb, &mut hogs, "side"), app);
+}
+
+/// On an emulated node (no /proc of its own: every listed task has "exited") the report still
+/// has its shape, its kernel's rules and notes, and exits 0; nothing there is a warning.
+#[test]
+fn emulated_node_report_shape_and_exit_codes() {
+    let node = emulated_node::Node::new("3.10", 3, 0, false);
+    let (code, v) = node.json(&["oom", "--predict", "--format", "json"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(v["kernel"].as_str().unwrap().starts_with("3.10"), "{v:#}");
+    assert_eq!(v["era"]["floor"], true);
+    assert_eq!(v["era"]["tie"], "first_found");
+    assert!(v["rules"].as_array().unwrap().len() >= 5);
+    assert_eq!(v["cgroup"], "v1");
+    for m in v["memcgs"].as_array().unwrap() {
+        assert!(m["victim"].is_null(), "{m:#}");
+        assert!(m["totalpages"].as_u64().unwrap() > 0);
+    }
+    let (code, out, _) = node.run(&["oom", "--predict", "--format", "prometheus"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("# TYPE cgleak_oom_predict_last_run_timestamp_seconds gauge"),
+        "{out}"
+    );
+    let (code, out, _) = node.run(&["oom", "--predict", "--format", "npd"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("OK: ") && out.len() <= 81, "{out}");
+    let (code, out, _) = node.run(&["oom", "--predict"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("OOM victim prediction: kernel 3.10"),
+        "{out}"
+    );
+}
+
+/// Could not tell: no pods cgroup there (exit 2 in every format); bad arguments exit 2 too.
+#[test]
+fn missing_tree_and_bad_arguments_exit_2() {
+    let node = emulated_node::Node::new("5.10", 1, 0, false);
+    for fmt in ["text", "json", "npd", "prometheus"] {
+        let (code, out, err) =
+            node.run(&["--kubepods", "nope", "oom", "--predict", "--format", fmt]);
+        assert_eq!(code, 2, "{fmt}: {out}{err}");
+        assert!(err.contains("no pods cgroup \"nope\""), "{err}");
+        if fmt == "npd" {
+            assert!(out.starts_with("UNKNOWN: "), "{out}");
+        }
+    }
+    let (code, _, err) = node.run(&["oom", "--predict", "--textfile", "/tmp/x.prom"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = node.run(&["oom", "--predict", "--since", "1h"]);
+    assert_eq!(code, 2, "{err}");
 }

@@ -167,17 +167,19 @@ fn render_text(r: &Report) -> String {
 
 fn render_memcg(m: &MemcgPrediction, page_kb: u64) -> String {
     let mut o = format!(
-        "{}: {}\n  limit {:.1} MiB, totalpages {} (with swap headroom), {} points per oom_score_adj unit\n",
+        "{}: {}\n  limit {:.1} MiB, totalpages {} (limit + swap headroom), {} points per oom_score_adj unit\n",
         memcg_label(m),
         m.path,
         m.limit_bytes as f64 / 1_048_576.0,
         m.totalpages,
         m.totalpages / 1000
     );
-    o.push_str(&format!(
-        "  {:>4} {:>8} {:<15} {:<24} {:>5} {:>10} {:>6} {:>5} {:>9}\n",
-        "scan", "pid", "comm", "container", "adj", "rss", "swap", "pt", "points"
-    ));
+    if !m.scan.is_empty() {
+        o.push_str(&format!(
+            "  {:>4} {:>8} {:<15} {:<24} {:>5} {:>10} {:>6} {:>5} {:>9}\n",
+            "scan", "pid", "comm", "container", "adj", "rss", "swap", "pt", "points"
+        ));
+    }
     let victim = m.victim.as_ref().map(|v| v.pid);
     let runner = m.runner_up.as_ref().map(|v| v.pid);
     for (i, c) in m.scan.iter().enumerate() {
