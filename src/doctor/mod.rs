@@ -5,4 +5,5 @@
 pub mod badness;
 pub mod era;
 pub mod identity;
+pub mod memory;
 pub mod predict;
