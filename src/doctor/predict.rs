@@ -937,7 +937,8 @@ mod tests {
         // 901 started first: on 6.18 (join order) 900 is last and wins the tie.
         let r = run(&node("6.18.44", &[APP], &two));
         assert_eq!(pod(&r).victim.as_ref().unwrap().pid, 900);
-        // 3.x: newest first, the first found (901... reversed: 900 first) keeps it.
+        // 3.x scans the newest first (900) and the first found keeps it; 4.19 scans in join
+        // order (901 first) and the first found keeps it.
         let r = run(&node("3.10.0-1127.el7.x86_64", &[APP], &two));
         assert_eq!(pod(&r).victim.as_ref().unwrap().pid, 900);
         let r = run(&node("4.19.0", &[APP], &two));
