@@ -193,6 +193,12 @@ fn real_memory_working_set_and_reclaim() {
         "{why}"
     );
 
+    lower_the_limit(&sb, &cg, id, reclaimable);
+}
+
+/// Lower the container's limit to usage - reclaimable + a margin: the kernel must take it and
+/// free about the reclaimable amount; the report then shows the limit.
+fn lower_the_limit(sb: &Sandbox, cg: &Path, id: &str, reclaimable: u64) {
     // The kernel frees about the reclaimable amount when the limit asks for it.
     let margin = 8 * MIB;
     let before = read_u64(&cg.join("memory.usage_in_bytes"));
@@ -215,7 +221,7 @@ fn real_memory_working_set_and_reclaim() {
         before - after
     );
     // Limited now: the report shows the limit and the distance to it.
-    let (_, v) = memory_json(&sb, &[id]);
+    let (_, v) = memory_json(sb, &[id]);
     let c = &v["pods"][0]["containers"][0]["figures"];
     assert_eq!(c["limit_bytes"], target);
     assert!(c["to_limit_bytes"].as_i64().unwrap() >= 0, "{c:#}");
