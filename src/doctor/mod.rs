@@ -2,4 +2,8 @@
 //! kernel would kill next in each pod (this kernel's own victim rules), and why a container's
 //! working set looks full (memory.stat as kubelet reads it). Read-only, v1 and v2.
 
+pub mod badness;
+pub mod era;
 pub mod identity;
+pub mod memory;
+pub mod predict;
