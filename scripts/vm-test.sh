@@ -319,17 +319,18 @@ boot() {
 }
 
 # one kernel: group A (leak, remedy, repair; root use_hierarchy=1 as systemd sets it),
-# group B (cgroup.memory=nokmem; the untouched bare root for use_hierarchy on 5.10) and
+# group B (cgroup.memory=nokmem; the untouched bare root for use_hierarchy on 5.10; the memory
+# doctor's OOM cases) and
 # group C (the container runtimes on the runtime disk; root use_hierarchy=1 as on a node)
 run_kernel() {
     local suite=$1 kdir=$2 initrd=$3
-    local b=nokmem
-    case "$(basename "$kdir")" in 5.10.*) b=nokmem,use_hierarchy ;; esac
+    local b=nokmem,oom
+    case "$(basename "$kdir")" in 5.10.*) b=nokmem,use_hierarchy,oom ;; esac
     if [ "${CGLEAK_LAB_GROUP_A:-}" != none ]; then
         boot "$suite-A" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_A:-leak,remedy,repair}" "lab.root_use_hierarchy=1" 900
     fi
     if [ "${CGLEAK_LAB_GROUP_B:-}" != none ]; then
-        boot "$suite-B" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_B:-$b}" "cgroup.memory=nokmem" 300
+        boot "$suite-B" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_B:-$b}" "cgroup.memory=nokmem" 600
     fi
     if [ "${CGLEAK_LAB_GROUP_C:-}" != none ] && case " $runtime_suites " in *" $suite "*) true ;; *) false ;; esac; then
         boot "$suite-C" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_C:-runtime}" "lab.root_use_hierarchy=1" 900 "$runtime_img"
@@ -342,10 +343,16 @@ expected() {
         *-A) echo leak.kernel leak.diagnose remedy.kernel remedy.reclaim repair.kernel \
             repair.migrate-back repair.rename repair.kill-resume ;;
         *-B) echo nokmem.kernel nokmem.diagnose
+            local c
+            for c in guaranteed burstable adj tie-pause-first tie-pause-last; do
+                echo "oom.predict.$c oom.log.$c"
+            done
             case "$2" in 5.10.*) echo use_hierarchy.kernel use_hierarchy.repair ;; esac ;;
-        *-C) echo runtime.start runtime.containerd runtime.docker runtime.migrate-back \
-            runtime.migrate-back.checks runtime.rename runtime.rename.checks runtime.kill-resume \
-            runtime.kill-resume.checks runtime.eventfd runtime.v1-restart ;;
+        *-C) echo runtime.start
+            local l
+            for l in $(sed -n 's/^RUNTIME_LINES="\(.*\)"$/\1/p' "$vm_dir/scenarios/runtime.sh"); do
+                echo "runtime.$l"
+            done ;;
     esac
 }
 
@@ -419,6 +426,21 @@ main() {
             [ -f "$logs/$s-$g.clean" ] || continue
             grep -h '^OBS ' "$logs/$s-$g.clean" | sed "s/^OBS /$kver $g /" || true
         done
+    done
+    # the kernel's records of each OOM case (boot B, scenarios/oom.sh), one file per case: the
+    # memory doctor's parser fixtures come from these (tests/fixtures/oom/lab-*.kmsg)
+    for s in $suites; do
+        kver=$(basename "${kdirs[$s]}")
+        [ -f "$logs/$s-B.clean" ] || continue
+        awk -v d="$logs" -v k="$kver" '
+            /^KMSG / { f = d "/oom-" k "-" $2 ".kmsg"; sub(/^KMSG [^ ]+ /, ""); print > f }' "$logs/$s-B.clean"
+    done
+    echo
+    echo "== issue 11's claims, verdicts computed by this run (boot C)"
+    for s in $suites; do
+        kver=$(basename "${kdirs[$s]}")
+        [ -f "$logs/$s-C.clean" ] || continue
+        grep -h '^OBS claim\.' "$logs/$s-C.clean" | sed "s/^OBS claim\./$kver /" || true
     done
     echo
     echo "lab: $passes passed, $fails failed, $notrun not run, in $((SECONDS - t_start))s"

@@ -65,15 +65,13 @@ c_update() {
     echo "rc=$urc limit=$(cat "$MEMCG$cg/memory.limit_in_bytes" 2>/dev/null) $(head -c 80 /tmp/upd.out | tr '\n' ' ')"
 }
 
-# c_oom_start KIND ID: make the container's init the OOM killer's choice (oom_score_adj 1000,
-# set from outside as an admin could) and start an allocator in it (busybox tail buffers
-# /dev/zero, which has no newline, until the memcg limit): the memcg OOM kills the init, the
-# pid namespace goes with it and the container exits 137
+# c_oom_start KIND ID: the container's init becomes the allocator (SIGUSR1, see LAB_INIT in
+# runtime/guest.sh): its memcg OOM kills the init, the pid namespace goes with it and the
+# container exits 137; the init's pid is recorded in /tmp/oom-allocators
 c_oom_start() {
     p=$(c_pid "$1" "$2")
-    echo 1000 > "/proc/$p/oom_score_adj"
-    c_exec "$1" "$2" tail /dev/zero > /dev/null 2>&1 &
-    echo $! >> /tmp/oom-allocators
+    kill -USR1 "$p"
+    echo "$p" >> /tmp/oom-allocators
 }
 
 # c_exit KIND ID: how the container ended in the runtime's view

@@ -104,12 +104,18 @@ rt_stop() {
     true
 }
 
-# ctr_container CGPATH LIMIT ID [RUNTIME]: a container of the busybox image, `sleep`, in cgroup
+# LAB_INIT: every container's init, a shell that sleeps until SIGUSR1 and then becomes the
+# allocator itself (exec tail /dev/zero: busybox tail buffers a file without newlines until the
+# memcg limit), so the memcg OOM kills the container's init and the container exits 137, as a
+# real workload's main process does
+LAB_INIT='trap "exec tail /dev/zero" USR1; sleep 100000 & wait'
+
+# ctr_container CGPATH LIMIT ID [RUNTIME]: a container of the busybox image ($LAB_INIT) in cgroup
 # CGPATH (absolute in every hierarchy, as kubelet passes it to containerd), memory limit LIMIT
 # bytes, with RUNTIME (default shim v2 io.containerd.runc.v2)
 ctr_container() {
     ctr_ run -d --snapshotter native --no-pivot --runtime "${4:-io.containerd.runc.v2}" \
-        --cgroup "$1" --memory-limit "$2" $RT_IMAGE "$3" sleep 100000
+        --cgroup "$1" --memory-limit "$2" $RT_IMAGE "$3" sh -c "$LAB_INIT"
 }
 
 # ctr_pid ID: the task's pid as containerd reports it

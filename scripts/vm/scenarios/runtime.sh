@@ -26,6 +26,7 @@
 . /lab/runtime/guest.sh
 . /lab/runtime/guest-checks.sh
 . /lab/runtime/guest-shims.sh
+RUNTIME_LINES="containerd docker migrate-back migrate-back.spurious migrate-back.checks rename rename.spurious rename.checks kill-resume kill-resume.spurious kill-resume.checks eventfd v1-restart race claims"
 CTRS=/tmp/rt-containers
 : > $CTRS
 # every OBS line is kept too: runtime.eventfd is judged from the rounds' lines
@@ -33,6 +34,12 @@ CTRS=/tmp/rt-containers
 obs() {
     echo "OBS $*"
     echo "OBS $*" >> /tmp/runtime.obs
+}
+result() {
+    n=$1 r=$2
+    shift 2
+    echo "SCENARIO $n $r $*"
+    echo "SCENARIO $n $r $*" >> /tmp/runtime.obs
 }
 # The allocations must reach the memcg limit and OOM, not page out to zram (boot C needs no
 # swap; docker -m allows as much swap again as memory).
@@ -110,7 +117,7 @@ new_ctr() {
 # new_docker ROLE PODPATH LIMIT_BYTES: a docker container in PODPATH/<full id>
 new_docker() {
     if step run-docker /tmp/run.out docker run -d --network none --cgroup-parent "$2" \
-        -m "$3" --memory-swap "$(($3 * 2))" lab/busybox sleep 100000; then
+        -m "$3" --memory-swap "$(($3 * 2))" lab/busybox sh -c "$LAB_INIT"; then
         id=$(tail -n1 /tmp/run.out)
         echo "docker $id $2/$id $3 $1" >> $CTRS
     else
@@ -196,7 +203,7 @@ do_repair() {
     KILLED=""
     case $1 in
         kill-resume)
-            cgleak repair --yes --allow-kubelet-running --strategy migrate-back --state-dir "$2" > "/tmp/repair-$1.out" 2>&1 &
+            cgleak -v repair --yes --allow-kubelet-running --strategy migrate-back --state-dir "$2" > "/tmp/repair-$1.out" 2>&1 &
             cpid=$!
             n=0
             while [ $n -lt 1200 ] && kill -0 $cpid 2>/dev/null; do
@@ -217,7 +224,7 @@ do_repair() {
                 RRC=99
             fi ;;
         *)
-            cgleak repair --yes --allow-kubelet-running --strategy "$1" --state-dir "$2" > "/tmp/repair-$1.out" 2>&1
+            cgleak -v repair --yes --allow-kubelet-running --strategy "$1" --state-dir "$2" > "/tmp/repair-$1.out" 2>&1
             RRC=$? ;;
     esac
 }
@@ -247,8 +254,7 @@ oom_round() {
     T_OOM=$(now_tod)
     : > /tmp/oom-allocators
     each app after | while read -r kind id cg lim role; do c_oom_start "$kind" "$id"; done
-    # the first lab run: the OOM killer picks the exec'd tail, not the init, so the container may
-    # keep running; wait for the allocators (their exec returns when they are killed), 60 s at most
+    # wait for the inits turned allocators to be killed, 60 s at most
     n=0
     while [ $n -lt 120 ]; do
         alive=0
@@ -280,7 +286,9 @@ watcher_report() {
 run_round() {
     rd=$1 sd=/run/cgleak-rt-$1
     rm -f /tmp/upd-miss-$rd /tmp/oom-stuck-$rd
+    tr0=$(uptime_s)
     make_round "$2"
+    obs "runtime.time.round.$rd.make" "$(since "$tr0")s"
     pre=$(check_memcgs)
     [ "$rd" = migrate-back ] && first_round_lines "$pre"
     shim_census "$rd.before"
@@ -298,7 +306,13 @@ run_round() {
     tail -n 3 "/tmp/verify-$rd.out"
     shim_census "$rd.after"
     sleep 1
-    obs "runtime.$rd.spurious-TaskOOM" "during the repair and 1 s after: [$(spurious_ooms "$T0" "$(now_tod)")]"
+    sp=$(spurious_ooms "$T0" "$(now_tod)")
+    obs "runtime.$rd.spurious-TaskOOM" "during the repair and 1 s after: [$sp]"
+    if [ -z "$sp" ]; then
+        result "runtime.$rd.spurious" PASS "no TaskOOM for any of $(each | wc -l) containers during the repair and 1 s after (settle: $(settle_of "/tmp/repair-$rd.out"))"
+    else
+        result "runtime.$rd.spurious" FAIL "TaskOOM the containers never had: $sp"
+    fi
     observe "$rd" after
     bad=$(check_memcgs | tr '\n' ' ')
     exec_bad=$(each | while read -r k i c l ro; do [ "$(c_exec_memcg "$k" "$i")" = "$c" ] || printf '%s/%s ' "$k" "$ro"; done)
@@ -309,11 +323,53 @@ run_round() {
     else
         result "runtime.$rd" FAIL "$detail${NEW_FAIL:+; not created:$NEW_FAIL}${pre:+; before the repair: $pre}"
     fi
+    obs "runtime.time.round.$rd.repair-checks" "$(since "$tr0")s"
     oom_round "$rd"
+    obs "runtime.time.round.$rd.oom" "$(since "$tr0")s"
     shim_census "$rd.after-oom"
     watcher_report "$rd"
     round_checks "$rd"
     end_round
+    obs "runtime.time.round.$rd.end" "$(since "$tr0")s"
+}
+
+# settle_of OUT: what the repair's wait for the runtimes' watchers saw (its summary line)
+settle_of() { grep -m1 'runtime watchers' "$1" | sed 's/.*runtime watchers: //' | cut -c1-120; }
+
+# move_all FROM TO: every task of memcg FROM into TO
+move_all() { for p in $(cat "$1/cgroup.procs"); do echo "$p" > "$2/cgroup.procs"; done; }
+
+# race_round: the race behind the spurious TaskOOM, without cgleak: two shim v2 containers'
+# memcgs replaced by hand (tasks to a side memcg, rmdir, mkdir again, tasks back), the path back
+# at once ("fast") or 2 s after the rmdir ("slow"); TaskOOM counted for each
+race_round() {
+    : > $CTRS
+    NEW_FAIL=""
+    P=/kubepods/burstable/pod$(cat /proc/sys/kernel/random/uuid)
+    pod_cg "$P" 536870912
+    new_ctr ctr fast "$P" 104857600
+    new_ctr ctr slow "$P" 104857600
+    shim_census race.before
+    T0=$(now_tod)
+    each fast slow | while read -r kind id cg lim role; do
+        d=$MEMCG$cg
+        mkdir "$d.side" && echo "$lim" > "$d.side/memory.limit_in_bytes" && move_all "$d" "$d.side" && rmdir "$d"
+        [ "$role" = slow ] && sleep 2
+        mkdir "$d" && echo "$lim" > "$d/memory.limit_in_bytes" && move_all "$d.side" "$d" && rmdir "$d.side"
+    done
+    sleep 2
+    shim_census race.after
+    f=$(each fast | awk '{ print $2 }')
+    sl=$(each slow | awk '{ print $2 }')
+    d="path back at once: TaskOOM=$(ev_count /tasks/oom "$f" "$T0"); path back 2 s after the rmdir: TaskOOM=$(ev_count /tasks/oom "$sl" "$T0")"
+    obs runtime.race "$d"
+    if [ -n "$f" ] && [ -n "$sl" ]; then
+        result runtime.race PASS "$d"
+    else
+        result runtime.race FAIL "containers not created:$NEW_FAIL"
+    fi
+    each | while read -r kind id cg lim role; do c_remove "$kind" "$id"; done
+    rmdir "$MEMCG$P" 2>/dev/null
 }
 
 # first_round_lines PRE: runtime.containerd / runtime.docker from round 1's containers, and
@@ -399,11 +455,11 @@ eventfd_line() {
 }
 
 if [ $start_ok != yes ]; then
-    for l in containerd docker migrate-back migrate-back.checks rename rename.checks kill-resume kill-resume.checks eventfd v1-restart; do
+    for l in $RUNTIME_LINES; do
         result runtime.$l FAIL "runtime.start failed"
     done
 elif ! has_cgleak repair || ! has_cgleak verify || ! has_cgleak resume; then
-    for l in containerd docker migrate-back migrate-back.checks rename rename.checks kill-resume kill-resume.checks eventfd v1-restart; do
+    for l in $RUNTIME_LINES; do
         result runtime.$l NOT-RUN "$(cgleak_missing resume)"
     done
 else
@@ -413,6 +469,9 @@ else
     run_round kill-resume last
     v1_restart
     eventfd_line
+    race_round
+    . /lab/runtime/guest-claims.sh
+    claims
 fi
 
 rt_stop
