@@ -101,24 +101,37 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / 1_048_576.0)
 }
 
-/// Why the working set is above the rss, in one sentence; None when it is not.
+/// Smallest gap between working set and rss worth a sentence: 1 MiB, or 5 % of the rss. Below
+/// it the gap is the memcg's own kernel memory and usage's per-cpu batching ("fuzz"), nothing an
+/// operator acts on.
+fn worth_explaining(above: u64, rss: u64) -> bool {
+    above >= (1 << 20).max(rss / 20)
+}
+
+/// Why the working set is above the rss, in one sentence; None when it is not, or only by a
+/// little ([`worth_explaining`]).
 pub fn why(f: &Figures) -> Option<String> {
-    if f.working_set_bytes <= f.rss_bytes {
+    let above = f.working_set_bytes.saturating_sub(f.rss_bytes);
+    if !worth_explaining(above, f.rss_bytes) {
         return None;
     }
-    let above = f.working_set_bytes - f.rss_bytes;
-    let mut parts = vec![format!(
-        "{} of it is active page cache, which the kernel can reclaim but kubelet counts as used",
-        mib(f.active_file_bytes.min(above))
-    )];
-    if f.shmem_bytes > 0 {
+    let active = f.active_file_bytes.min(above);
+    let shmem = f.shmem_bytes.min(above - active);
+    let rest = above - active - shmem;
+    let mut parts = vec![];
+    if active >= 1 << 20 {
         parts.push(format!(
-            "{} is shmem/tmpfs, which only swap can free",
-            mib(f.shmem_bytes)
+            "{} of it is active page cache, which the kernel can reclaim but kubelet counts as used",
+            mib(active)
         ));
     }
-    let rest = above.saturating_sub(f.active_file_bytes + f.shmem_bytes);
-    if rest >= 1 << 20 {
+    if shmem >= 1 << 20 {
+        parts.push(format!(
+            "{} is shmem/tmpfs, which only swap can free",
+            mib(shmem)
+        ));
+    }
+    if rest >= 1 << 20 || parts.is_empty() {
         parts.push(format!(
             "{} is other charged memory (kernel memory, unevictable pages)",
             mib(rest)
@@ -473,6 +486,17 @@ mod tests {
         assert_eq!(f.working_set_bytes, 0);
         assert_eq!((f.limit_bytes, f.to_limit_bytes), (None, None));
         assert_eq!(why(&f), None);
+    }
+
+    #[test]
+    fn a_small_gap_is_not_explained_a_kernel_memory_gap_is() {
+        let st = Stat::parse("total_rss 62914560\ntotal_active_file 0\ntotal_inactive_file 0\n");
+        // 0.4 MiB above a 60 MiB rss: per-cpu batching and the memcg's own slab, no sentence.
+        assert_eq!(why(&figures(63_334_400, &st, None, false)), None);
+        // 8 MiB above with no page cache: said to be other charged memory.
+        let w = why(&figures(71_303_168, &st, None, false)).unwrap();
+        assert!(w.contains("8.0 MiB is other charged memory"), "{w}");
+        assert!(!w.contains("page cache"), "{w}");
     }
 
     #[test]
