@@ -620,13 +620,14 @@ fn complete(k: &mut Kill) {
 }
 
 /// Whether the kernel of this report floors a task's points at 1 (before 5.9 and 5.4.143:
-/// 9066e5cfb73c): from the release in the report, else from its formats; None when unknown.
+/// 9066e5cfb73c): by [`super::era`]'s rules for the release in the report, else from its
+/// formats; None when unknown.
 pub fn floors_at_one(k: &Kill) -> Option<bool> {
-    if let Some(rel) = k.kernel.as_deref().and_then(release_numbers) {
-        return Some(match rel {
-            (5, 4, patch) => patch < 143,
-            (maj, min, _) => (maj, min) < (5, 9),
-        });
+    if let Some(rel) = k.kernel.as_deref() {
+        let era = super::era::era_for(rel, None);
+        if era.known {
+            return Some(era.floor);
+        }
     }
     let h = k.era_hints;
     // Up to 5.3 (the sacrifice line up to 5.0, the UID-less prefixed kill line 5.1-5.3).
@@ -634,15 +635,6 @@ pub fn floors_at_one(k: &Kill) -> Option<bool> {
         return Some(true);
     }
     None
-}
-
-/// (major, minor, patch) of a release like `3.10.0-1127.el7.x86_64` or `6.18.44-fc`.
-pub fn release_numbers(rel: &str) -> Option<(u32, u32, u32)> {
-    let mut it = rel.split(|c: char| !c.is_ascii_digit());
-    let maj = it.next()?.parse().ok()?;
-    let min = it.next()?.parse().ok()?;
-    let patch = it.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    Some((maj, min, patch))
 }
 
 /// The page size in KiB this report's task table counts in: the victim's total_vm in kB
@@ -998,7 +990,11 @@ mod tests {
         assert_eq!(floors_at_one(&k), None);
         k.era_hints.sacrifice_line = true;
         assert_eq!(floors_at_one(&k), Some(true));
-        assert_eq!(release_numbers("garbage"), None);
+        let garbled = Kill {
+            kernel: Some("garbage".into()),
+            ..Kill::default()
+        };
+        assert_eq!(floors_at_one(&garbled), None);
     }
 
     #[test]
