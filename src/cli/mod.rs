@@ -303,8 +303,8 @@ pub struct OomArgs {
     /// records) from FILE, or `-` for standard input, instead of this node's /dev/kmsg.
     #[arg(long, value_name = "FILE|-", conflicts_with_all = ["follow", "predict"])]
     pub input: Option<PathBuf>,
-    /// Only kills at or after this time: a duration back from now (`90m`, `2h`, `3d`) or an
-    /// RFC 3339 time (`2026-12-02T10:00:00Z`).
+    /// Only kills at or after this time: a duration back from now (`90m`, `2h`, `3d`, `1w`,
+    /// `1h30m`), an RFC 3339 time (`2026-12-02T10:00:00Z`), `YYYY-MM-DD HH:MM:SS` or a date (UTC).
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
     /// Keep reading /dev/kmsg and print each kill as it happens (Ctrl-C ends).

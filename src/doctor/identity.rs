@@ -100,7 +100,7 @@ fn from_cgroupfs(rest: &[&str]) -> Option<Identity> {
     let uid = rest
         .first()?
         .strip_prefix("pod")
-        .filter(|u| !u.is_empty())?;
+        .filter(|u| uid_shaped(u))?;
     Some(Identity {
         pod_uid: Some(uid.to_string()),
         qos: Some(qos),
@@ -119,7 +119,7 @@ fn from_systemd(rest: &[&str]) -> Option<Identity> {
     };
     let slice = rest.first()?.strip_suffix(".slice")?;
     let (_, uid) = slice.split_once("-pod")?;
-    if uid.is_empty() {
+    if !uid_shaped(uid) {
         return None;
     }
     let container_id = rest.get(1).map(|scope| {
@@ -133,6 +133,15 @@ fn from_systemd(rest: &[&str]) -> Option<Identity> {
         container_id,
         ..Identity::default()
     })
+}
+
+/// A pod uid as kubelet writes it into a cgroup name: an API pod's UUID, or a static pod's
+/// 32-hex config hash; in systemd slices with `_` for `-`. Anything else below kubepods (a lab's
+/// `pod-guaranteed`) is not a pod.
+fn uid_shaped(u: &str) -> bool {
+    u.len() >= 8
+        && u.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'-' || b == b'_')
 }
 
 /// Where the names are looked up.

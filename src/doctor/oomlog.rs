@@ -1000,7 +1000,10 @@ mod tests {
     #[test]
     fn the_sandbox_rule_without_names() {
         let mut k = Kill {
-            task_memcg: Some(format!("/kubepods/burstable/pod1234/{}", "a".repeat(64))),
+            task_memcg: Some(format!(
+                "/kubepods/burstable/pod12345678/{}",
+                "a".repeat(64)
+            )),
             ..Kill::default()
         };
         k.victim.comm = Some("pause".to_string());

@@ -19,6 +19,15 @@ fn cgroupfs_paths_of_every_qos() {
 }
 
 #[test]
+fn a_static_pods_config_hash_is_a_uid() {
+    let id = from_cgroup_path("/kubepods/burstable/pod8f1e2d3c4b5a69788796a5b4c3d2e1f0/x");
+    assert_eq!(
+        id.unwrap().pod_uid.as_deref(),
+        Some("8f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    );
+}
+
+#[test]
 fn a_prefix_before_kubepods_is_allowed() {
     let id = from_cgroup_path(&format!(
         "/lxc.payload.n1/x/kubepods/burstable/pod{UID}/{ID}"
@@ -131,11 +140,11 @@ fn dockershim_labels_name_containers() {
 #[test]
 fn a_pod_with_no_log_directory_is_named_in_a_note() {
     let n = Names::load(&node(), "/var/log/pods", "/run/c");
-    let mut id = from_cgroup_path("/kubepods/podffff/abc").unwrap();
+    let mut id = from_cgroup_path("/kubepods/podffff0000/abc").unwrap();
     n.fill(&mut id);
     assert_eq!(id.pod_name, None);
-    assert!(n.missing(&id).unwrap().contains("pod ffff"));
-    assert_eq!(id.pod_label().as_deref(), Some("pod ffff"));
+    assert!(n.missing(&id).unwrap().contains("pod ffff0000"));
+    assert_eq!(id.pod_label().as_deref(), Some("pod ffff0000"));
     assert_eq!(id.container_label().as_deref(), Some("container abc"));
 }
 
