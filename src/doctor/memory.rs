@@ -120,8 +120,17 @@ pub fn why(f: &Figures) -> Option<String> {
     let rest = above - active - shmem;
     let mut parts = vec![];
     if active >= 1 << 20 {
+        let unwritten = f.dirty_bytes + f.writeback_bytes;
+        let first = if unwritten >= 1 << 20 {
+            format!(
+                " once the {} not yet written back is written",
+                mib(unwritten)
+            )
+        } else {
+            String::new()
+        };
         parts.push(format!(
-            "{} of it is active page cache, which the kernel can reclaim but kubelet counts as used",
+            "{} of it is active page cache, which the kernel can reclaim{first} but kubelet counts as used",
             mib(active)
         ));
     }
@@ -471,7 +480,7 @@ mod tests {
             (30 << 20, 1 << 20, Some(0))
         );
         let w = why(&f).unwrap();
-        assert!(w.contains("49.0 MiB of it is active page cache, which the kernel can reclaim but kubelet counts as used"), "{w}");
+        assert!(w.contains("49.0 MiB of it is active page cache, which the kernel can reclaim once the 4.0 MiB not yet written back is written but kubelet counts as used"), "{w}");
         assert!(w.contains("1.0 MiB is shmem/tmpfs"), "{w}");
     }
 
