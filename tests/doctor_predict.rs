@@ -274,6 +274,53 @@ impl Pod {
         (out.status.code().unwrap_or(-1), v)
     }
 
+    /// `cgleak oom` (this node's /dev/kmsg) lists the kill of `pid` with this pod's uid and
+    /// names, and the container it was in (`pause`: the sandbox, and the pod recreated).
+    fn assert_listed(&self, sb: &Sandbox, pid: u32, container: &str) {
+        let out = assert_cmd::Command::cargo_bin("cgleak")
+            .unwrap()
+            .arg("--root")
+            .arg(sb.path())
+            .args([
+                "oom",
+                "--since",
+                "10m",
+                "--format",
+                "json",
+                "--pods-log-dir",
+            ])
+            .arg(self.names.path().join("pods"))
+            .arg("--containerd-state-dir")
+            .arg(self.names.path().join("ctd"))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "kills found: {v:#}");
+        let k = v["kills"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["victim"]["pid"] == pid)
+            .unwrap_or_else(|| panic!("cgleak oom does not list the kill of {pid}: {v:#}"));
+        let id = &k["identity"];
+        assert_eq!(id["pod_uid"], self.uid.as_str(), "{k:#}");
+        assert_eq!(
+            (&id["namespace"], &id["pod_name"]),
+            (&"shop".into(), &"web".into())
+        );
+        if container == "pause" {
+            assert_eq!(id["sandbox"], true, "{k:#}");
+            assert_eq!(k["sandbox_killed"], true, "{k:#}");
+        } else {
+            assert_eq!(id["container_name"], container, "{k:#}");
+            assert_eq!(k["sandbox_killed"], false, "{k:#}");
+        }
+        assert!(
+            k["task_memcg"].as_str().unwrap().contains(&self.rel),
+            "{k:#}"
+        );
+    }
+
     /// The pod's entry of the report.
     fn entry<'a>(&self, v: &'a Value) -> &'a Value {
         v["memcgs"]
@@ -409,7 +456,9 @@ fn real_predict_all_999_kills_the_largest() {
     assert_eq!(e["totalpages"], LIMIT / 4096);
     assert!(e["warning"].is_null());
     assert_eq!(e["identity"]["pod_uid"], pod.uid.as_str());
-    assert_eq!(drive(&pod, &sb, &mut hogs, "app"), app);
+    let killed = drive(&pod, &sb, &mut hogs, "app");
+    assert_eq!(killed, app);
+    pod.assert_listed(&sb, killed, "app");
 }
 
 /// pause 999 / app 2 / side 999: the adj term outweighs the app's size and the side is
@@ -432,7 +481,9 @@ fn real_predict_adj_2_app_loses_to_the_sidecar() {
     assert_eq!(e["warning"]["kind"], "sidecar");
     assert_eq!(e["warning"]["main"]["pid"], app);
     assert_eq!(e["victim"]["identity"]["container_name"], "side");
-    assert_eq!(drive(&pod, &sb, &mut hogs, "app"), side);
+    let killed = drive(&pod, &sb, &mut hogs, "app");
+    assert_eq!(killed, side);
+    pod.assert_listed(&sb, killed, "side");
 }
 
 /// Equal pause and app; pause's container made last, but named to sort first and its process
@@ -455,7 +506,9 @@ fn real_predict_tie_pause_scanned_last_dies() {
     assert_eq!(e["margin_points"], 0);
     assert_eq!(e["warning"]["kind"], "sandbox");
     assert_eq!(code, 1);
-    assert_eq!(drive(&pod, &sb, &mut hogs, "side"), pause);
+    let killed = drive(&pod, &sb, &mut hogs, "side");
+    assert_eq!(killed, pause);
+    pod.assert_listed(&sb, killed, "pause");
 }
 
 /// The mirror case: pause's container made first (named to sort last), the app's process
@@ -477,7 +530,9 @@ fn real_predict_tie_pause_scanned_first_survives() {
     assert_eq!(e["tie"], true, "{e:#}");
     assert!(e["warning"].is_null());
     assert_eq!(code, 0);
-    assert_eq!(drive(&pod, &sb, &mut hogs, "side"), app);
+    let killed = drive(&pod, &sb, &mut hogs, "side");
+    assert_eq!(killed, app);
+    pod.assert_listed(&sb, killed, "app");
 }
 
 /// On an emulated node (no /proc of its own: every listed task has "exited") the report still
