@@ -13,7 +13,7 @@
 
 LAB=$MEMCG/oomlab
 NAMES=/tmp/oomlab-names
-n=0
+cn=0
 
 # role_id ROLE N: the 64-hex container id of a role in case N
 role_id() {
@@ -29,9 +29,9 @@ names() {
     : > "$NAMES/pods/${ns}_$3_$2/app/0.log"
     : > "$NAMES/pods/${ns}_$3_$2/side/0.log"
     for r in app side; do
-        : > "$NAMES/containers/$3_${ns}_$r-$(role_id $r "$n").log"
+        : > "$NAMES/containers/$3_${ns}_$r-$(role_id $r "$cn").log"
     done
-    sb=$NAMES/state/k8s.io/$(role_id pause "$n")
+    sb=$NAMES/state/k8s.io/$(role_id pause "$cn")
     mkdir -p "$sb"
     printf '{"annotations":{"io.kubernetes.cri.container-type":"sandbox","io.kubernetes.cri.sandbox-name":"%s","io.kubernetes.cri.sandbox-namespace":"%s","io.kubernetes.cri.sandbox-uid":"%s"}}\n' \
         "$3" "$ns" "$2" > "$sb/config.json"
@@ -59,8 +59,8 @@ kill_listed() {
 # case_run NAME QOS ORDER MIB(pause app side) ADJ(pause app side) EXPECTED-ROLE
 case_run() {
     name=$1 qos=$2 order=$3 mibs=$4 adjs=$5 expect=$6
-    n=$((n + 1))
-    uid=$(printf '%08x-0000-4000-8000-%012x' "$n" "$n")
+    cn=$((cn + 1))
+    uid=$(printf '%08x-0000-4000-8000-%012x' "$cn" "$cn")
     pod=oom-$name
     base=$LAB/kubepods
     [ -n "$qos" ] && base=$base/$qos
@@ -68,7 +68,7 @@ case_run() {
     mkdir -p "$pcg"
     echo 160M > "$pcg/memory.limit_in_bytes"
     [ -f "$pcg/memory.memsw.limit_in_bytes" ] && echo 160M > "$pcg/memory.memsw.limit_in_bytes"
-    for r in $order; do mkdir "$pcg/$(role_id "$r" "$n")"; done
+    for r in $order; do mkdir "$pcg/$(role_id "$r" "$cn")"; done
     names "$name" "$uid" "$pod"
     set -- $mibs
     pm=$1 am=$2 sm=$3
@@ -77,7 +77,7 @@ case_run() {
     pids=
     for r in pause app side; do
         case $r in pause) m=$pm a=$pa ;; app) m=$am a=$aa ;; side) m=$sm a=$sa ;; esac
-        sh -c "echo \$\$ > $pcg/$(role_id $r "$n")/cgroup.procs && echo $a > /proc/self/oom_score_adj && exec hog $r $m" > "/tmp/hog-$name-$r" 2>&1 &
+        sh -c "echo \$\$ > $pcg/$(role_id $r "$cn")/cgroup.procs && echo $a > /proc/self/oom_score_adj && exec hog $r $m" > "/tmp/hog-$name-$r" 2>&1 &
         eval "pid_$r=$!"
         pids="$pids $!"
     done
@@ -117,7 +117,7 @@ case_run() {
     fi
     for p in $pids; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
-    for r in pause app side; do rmdir "$pcg/$(role_id $r "$n")"; done
+    for r in pause app side; do rmdir "$pcg/$(role_id $r "$cn")"; done
     rmdir "$pcg"
 }
 
