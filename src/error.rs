@@ -7,6 +7,11 @@ use nix::errno::Errno;
 use std::fmt;
 use std::path::PathBuf;
 
+/// The errno of an I/O error (EIO when the error did not come from a system call).
+pub(crate) fn errno_of(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
 /// The filesystem operation that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -19,7 +19,7 @@
 //! free functions so they can be unit-tested on sample text and used without a `KernelFs`
 //! (`cgleak diagnose` needs [`detect_mode`] and [`parse_nr_dying_descendants`] on v2 hosts).
 
-use crate::error::{BadRoot, Error, FsOp, Result, SysError};
+use crate::error::{errno_of, BadRoot, Error, FsOp, Result, SysError};
 use crate::host::{CgroupMode, Hierarchy, Host};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -50,11 +50,6 @@ const SWAP_FLAG_PRIO_MASK: nix::libc::c_int = 0x7fff;
 const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
 /// /proc/PID/comm holds at most TASK_COMM_LEN - 1 = 15 bytes of the command name.
 const COMM_MAX: usize = 15;
-
-/// The errno of an I/O error (EIO when the error did not come from a system call).
-pub(crate) fn errno_of(e: &std::io::Error) -> Errno {
-    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
-}
 
 fn sys(op: FsOp, path: &Path, e: &std::io::Error) -> Error {
     Error::Sys(SysError::new(op, path, errno_of(e)))

@@ -14,8 +14,8 @@
 //! live directories have, at least `k - l` are dying: that keeps the count a lower bound when
 //! names repeat (container ids and pod uids are unique; `burstable` or a reused name is not).
 
+use crate::error::errno_of;
 use crate::error::{Error, FsOp, Result, SysError};
-use crate::host::kernel::errno_of;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
