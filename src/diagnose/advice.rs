@@ -9,7 +9,7 @@
 //! [`crate::repair::plan::ids_needed`], the same function `cgleak plan` uses.
 
 use super::facts::{Facts, Status};
-use super::render::sep;
+use super::numbers::sep;
 use crate::model::kernel::Era;
 use crate::repair::plan::{ids_needed, Strategy, ID_SAFETY_MARGIN};
 

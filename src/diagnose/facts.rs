@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::ids::IdsSource;
 
-use super::verdict::{verdict, Thresholds};
+use super::thresholds::Thresholds;
 
 /// What the kernel is and can do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,43 +242,6 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// The facts with the verdict of the default thresholds.
-    pub fn judged(
-        kernel: KernelFacts,
-        cgroup_mode: Option<CgroupMode>,
-        hierarchy: HierarchyFacts,
-        kubepods: KubepodsFacts,
-        kubelet: KubeletFacts,
-        errors: Vec<String>,
-    ) -> Facts {
-        let t = Thresholds::default();
-        let mut f = Facts {
-            nokmem: kernel.nokmem,
-            kernel,
-            cgroup_mode,
-            hierarchy,
-            kubepods,
-            kubelet,
-            verdict: Verdict {
-                status: Status::Unknown,
-                reasons: vec![],
-                advice: vec![],
-            },
-            thresholds: t,
-            errors,
-            repair_refusals: Vec::new(),
-            runtimes: None,
-        };
-        f.judge(&t);
-        f
-    }
-
-    /// Recompute the verdict with other thresholds.
-    pub fn judge(&mut self, t: &Thresholds) {
-        self.thresholds = *t;
-        self.verdict = verdict(self, t);
-    }
-
     /// The unified hierarchy (cgroup v2): no v1 pods tree, no memcg id count.
     pub fn is_v2(&self) -> bool {
         self.cgroup_mode == Some(CgroupMode::V2)

@@ -19,7 +19,9 @@ pub mod advice;
 pub mod export;
 pub mod facts;
 pub mod gather;
+pub mod numbers;
 pub mod render;
+pub mod thresholds;
 pub mod v2;
 pub mod verdict;
 
@@ -32,9 +34,10 @@ pub use facts::{
     Facts, HierarchyFacts, IdsSource, KernelFacts, KubeletFacts, KubepodsFacts, Status, Verdict,
 };
 pub use gather::{compute_ids, gather, kubepods_facts, DiagnoseOptions};
-pub use render::{render_json, render_text, sep};
-pub use v2::{facts_v2, gather_v2, V2Inputs};
-pub use verdict::{
-    rank, verdict, FreeIds, Thresholds, AT_RISK_DYING_RATIO, AT_RISK_IDS_FREE, LEAKING_IDS_FREE,
-    MIN_DYING_FOR_RATIO,
+pub use numbers::sep;
+pub use render::{render_json, render_text};
+pub use thresholds::{
+    Thresholds, AT_RISK_DYING_RATIO, AT_RISK_IDS_FREE, LEAKING_IDS_FREE, MIN_DYING_FOR_RATIO,
 };
+pub use v2::{facts_v2, gather_v2, V2Inputs};
+pub use verdict::{rank, verdict, FreeIds};

@@ -3,28 +3,8 @@
 
 use super::advice::repair_ids;
 use super::facts::{Facts, IdsSource};
+use super::numbers::{join_pids, sep};
 use std::fmt::Write as _;
-
-/// `12345` -> `12,345`.
-pub fn sep(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `1, 22, 333`.
-pub fn join_pids(p: &[u32]) -> String {
-    p.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 fn opt_n(v: Option<u64>) -> String {
     v.map(sep).unwrap_or_else(|| "unknown".to_string())

@@ -11,55 +11,12 @@
 //! only the free ids tell.
 
 use super::advice::advise;
-use super::facts::{Facts, IdsSource, Status, Verdict};
-use super::render::sep;
-use serde::{Deserialize, Serialize};
-
-/// Free ids at or below which the node is at risk. A busy node churns a few ids per pod start
-/// (pod cgroup, pause container, each container); while the leak runs, each deleted container
-/// keeps its id, so 10,000 is days of churn, not weeks. It also leaves room for the migration
-/// repair on 3.10, which needs free ids for the cgroups it recreates (see
-/// [`crate::repair::plan::ids_needed`]), so there is still time to plan a maintenance window.
-pub const AT_RISK_IDS_FREE: u64 = 10_000;
-
-/// Free ids at or below which the node is leaking now: a few hundred pod starts at most before
-/// kubelet's mkdir fails with "no space left on device", and too few ids left to be sure a
-/// migration repair can finish.
-pub const LEAKING_IDS_FREE: u64 = 1_000;
-
-/// Dying memcgs per live memcg at or above which they are piling up (an indicator: at-risk). A
-/// few dying memcgs are normal (page cache of a deleted cgroup keeps it until reclaimed); twice
-/// as many dying as live means they accumulate faster than memory pressure frees them.
-pub const AT_RISK_DYING_RATIO: f64 = 2.0;
-
-/// The dying ratio applies only from this many dying memcgs: on a small node (seen here: 7 live,
-/// 38 dying) a high ratio is harmless, 1,000 ids are 1.5% of the id space.
-pub const MIN_DYING_FOR_RATIO: u64 = 1_000;
-
-/// The limits the verdict uses (see the constants for why each value).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Thresholds {
-    /// Free ids at or below this: at-risk ([`AT_RISK_IDS_FREE`]).
-    pub at_risk_ids_free: u64,
-    /// Free ids at or below this: leaking ([`LEAKING_IDS_FREE`]).
-    pub leaking_ids_free: u64,
-    /// dying/live at or above this (with at least `min_dying_for_ratio` dying): at-risk
-    /// ([`AT_RISK_DYING_RATIO`]).
-    pub at_risk_dying_ratio: f64,
-    /// Fewer dying memcgs than this never count as piling up ([`MIN_DYING_FOR_RATIO`]).
-    pub min_dying_for_ratio: u64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            at_risk_ids_free: AT_RISK_IDS_FREE,
-            leaking_ids_free: LEAKING_IDS_FREE,
-            at_risk_dying_ratio: AT_RISK_DYING_RATIO,
-            min_dying_for_ratio: MIN_DYING_FOR_RATIO,
-        }
-    }
-}
+use super::facts::{
+    Facts, HierarchyFacts, IdsSource, KernelFacts, KubeletFacts, KubepodsFacts, Status, Verdict,
+};
+use super::numbers::{join_pids, sep};
+use super::thresholds::Thresholds;
+use crate::host::CgroupMode;
 
 /// What is known of the free memcg ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +151,7 @@ fn fact_reasons(f: &Facts) -> Vec<String> {
     if f.kubelet.running == Some(true) {
         r.push(format!(
             "kubelet is running (pid {})",
-            super::render::join_pids(&f.kubelet.pids)
+            join_pids(&f.kubelet.pids)
         ));
     }
     r
@@ -359,6 +316,46 @@ fn v2_signals(f: &Facts, t: &Thresholds, reasons: &mut Vec<String>) -> (FreeIds,
         ));
     }
     (FreeIds::AtLeast(free_min), going)
+}
+
+/// Facts get their verdict here, where it is computed (the facts themselves know no rule).
+impl Facts {
+    /// The facts with the verdict of the default thresholds.
+    pub fn judged(
+        kernel: KernelFacts,
+        cgroup_mode: Option<CgroupMode>,
+        hierarchy: HierarchyFacts,
+        kubepods: KubepodsFacts,
+        kubelet: KubeletFacts,
+        errors: Vec<String>,
+    ) -> Facts {
+        let t = Thresholds::default();
+        let mut f = Facts {
+            nokmem: kernel.nokmem,
+            kernel,
+            cgroup_mode,
+            hierarchy,
+            kubepods,
+            kubelet,
+            verdict: Verdict {
+                status: Status::Unknown,
+                reasons: vec![],
+                advice: vec![],
+            },
+            thresholds: t,
+            errors,
+            repair_refusals: Vec::new(),
+            runtimes: None,
+        };
+        f.judge(&t);
+        f
+    }
+
+    /// Recompute the verdict with other thresholds.
+    pub fn judge(&mut self, t: &Thresholds) {
+        self.thresholds = *t;
+        self.verdict = verdict(self, t);
+    }
 }
 
 #[cfg(test)]
