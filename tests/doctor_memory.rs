@@ -40,23 +40,9 @@ fn main() {
 }
 "#;
 
-/// Compile the anonymous-memory helper into `dir` with the toolchain's rustc.
+/// Compile the helper into `dir`.
 fn build_anon(dir: &Path) -> PathBuf {
-    let src = dir.join("anon.rs");
-    std::fs::write(&src, ANON_RS).unwrap();
-    let rustc = std::env::var_os("CARGO")
-        .map(|c| Path::new(&c).with_file_name("rustc"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("rustc"));
-    let out = dir.join("anon");
-    let st = Command::new(&rustc)
-        .args(["-O", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap_or_else(|e| panic!("run {}: {e}", rustc.display()));
-    assert!(st.success(), "compiling the helper failed");
-    out
+    common::build_helper(dir, "anon", ANON_RS)
 }
 
 /// Children of this test, killed and reaped on drop (declared after the sandbox).

@@ -60,23 +60,9 @@ fn main() {
 /// The pod memcg's limit: 24576 pages, 24 points per oom_score_adj unit.
 const LIMIT: u64 = 96 << 20;
 
-/// Compile the helper into `dir` with the rustc next to the cargo running the tests.
+/// Compile the helper into `dir`.
 fn build_hog(dir: &Path) -> PathBuf {
-    let src = dir.join("hog.rs");
-    std::fs::write(&src, HOG_RS).unwrap();
-    let rustc = std::env::var_os("CARGO")
-        .map(|c| Path::new(&c).with_file_name("rustc"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("rustc"));
-    let out = dir.join("hog");
-    let st = Command::new(&rustc)
-        .args(["-O", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap_or_else(|e| panic!("run {}: {e}", rustc.display()));
-    assert!(st.success(), "compiling the helper failed");
-    out
+    common::build_helper(dir, "hog", HOG_RS)
 }
 
 /// The lowest CPU this process may run on: the helpers are pinned there.

@@ -261,23 +261,10 @@ fn truncate(s: &str, n: usize) -> String {
     t
 }
 
-/// `head`, then as many of `fields` as fit in [`NPD_MAX_LINE`] bytes, with a newline.
+/// `head`, then as many of `fields` as fit in [`NPD_MAX_LINE`] bytes, with a newline: the
+/// diagnose NPD line's rule.
 fn fit(head: &str, fields: &[String]) -> String {
-    let ascii = |s: &str| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii() && !c.is_control())
-            .collect()
-    };
-    let mut line = truncate(&ascii(head), NPD_MAX_LINE);
-    for (i, f) in fields.iter().enumerate() {
-        let sep = if i == 0 { " " } else { ", " };
-        let f = ascii(f);
-        if line.len() + sep.len() + f.len() <= NPD_MAX_LINE {
-            line.push_str(sep);
-            line.push_str(&f);
-        }
-    }
-    line + "\n"
+    crate::diagnose::export::fit(head, fields, NPD_MAX_LINE) + "\n"
 }
 
 /// The pod a prediction is for, as a short name.
@@ -314,19 +301,7 @@ fn render_npd(r: &Report) -> String {
 }
 
 /// Prometheus label values escaped as the text format wants.
-pub(super) fn prom_labels(pairs: &[(&str, &str)]) -> String {
-    let body: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| {
-            let v = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("{k}=\"{v}\"")
-        })
-        .collect();
-    format!("{{{}}}", body.join(","))
-}
+pub(super) use crate::diagnose::export::labels as prom_labels;
 
 /// One gauge family: HELP, TYPE and its samples (label set, value).
 pub(super) fn prom_family(o: &mut String, name: &str, help: &str, samples: &[(String, String)]) {

@@ -36,7 +36,7 @@ pub const PROM_SUFFIX: &str = ".prom";
 
 /// ASCII printable only: NPD stores the line in a Kubernetes condition, and a non-ASCII byte cut
 /// by NPD's byte-based truncation would leave invalid UTF-8 there.
-fn ascii(s: &str) -> String {
+pub(crate) fn ascii(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             ' '..='~' => c,
@@ -48,7 +48,7 @@ fn ascii(s: &str) -> String {
 
 /// `head` followed by as many of `fields` (in order, ", "-separated) as fit in `max` bytes.
 /// `head` alone longer than `max` is cut and ends in "...".
-fn fit(head: &str, fields: &[String], max: usize) -> String {
+pub(crate) fn fit(head: &str, fields: &[String], max: usize) -> String {
     let mut line = ascii(head);
     if line.len() > max {
         // ASCII: every byte index is a char boundary.
@@ -170,18 +170,19 @@ fn escape_help(s: &str) -> String {
 
 /// A label set `{k="v",...}` with values escaped as the text format wants (backslash, double
 /// quote, newline): a kernel release is whatever the vendor put in uname.
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     let body: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| {
-            let v = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
-            format!("{k}=\"{v}\"")
-        })
+        .map(|(k, v)| format!("{k}=\"{}\"", label_value(v)))
         .collect();
     format!("{{{}}}", body.join(","))
+}
+
+/// One label value escaped as the text format wants (backslash, double quote, newline).
+pub(crate) fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every status, in the order the verdict family lists them.

@@ -373,54 +373,57 @@ fn field(map: &serde_json::Value, key: &str) -> Option<String> {
     map.get(key)?.as_str().map(str::to_string)
 }
 
-/// The CRI plugin's annotations in a task's OCI spec.
-fn parse_containerd_config(text: &str) -> Option<ContainerNames> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let a = v.get("annotations")?;
-    let kind = field(a, "io.kubernetes.cri.container-type")?;
-    let sandbox = kind == "sandbox";
-    let pod = match (
-        field(a, "io.kubernetes.cri.sandbox-namespace"),
-        field(a, "io.kubernetes.cri.sandbox-name"),
-    ) {
+/// Where a runtime record keeps the CRI names: the keys of one string map.
+struct Keys {
+    kind: &'static str,
+    sandbox_kind: &'static str,
+    container: &'static str,
+    namespace: &'static str,
+    pod: &'static str,
+    uid: &'static str,
+}
+
+/// The names in a runtime record's string map `m`; None when it does not say its kind.
+fn names_in(m: &serde_json::Value, k: &Keys) -> Option<ContainerNames> {
+    let sandbox = field(m, k.kind)? == k.sandbox_kind;
+    let pod = match (field(m, k.namespace), field(m, k.pod)) {
         (Some(namespace), Some(name)) => Some(PodNames { namespace, name }),
         _ => None,
     };
     Some(ContainerNames {
-        name: if sandbox {
-            None
-        } else {
-            field(a, "io.kubernetes.cri.container-name")
-        },
+        name: if sandbox { None } else { field(m, k.container) },
         sandbox: Some(sandbox),
-        pod_uid: field(a, "io.kubernetes.cri.sandbox-uid"),
+        pod_uid: field(m, k.uid),
         pod,
     })
+}
+
+/// The CRI plugin's annotations in a task's OCI spec.
+fn parse_containerd_config(text: &str) -> Option<ContainerNames> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let keys = Keys {
+        kind: "io.kubernetes.cri.container-type",
+        sandbox_kind: "sandbox",
+        container: "io.kubernetes.cri.container-name",
+        namespace: "io.kubernetes.cri.sandbox-namespace",
+        pod: "io.kubernetes.cri.sandbox-name",
+        uid: "io.kubernetes.cri.sandbox-uid",
+    };
+    names_in(v.get("annotations")?, &keys)
 }
 
 /// dockershim's labels in a container's `config.v2.json` (`Config.Labels`).
 fn parse_docker_config(text: &str) -> Option<ContainerNames> {
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    let l = v.get("Config")?.get("Labels")?;
-    let kind = field(l, "io.kubernetes.docker.type")?;
-    let sandbox = kind == "podsandbox";
-    let pod = match (
-        field(l, "io.kubernetes.pod.namespace"),
-        field(l, "io.kubernetes.pod.name"),
-    ) {
-        (Some(namespace), Some(name)) => Some(PodNames { namespace, name }),
-        _ => None,
+    let keys = Keys {
+        kind: "io.kubernetes.docker.type",
+        sandbox_kind: "podsandbox",
+        container: "io.kubernetes.container.name",
+        namespace: "io.kubernetes.pod.namespace",
+        pod: "io.kubernetes.pod.name",
+        uid: "io.kubernetes.pod.uid",
     };
-    Some(ContainerNames {
-        name: if sandbox {
-            None
-        } else {
-            field(l, "io.kubernetes.container.name")
-        },
-        sandbox: Some(sandbox),
-        pod_uid: field(l, "io.kubernetes.pod.uid"),
-        pod,
-    })
+    names_in(v.get("Config")?.get("Labels")?, &keys)
 }
 
 #[cfg(test)]

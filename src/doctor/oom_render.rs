@@ -10,7 +10,7 @@
 //! count can fall (a counter reset to Prometheus, which `increase()` takes as such).
 
 use super::oomlog::{Kill, Report};
-use crate::diagnose::export::NPD_MAX_LINE;
+use crate::diagnose::export::{fit, label_value as label, NPD_MAX_LINE};
 use std::fmt::Write as _;
 
 /// KiB for text: as they are below 1 MiB, else MiB with one decimal.
@@ -169,34 +169,6 @@ pub fn render_kill_json_line(k: &Kill) -> String {
     serde_json::to_string(k).unwrap_or_default() + "\n"
 }
 
-/// ASCII printable only: NPD puts the line in a Kubernetes condition and cuts it by bytes.
-fn ascii(s: &str) -> String {
-    s.chars()
-        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
-        .collect()
-}
-
-/// `head` then as many of `fields` as fit in `max` bytes, whole.
-fn fit(head: &str, fields: &[String], max: usize) -> String {
-    let mut line = ascii(head);
-    if line.len() > max {
-        line.truncate(max.saturating_sub(3));
-        line.push_str("...");
-        return line;
-    }
-    let mut first = true;
-    for f in fields {
-        let f = ascii(f);
-        let sep = if first { " " } else { ", " };
-        if line.len() + sep.len() + f.len() <= max {
-            line.push_str(sep);
-            line.push_str(&f);
-            first = false;
-        }
-    }
-    line
-}
-
 /// The NPD line (with its newline): the count, the sandbox kills, then the newest kill's
 /// victim, pod and time, as many as fit.
 pub fn render_npd(r: &Report) -> String {
@@ -241,13 +213,6 @@ pub fn victim_kind(k: &Kill) -> &'static str {
     } else {
         "process"
     }
-}
-
-/// A label value escaped as the text format wants (backslash, double quote, newline).
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The Prometheus text exposition (0.0.4) of the report.

@@ -68,3 +68,23 @@ pub fn real_kernel(test_name: &str) -> Option<Sandbox> {
         }
     }
 }
+
+/// Compile a one-file Rust helper program (`src`, written to `dir/<name>.rs`) into
+/// `dir/<name>` with the rustc next to the cargo running the tests (or PATH's).
+pub fn build_helper(dir: &std::path::Path, name: &str, src: &str) -> std::path::PathBuf {
+    let file = dir.join(format!("{name}.rs"));
+    std::fs::write(&file, src).unwrap();
+    let rustc = std::env::var_os("CARGO")
+        .map(|c| std::path::Path::new(&c).with_file_name("rustc"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("rustc"));
+    let out = dir.join(name);
+    let st = std::process::Command::new(&rustc)
+        .args(["-O", "-o"])
+        .arg(&out)
+        .arg(&file)
+        .status()
+        .unwrap_or_else(|e| panic!("run {}: {e}", rustc.display()));
+    assert!(st.success(), "compiling the helper {name} failed");
+    out
+}
