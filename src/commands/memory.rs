@@ -12,42 +12,19 @@ use crate::error::{BadRoot, Error, Result};
 use crate::host::kernel::{KernelFs, KernelHost};
 
 pub(super) fn run(g: &Global, a: &MemoryArgs) -> Result<u8> {
-    if a.textfile.is_some() && a.format != DoctorFormat::Prometheus {
-        return Err(Error::Usage(
-            "--textfile goes with --format prometheus".into(),
-        ));
-    }
-    if let Some(p) = &a.textfile {
-        crate::diagnose::export::check_textfile(p)?;
-    }
+    super::textfile_first(a.format, a.textfile.as_deref())?;
     let r = match build(g, a) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cgleak: {e}");
-            if a.format == DoctorFormat::Npd {
-                let first = e.to_string();
-                out(&format!(
-                    "UNKNOWN: {}\n",
-                    first.lines().next().unwrap_or_default()
-                ));
-            }
-            return Ok(2);
-        }
+        Err(e) => return Ok(super::could_not_tell(a.format, &e)),
     };
     match a.format {
         DoctorFormat::Text => out(&render_text(&r)),
         DoctorFormat::Json => out(&super::json(&r)),
         DoctorFormat::Npd => out(&render_npd(&r)),
         DoctorFormat::Prometheus => {
-            let text = render_prometheus(&r);
-            match &a.textfile {
-                Some(p) => {
-                    if let Err(e) = crate::diagnose::export::write_textfile(p, text.as_bytes()) {
-                        eprintln!("cgleak: {e}");
-                        return Ok(2);
-                    }
-                }
-                None => out(&text),
+            if let Err(e) = super::prometheus_out(&render_prometheus(&r), a.textfile.as_deref()) {
+                eprintln!("cgleak: {e}");
+                return Ok(2);
             }
         }
     }

@@ -82,6 +82,50 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("serializable") + "\n"
 }
 
+/// The memory doctor's shared edges (oom, oom --predict, memory), the rules diagnose follows:
+/// --textfile goes with Prometheus only and is checked before any work, since nothing would
+/// ever read the result.
+fn textfile_first(
+    format: crate::cli::DoctorFormat,
+    textfile: Option<&std::path::Path>,
+) -> Result<()> {
+    if textfile.is_some() && format != crate::cli::DoctorFormat::Prometheus {
+        return Err(Error::Usage(
+            "--textfile goes with --format prometheus".to_string(),
+        ));
+    }
+    match textfile {
+        Some(p) => crate::diagnose::export::check_textfile(p),
+        None => Ok(()),
+    }
+}
+
+/// "Could not tell": the error on standard error, node-problem-detector's UNKNOWN line, exit 2
+/// (exit 1 means something was found, which an error must never read as).
+fn could_not_tell(format: crate::cli::DoctorFormat, e: &Error) -> u8 {
+    eprintln!("cgleak: {e}");
+    if format == crate::cli::DoctorFormat::Npd {
+        out(&crate::diagnose::export::render_npd_error(e));
+    }
+    2
+}
+
+/// The Prometheus text, atomically into --textfile (node_exporter reads only the file) or to
+/// standard output.
+fn prometheus_out(text: &str, textfile: Option<&std::path::Path>) -> Result<()> {
+    match textfile {
+        Some(p) => {
+            crate::diagnose::export::write_textfile(p, text.as_bytes())?;
+            log::info!("wrote {}", p.display());
+            Ok(())
+        }
+        None => {
+            out(text);
+            Ok(())
+        }
+    }
+}
+
 fn out(s: &str) {
     let mut o = std::io::stdout().lock();
     // A closed pipe (| head) is not an error worth a message.

@@ -4,7 +4,6 @@
 //! --follow keeps reading /dev/kmsg and prints each kill once its report is complete, until
 //! Ctrl-C or SIGTERM (exit 0).
 
-use super::out;
 use crate::cli::{DoctorFormat, Global, OomArgs};
 use crate::doctor::identity::Names;
 use crate::doctor::kmsg::{self, Kmsg, Log};
@@ -17,11 +16,6 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub(super) fn run(_g: &Global, a: &OomArgs) -> Result<u8> {
-    if a.textfile.is_some() && a.format != DoctorFormat::Prometheus {
-        return Err(Error::Usage(
-            "--textfile goes with --format prometheus".to_string(),
-        ));
-    }
     if a.follow && !matches!(a.format, DoctorFormat::Text | DoctorFormat::Json) {
         return Err(Error::Usage(
             "--follow prints each kill as it happens: use it with --format text or json"
@@ -33,19 +27,11 @@ pub(super) fn run(_g: &Global, a: &OomArgs) -> Result<u8> {
         .as_deref()
         .map(|s| parse_since(s, now_us()).map_err(Error::Usage))
         .transpose()?;
-    if let Some(p) = &a.textfile {
-        crate::diagnose::export::check_textfile(p)?;
-    }
+    super::textfile_first(a.format, a.textfile.as_deref())?;
     let machine = matches!(a.format, DoctorFormat::Npd | DoctorFormat::Prometheus);
     let (report, kmsg) = match gather(a, since) {
         Ok(r) => r,
-        Err(e) if machine => {
-            eprintln!("cgleak: {e}");
-            if a.format == DoctorFormat::Npd {
-                out(&oom_render::render_npd_error(&e));
-            }
-            return Ok(2);
-        }
+        Err(e) if machine => return Ok(super::could_not_tell(a.format, &e)),
         Err(e) => return Err(e),
     };
     let code = u8::from(!report.kills.is_empty());

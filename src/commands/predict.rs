@@ -12,8 +12,7 @@ use crate::doctor::predict::{
 use crate::error::{BadRoot, Error, Result};
 use crate::host::kernel::{KernelFs, KernelHost};
 
-/// The longest line node-problem-detector shows in a condition's message.
-const NPD_MAX_LINE: usize = 80;
+use crate::diagnose::export::NPD_MAX_LINE;
 
 pub(super) fn run(g: &Global, a: &OomArgs) -> Result<u8> {
     if a.since.is_some() {
@@ -21,27 +20,10 @@ pub(super) fn run(g: &Global, a: &OomArgs) -> Result<u8> {
             "--since selects past kills; --predict looks at the tasks running now".into(),
         ));
     }
-    if a.textfile.is_some() && a.format != DoctorFormat::Prometheus {
-        return Err(Error::Usage(
-            "--textfile goes with --format prometheus".into(),
-        ));
-    }
-    if let Some(p) = &a.textfile {
-        crate::diagnose::export::check_textfile(p)?;
-    }
+    super::textfile_first(a.format, a.textfile.as_deref())?;
     let report = match build(g, a) {
         Ok(r) => r,
-        // "Could not tell" is exit 2 in every format: exit 1 means a warning was found.
-        Err(e) => {
-            eprintln!("cgleak: {e}");
-            if a.format == DoctorFormat::Npd {
-                out(&fit(
-                    &format!("UNKNOWN: {}", first_line(&e.to_string())),
-                    &[],
-                ));
-            }
-            return Ok(2);
-        }
+        Err(e) => return Ok(super::could_not_tell(a.format, &e)),
     };
     match a.format {
         DoctorFormat::Text => out(&render_text(&report)),
@@ -49,15 +31,9 @@ pub(super) fn run(g: &Global, a: &OomArgs) -> Result<u8> {
         DoctorFormat::Npd => out(&render_npd(&report)),
         DoctorFormat::Prometheus => {
             let text = render_prometheus(&report, std::time::SystemTime::now());
-            match &a.textfile {
-                Some(p) => {
-                    if let Err(e) = crate::diagnose::export::write_textfile(p, text.as_bytes()) {
-                        eprintln!("cgleak: {e}");
-                        return Ok(2);
-                    }
-                    log::info!("wrote {}", p.display());
-                }
-                None => out(&text),
+            if let Err(e) = super::prometheus_out(&text, a.textfile.as_deref()) {
+                eprintln!("cgleak: {e}");
+                return Ok(2);
             }
         }
     }
@@ -113,10 +89,6 @@ fn need_tree(fs: &dyn crate::host::Hierarchy, g: &Global) -> Result<()> {
         g.kubepods,
         g.root.display()
     )))
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
 }
 
 /// What a memcg is, in words: "pod shop/web", "container app of pod shop/web", "the pods tree".

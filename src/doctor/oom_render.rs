@@ -194,13 +194,6 @@ pub fn render_npd(r: &Report) -> String {
     fit("OOM:", &fields, NPD_MAX_LINE) + "\n"
 }
 
-/// The NPD line when the log could not be read.
-pub fn render_npd_error(e: &crate::error::Error) -> String {
-    let first = e.to_string();
-    let first = first.lines().next().unwrap_or_default().to_string();
-    fit(&format!("UNKNOWN: {first}"), &[], NPD_MAX_LINE) + "\n"
-}
-
 /// What the victim was, for the metric's label: the pod's sandbox, a pod's container, a
 /// process outside pods killed by a memcg OOM, or a node-wide OOM's victim outside pods.
 pub fn victim_kind(k: &Kill) -> &'static str {
