@@ -272,6 +272,41 @@ fn repair_round_trip_through_the_cli_then_verify() {
     assert_eq!(v["kmem_checked"], true);
 }
 
+/// The outcome says when each phase ran (CLOCK_MONOTONIC, to line up with the kernel log and
+/// outside measurements) and which task move was slowest, in text and JSON.
+#[test]
+fn repair_outcome_has_phase_clock_and_slowest_move() {
+    let n = Node::new(KernelProfile::V6_1, 4);
+    let before = cgleak::repair::execute::monotonic_now();
+    let (code, out, err) = n.repair(&["--yes", "--format", "json"]);
+    let after = cgleak::repair::execute::monotonic_now();
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let phases = v["stats"]["phase_clock"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let timed: Vec<&str> = v["stats"]["phase_seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, timed, "one clock entry per phase, in order");
+    let mut last = before;
+    for p in phases {
+        let (start, end) = (p["start"].as_f64().unwrap(), p["end"].as_f64().unwrap());
+        assert!(last <= start && start <= end && end <= after, "{p}");
+        last = end;
+    }
+    let m = &v["stats"]["longest_move"];
+    assert!(m["seconds"].as_f64().unwrap() > 0.0, "{m}");
+    assert!(m["to"].as_str().unwrap().starts_with("kubepods"), "{m}");
+    assert!(m["pid"].as_u64().unwrap() > 0, "{m}");
+    let n = Node::new(KernelProfile::V6_1, 4);
+    let (code, out, err) = n.repair(&["--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("slowest task move"), "{out}");
+}
+
 #[test]
 fn verify_lists_every_difference() {
     let n = Node::new(KernelProfile::V6_1, 3);

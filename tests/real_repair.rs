@@ -295,12 +295,15 @@ fn real_forking_process_keeps_all_children_in_its_container() {
             }
         }
         // Every task in the container's cgroup right now is the forker, one of its children
-        // (alive or exited meanwhile), or a sleeper of the fixture.
+        // (alive or exited meanwhile), or a sleeper of the fixture. A child being reaped between
+        // the two reads shows ppid 0: /proc/PID/stat gives 0 once the task is unhashed
+        // (do_task_stat: `pid_alive(task) ? ... : 0`).
         for pid in host::read_procs(&fs, &ctr).unwrap() {
             let parent = ppid_of(pid);
             assert!(
                 pid == forker
                     || parent.is_none()
+                    || parent == Some(0)
                     || parent == Some(forker)
                     || sb.pids().contains(&pid),
                 "stranger {pid} (parent {parent:?}) in {ctr}"

@@ -93,6 +93,9 @@ pub struct Stats {
     pub move_charge_unsupported: bool,
     /// force_empty steps left out because the cgroup had no page cache to reclaim.
     pub force_empty_skipped: usize,
+    /// force_empty steps left out because the cgroup keeps its tasks' memory (a kernel that
+    /// cannot move charges): it stays until they free it, whatever its page cache does.
+    pub force_empty_pinned: usize,
     /// force_empty writes the kernel had not finished within [`FORCE_EMPTY_BUDGET`].
     pub force_empty_cut: usize,
     pub mutations: u64,
@@ -101,6 +104,35 @@ pub struct Stats {
     pub runtime_settle: Option<crate::runtime::settle::Settled>,
     pub seconds: f64,
     pub phase_seconds: Vec<(String, f64)>,
+    /// When each phase ran, on CLOCK_MONOTONIC (the clock of the kernel log's timestamps and
+    /// of most latency tools), so what the node saw meanwhile can be lined up with the phases.
+    pub phase_clock: Vec<PhaseClock>,
+    /// The slowest single task move: each write to cgroup.procs or tasks holds the kernel's
+    /// threadgroup lock, which every fork, exec and exit on the node waits for meanwhile.
+    pub longest_move: Option<LongestMove>,
+}
+
+/// A phase's start and end on CLOCK_MONOTONIC, in seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseClock {
+    pub name: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// One write that moved a task, and how long the kernel took for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LongestMove {
+    pub seconds: f64,
+    pub pid: u32,
+    pub to: String,
+}
+
+/// Now on CLOCK_MONOTONIC, in seconds (0 if the clock cannot be read, which Linux never does).
+pub fn monotonic_now() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 * 1e-9)
+        .unwrap_or(0.0)
 }
 
 /// How long the kernel may spend in one force_empty. Reclaiming page cache is quick (the lab's
@@ -129,19 +161,36 @@ pub fn has_page_cache(fs: &dyn Node, cg: &str) -> bool {
     }
 }
 
-/// Whether the text of a memory.stat shows page cache: `total_cache` (the subtree), or `cache`
-/// where there are no hierarchical lines; no such line (or a malformed one) counts as yes.
-pub fn stat_shows_page_cache(stat: &str) -> bool {
+/// Whether force_empty can do anything for a cgroup whose tasks have just moved out, from its
+/// memory.stat and whether this kernel moved their charges along.
+///
+/// It needs page cache to reclaim ([`stat_shows_page_cache`]). And where charges stay behind
+/// (>= 6.13: no move_charge_at_immigrate), the cgroup keeps the anonymous memory of the tasks
+/// that left (`total_rss`), which no reclaim can take without swapping their memory out: the
+/// deleted cgroup stays until they free it, so reclaiming its page cache cannot free it and
+/// only costs the workloads their cache, and the node 2-3 ms of reclaim a cgroup (the stalls
+/// benchmark on 6.18: 165 writes were 80% of a repair and doubled bystanders' fork p99).
+/// The global reclaim takes that cache later, if memory gets short.
+pub fn force_empty_helps(stat: &str, charges_move: bool) -> bool {
+    stat_shows_page_cache(stat)
+        && (charges_move || stat_value(stat, "total_rss", "rss").is_none_or(|anon| anon == 0))
+}
+
+/// A byte count of memory.stat: the hierarchical `total` line, else the cgroup's own.
+fn stat_value(stat: &str, total: &str, own: &str) -> Option<u64> {
     let value = |key: &str| {
         stat.lines().find_map(|l| {
             let (k, v) = l.split_once(' ')?;
             (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
         })
     };
-    match value("total_cache").or_else(|| value("cache")) {
-        Some(bytes) => bytes > 0,
-        None => true,
-    }
+    value(total).or_else(|| value(own))
+}
+
+/// Whether the text of a memory.stat shows page cache: `total_cache` (the subtree), or `cache`
+/// where there are no hierarchical lines; no such line (or a malformed one) counts as yes.
+pub fn stat_shows_page_cache(stat: &str) -> bool {
+    stat_value(stat, "total_cache", "cache").is_none_or(|bytes| bytes > 0)
 }
 
 /// Runs phases of a plan.
@@ -151,6 +200,8 @@ pub struct Runner<'a, 'c> {
     opts: RunOptions<'c>,
     pub stats: Stats,
     warned_move_charge: bool,
+    /// The plan sets a non-zero move_charge_at_immigrate (see [`Runner::charges_move`]).
+    plan_moves_charges: bool,
     /// Destination of the last task move, for an rmdir retry after EBUSY.
     last_move: Option<String>,
     /// Thread groups split across cgroups in the snapshot (a pid listed by several cgroups'
@@ -198,6 +249,7 @@ impl<'a, 'c> Runner<'a, 'c> {
             opts,
             stats: Stats::default(),
             warned_move_charge: false,
+            plan_moves_charges: false,
             last_move: None,
             split: HashSet::new(),
         }
@@ -212,6 +264,10 @@ impl<'a, 'c> Runner<'a, 'c> {
             .map(|p| p.steps.len())
             .sum();
         let start = Instant::now();
+        self.plan_moves_charges = phases
+            .iter()
+            .flat_map(|p| &p.steps)
+            .any(|s| matches!(s, Step::MoveCharge { value, .. } if *value != 0));
         for (pi, phase) in phases.iter().enumerate().skip(from) {
             let at = At {
                 pi,
@@ -224,7 +280,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                     return Err(self.stopped(&at, None, StopCause::Declined, 0));
                 }
             }
-            let t0 = Instant::now();
+            let (t0, clock0) = (Instant::now(), monotonic_now());
             if matches!(phase.name, PhaseName::CreatePods | PhaseName::RenameStaging) {
                 self.settle_watchers();
             }
@@ -233,6 +289,11 @@ impl<'a, 'c> Runner<'a, 'c> {
             self.stats
                 .phase_seconds
                 .push((phase.name.to_string(), t0.elapsed().as_secs_f64()));
+            self.stats.phase_clock.push(PhaseClock {
+                name: phase.name.to_string(),
+                start: clock0,
+                end: monotonic_now(),
+            });
         }
         self.stats.seconds += start.elapsed().as_secs_f64();
         Ok(())
@@ -370,11 +431,16 @@ impl<'a, 'c> Runner<'a, 'c> {
                 if rec && !self.fs.exists(cg) {
                     return Ok(());
                 }
-                if !has_page_cache(self.fs, cg) {
-                    self.stats.force_empty_skipped += 1;
-                    return Ok(());
+                // Unreadable counts as worth it: the write is what the plan lists.
+                let stat = self.fs.read(cg, knob::STAT).ok();
+                match stat {
+                    Some(s) if !stat_shows_page_cache(&s) => self.stats.force_empty_skipped += 1,
+                    Some(s) if !force_empty_helps(&s, self.charges_move()) => {
+                        self.stats.force_empty_pinned += 1
+                    }
+                    _ => return self.force_empty(cg),
                 }
-                self.force_empty(cg)
+                Ok(())
             }
             Step::Rmdir { cg } => self.rmdir(cg, rec),
             Step::Rename { from, to } => {
@@ -520,6 +586,34 @@ impl<'a, 'c> Runner<'a, 'c> {
         Ok(c == v)
     }
 
+    /// Whether this run's moves take the tasks' charges along: the plan writes a non-zero
+    /// move_charge_at_immigrate and the kernel has not refused it.
+    fn charges_move(&self) -> bool {
+        self.plan_moves_charges && !self.stats.move_charge_unsupported
+    }
+
+    /// One task move (a pid to cgroup.procs or a tid to tasks), timed: the slowest is reported,
+    /// since the node's forks and exits wait for each one.
+    fn move_one(&mut self, to: &str, file: &str, id: u32) -> StepResult {
+        let t = Instant::now();
+        let r = self.write(to, file, &id.to_string());
+        let seconds = t.elapsed().as_secs_f64();
+        if r.is_ok()
+            && self
+                .stats
+                .longest_move
+                .as_ref()
+                .is_none_or(|m| seconds > m.seconds)
+        {
+            self.stats.longest_move = Some(LongestMove {
+                seconds,
+                pid: id,
+                to: to.to_string(),
+            });
+        }
+        r
+    }
+
     /// Move every task of `from` into `to`, re-reading cgroup.procs until `from` stays empty
     /// (children forked during the move land in the old cgroup and show up in the next read).
     fn drain(&mut self, from: &str, to: &str) -> StepResult {
@@ -567,7 +661,7 @@ impl<'a, 'c> Runner<'a, 'c> {
             let mut tids: Vec<u32> = tids.into_iter().collect();
             tids.sort_unstable();
             for tid in tids {
-                match self.write(to, knob::TASKS, &tid.to_string()) {
+                match self.move_one(to, knob::TASKS, tid) {
                     Ok(()) => self.stats.threads_moved += 1,
                     Err(e) if e.errno() == Some(Errno::ESRCH) => {}
                     Err(e) => return Err(e),
@@ -575,7 +669,7 @@ impl<'a, 'c> Runner<'a, 'c> {
             }
         } else {
             for pid in pids {
-                match self.write(to, knob::PROCS, &pid.to_string()) {
+                match self.move_one(to, knob::PROCS, pid) {
                     Ok(()) => self.stats.tasks_moved += 1,
                     // The process exited between the read and the write: nothing to move.
                     Err(e) if e.errno() == Some(Errno::ESRCH) => self.stats.tasks_exited += 1,
@@ -604,5 +698,20 @@ mod tests {
         // Nothing to go by: unknown counts as yes (force_empty then runs, as it always did).
         assert!(stat_shows_page_cache(""));
         assert!(stat_shows_page_cache("total_cache x\n"));
+    }
+
+    #[test]
+    fn force_empty_only_where_it_can_free_the_cgroup() {
+        use super::force_empty_helps;
+        let pinned = "cache 0\nrss 0\ntotal_cache 8192\ntotal_rss 4096\n";
+        // Charges moved along: what is left is cache only the old cgroup holds.
+        assert!(force_empty_helps(pinned, true));
+        // Charges stayed (>= 6.13): the tasks' anonymous memory keeps the cgroup anyway.
+        assert!(!force_empty_helps(pinned, false));
+        assert!(force_empty_helps("total_cache 8192\ntotal_rss 0\n", false));
+        // No page cache: nothing to do on any kernel.
+        assert!(!force_empty_helps("total_cache 0\ntotal_rss 0\n", true));
+        // No rss line: unknown, the write goes ahead as the plan lists it.
+        assert!(force_empty_helps("cache 4096\n", false));
     }
 }

@@ -211,10 +211,24 @@ fn render_stats(o: &Outcome) -> String {
     for (name, secs) in &o.stats.phase_seconds {
         s.push_str(&format!("  {name:<16} {secs:.3} s\n"));
     }
+    if let Some(m) = &o.stats.longest_move {
+        s.push_str(&format!(
+            "  slowest task move {:.2} ms (pid {} into {}): the node's forks and exits wait that long at most\n",
+            m.seconds * 1e3,
+            m.pid,
+            m.to
+        ));
+    }
     if o.stats.force_empty_skipped > 0 {
         s.push_str(&format!(
             "  force_empty left out on {} cgroups without page cache (nothing to reclaim; the kernel would retry on their kernel memory)\n",
             o.stats.force_empty_skipped
+        ));
+    }
+    if o.stats.force_empty_pinned > 0 {
+        s.push_str(&format!(
+            "  force_empty left out on {} cgroups that keep their tasks' memory (this kernel does not move charges): they stay until it is freed, and reclaiming their page cache would only cost the workloads their cache\n",
+            o.stats.force_empty_pinned
         ));
     }
     if o.stats.force_empty_cut > 0 {
