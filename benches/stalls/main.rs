@@ -16,7 +16,7 @@
 //! and the new cgroups start near empty); on kernels that do move charges, the first round trip
 //! reclaims the page cache (force_empty) that a second would not find.
 //!
-//!     cargo bench --bench stalls -- [--pods 110] [--mib 8,32] [--big-mib 1024] [--runs 2]
+//!     cargo bench --bench stalls -- [--pods 110] [--mib 0,8,32] [--big-mib 1024] [--runs 2]
 //!                                    [--idle-ms 1500] [--strategy both|migrate-back|rename]
 //!                                    [--cgleak PATH]
 //!
@@ -68,7 +68,7 @@ fn parse_args() -> Args {
         })
     };
     let full = args.iter().any(|a| a == "--bench");
-    let mibs = value("--mib").map_or(if full { vec![8, 32] } else { vec![2] }, |l| {
+    let mibs = value("--mib").map_or(if full { vec![0, 8, 32] } else { vec![2] }, |l| {
         l.split(',')
             .map(|m| {
                 m.trim()
@@ -165,7 +165,12 @@ fn one(
     Ok((r, facts))
 }
 
-fn run_size(args: &Args, size: tree::Size, cache: &tree::CacheFile) -> Result<(), String> {
+fn run_size(
+    args: &Args,
+    size: tree::Size,
+    cache: &tree::CacheFile,
+    lines: &mut Vec<report::Line>,
+) -> Result<(), String> {
     for &strategy in &args.strategies {
         let mut runs: Vec<(Who, measure::Run)> = Vec::new();
         let mut facts = None;
@@ -184,7 +189,12 @@ fn run_size(args: &Args, size: tree::Size, cache: &tree::CacheFile) -> Result<()
             }
         }
         eprintln!();
-        report::print(size, strategy, &facts.expect("at least one run"), &runs);
+        lines.push(report::print(
+            size,
+            strategy,
+            &facts.expect("at least one run"),
+            &runs,
+        ));
     }
     Ok(())
 }
@@ -205,6 +215,7 @@ fn main_full(args: &Args) -> Result<(), String> {
         .max()
         .unwrap_or(0);
     let cache = tree::CacheFile::new(cache_len.max(1 << 20)).map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
     for size in sizes {
         let need = (size.anon_mib * 5 / 4 * 3 * size.pods as u64 + size.big_mib) << 20;
         if mem_available() < need + (need >> 2) + (1 << 30) {
@@ -217,8 +228,10 @@ fn main_full(args: &Args) -> Result<(), String> {
             );
             continue;
         }
-        run_size(args, size, &cache)?;
+        run_size(args, size, &cache, &mut lines)?;
     }
+    lines.sort_by_key(|l| (l.strategy.to_string(), l.size.anon_mib));
+    report::print_growth(&lines);
     Ok(())
 }
 

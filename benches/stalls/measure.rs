@@ -51,6 +51,8 @@ pub struct Run {
     /// Charge of the containers before and after, and memcgs left dying by the repair.
     pub before: u64,
     pub after: u64,
+    /// memory.usage_in_bytes of kubepods itself before and after.
+    pub kubepods: (u64, u64),
     pub dying_left: i64,
     /// cgleak only: peak RSS of the process (KiB).
     pub maxrss_kib: Option<u64>,
@@ -75,6 +77,7 @@ pub fn run(
     idle: std::time::Duration,
 ) -> Result<Run, String> {
     let before = node.containers_usage();
+    let kubepods_before = node.usage("kubepods");
     let memcgs_before = memcgs();
     let idle_from = now_ns();
     std::thread::sleep(idle);
@@ -92,6 +95,7 @@ pub fn run(
     r.idle = idle;
     r.before = before;
     r.after = node.containers_usage();
+    r.kubepods = (kubepods_before, node.usage("kubepods"));
     r.dying_left = memcgs() - memcgs_before;
     Ok(r)
 }
@@ -112,6 +116,7 @@ fn empty_run(seconds: f64, phases: Vec<Span>) -> Run {
         force_empty: None,
         before: 0,
         after: 0,
+        kubepods: (0, 0),
         dying_left: 0,
         maxrss_kib: None,
         probes: Vec::new(),

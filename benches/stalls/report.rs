@@ -120,9 +120,11 @@ fn print_figures(runs: &[(Who, Run)]) {
     );
     for who in [Who::Cgleak, Who::Floor] {
         println!(
-            "  {who:?}: containers' charge before {}, after {}; memcgs left dying by the repair: {:.0}",
+            "  {who:?}: containers' charge before {}, after {}; kubepods' before {}, after {}; memcgs left dying by the repair: {:.0}",
             gib(of(who, &|r| r.before as f64) as u64),
             gib(of(who, &|r| r.after as f64) as u64),
+            gib(of(who, &|r| r.kubepods.0 as f64) as u64),
+            gib(of(who, &|r| r.kubepods.1 as f64) as u64),
             of(who, &|r| r.dying_left as f64)
         );
     }
@@ -195,8 +197,40 @@ fn print_targets(runs: &[(Who, Run)]) {
     }
 }
 
-/// Everything for one size and strategy.
-pub fn print(size: Size, strategy: Strategy, f: &TreeFacts, runs: &[(Who, Run)]) {
+/// One size and strategy in the closing table.
+pub struct Line {
+    pub size: Size,
+    pub strategy: Strategy,
+    pub charged: u64,
+    pub cgleak_s: f64,
+    pub floor_s: f64,
+}
+
+/// How the repair's time grows with the memory the containers hold.
+pub fn print_growth(lines: &[Line]) {
+    println!(
+        "\n== time against memory held ({} pods; medians)",
+        lines.first().map_or(0, |l| l.size.pods)
+    );
+    println!(
+        "  {:<14} {:>12} {:>10} {:>12} {:>10} {:>12}",
+        "strategy", "MiB a ctr", "charged", "cgleak", "floor", "cgleak/floor"
+    );
+    for l in lines {
+        println!(
+            "  {:<14} {:>12} {:>10} {:>9.0} ms {:>7.0} ms {:>11.2}x",
+            l.strategy.to_string(),
+            l.size.anon_mib,
+            gib(l.charged),
+            l.cgleak_s * 1e3,
+            l.floor_s * 1e3,
+            l.cgleak_s / l.floor_s
+        );
+    }
+}
+
+/// Everything for one size and strategy; returns its line of the closing table.
+pub fn print(size: Size, strategy: Strategy, f: &TreeFacts, runs: &[(Who, Run)]) -> Line {
     println!(
         "\n== {} pods, {} MiB anonymous + {} MiB page cache an app container (capped at 40% of its limit), one {} MiB process; {strategy}",
         size.pods,
@@ -219,4 +253,19 @@ pub fn print(size: Size, strategy: Strategy, f: &TreeFacts, runs: &[(Who, Run)])
     print_figures(runs);
     print_stalls(runs);
     print_targets(runs);
+    let of = |who: Who| {
+        median(
+            runs.iter()
+                .filter(|(w, _)| *w == who)
+                .map(|(_, r)| r.seconds)
+                .collect(),
+        )
+    };
+    Line {
+        size,
+        strategy,
+        charged: f.charged,
+        cgleak_s: of(Who::Cgleak),
+        floor_s: of(Who::Floor),
+    }
 }
