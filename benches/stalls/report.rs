@@ -113,8 +113,21 @@ fn print_figures(runs: &[(Who, Run)]) {
         of(Who::Floor, &|r| r.force_empty.map_or(0.0, |f| f.0 as f64)),
         of(Who::Floor, &|r| r.force_empty.map_or(0.0, |f| f.1)) * 1e3,
     );
+    let part = |name: &'static str| {
+        move |r: &Run| {
+            r.phases
+                .iter()
+                .filter(|p| p.name == name)
+                .map(|p| (p.to - p.from) as f64 * 1e-9)
+                .sum::<f64>()
+        }
+    };
+    let (pre, post) = (part("start, scan, checks, journal"), part("verify, exit"));
     println!(
-        "  cgleak: longest move {:.2} ms; peak RSS {:.1} MiB",
+        "  cgleak: start, scan, checks and journal {:.0} ms, executing {:.0} ms, verify and exit {:.0} ms; longest move {:.2} ms; peak RSS {:.1} MiB",
+        of(Who::Cgleak, &pre) * 1e3,
+        of(Who::Cgleak, &|r| r.seconds - pre(r) - post(r)) * 1e3,
+        of(Who::Cgleak, &post) * 1e3,
         of(Who::Cgleak, &|r| r.longest_move) * 1e3,
         of(Who::Cgleak, &|r| r.maxrss_kib.unwrap_or(0) as f64) / 1024.0
     );
