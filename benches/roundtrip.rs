@@ -38,7 +38,7 @@
 //!
 //!     cargo bench --bench roundtrip -- [--pods 110,1000] [--runs R] [--shell-runs S] [--settle-ms M]
 //!                                       [--emulated 110,1000] [--emulated-runs E]
-//!                                       [--samples] [--cgleak PATH]
+//!                                       [--samples] [--vv] [--cgleak PATH]
 //!
 //! Defaults: 6 runs at sizes up to 200 pods and 3 above; the shell-out baselines run 3 times up
 //! to 200 pods and not above (they take well over a minute at 1000 pods; `--shell-runs` asks for
@@ -95,6 +95,8 @@ struct Args {
     settle: Duration,
     /// Print every run's time too (`--samples`).
     samples: bool,
+    /// Run cgleak with -vv and print its timing lines (`--vv`): where its time goes, run by run.
+    vv: bool,
     /// The cgleak binary to time: this build's, or `--cgleak PATH` (another build of the same
     /// command line, for a before/after comparison).
     cgleak: PathBuf,
@@ -143,6 +145,7 @@ fn parse_args() -> Args {
         emulated_runs: number("--emulated-runs").or((!full).then_some(1)),
         settle: Duration::from_millis(settle_ms as u64),
         samples: args.iter().any(|a| a == "--samples"),
+        vv: args.iter().any(|a| a == "--vv"),
         cgleak: value("--cgleak")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cgleak"))),
@@ -393,13 +396,18 @@ fn state_dir() -> tempfile::TempDir {
 /// `cgleak --root ROOT repair --yes --format json` as the real binary `bin` (with `strategy`, or
 /// its default), a fresh state directory: the measured run and its JSON outcome, which must
 /// say verify OK.
+/// With `vv`, cgleak runs with -vv and its timing lines are printed.
 fn repair_json(
     bin: &Path,
     root: &Path,
     strategy: Option<Strategy>,
+    vv: bool,
 ) -> (measured::Measured, serde_json::Value) {
     let state = state_dir();
     let mut cmd = Command::new(bin);
+    if vv {
+        cmd.arg("-vv");
+    }
     cmd.arg("--root")
         .arg(root)
         .args(["repair", "--yes", "--format", "json", "--state-dir"])
@@ -422,13 +430,19 @@ fn repair_json(
         )
     });
     assert_eq!(v["verify"]["ok"], true, "verify: {}", v["verify"]);
+    for line in m.stderr.lines().filter(|l| vv && l.starts_with("[DEBUG]")) {
+        eprintln!(
+            "  cgleak {}: {line}",
+            strategy.map_or("repair".into(), |s| s.to_string())
+        );
+    }
     (m, v)
 }
 
 /// `cgleak repair --yes` as the real binary `bin`: wall seconds, plan-execution seconds, peak
 /// RSS bytes of the cgleak process.
-fn repair_command(bin: &Path, root: &Path, strategy: Strategy) -> (f64, f64, u64) {
-    let (m, v) = repair_json(bin, root, Some(strategy));
+fn repair_command(bin: &Path, root: &Path, strategy: Strategy, vv: bool) -> (f64, f64, u64) {
+    let (m, v) = repair_json(bin, root, Some(strategy), vv);
     let exec = v["stats"]["seconds"].as_f64().expect("stats.seconds");
     (m.wall, exec, m.max_rss)
 }
@@ -707,7 +721,7 @@ fn time_strategy(b: &Bench, run: usize, i: usize, out: &mut Samples) {
             0 => {
                 let (mut exec, mut rss) = (0.0, 0);
                 let wall = b.timed(&format!("cgleak repair {strategy}"), &mut || {
-                    (_, exec, rss) = repair_command(&b.args.cgleak, root, strategy);
+                    (_, exec, rss) = repair_command(&b.args.cgleak, root, strategy, b.args.vv);
                 });
                 out.times[at(0)].push(wall);
                 out.times[at(1)].push(exec);

@@ -37,7 +37,7 @@ fn measure(bin: &Path, pods: usize, runs: usize) -> Point {
     let built = emulate(bin, &node, pods);
     let (mut secs, mut rss) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let (m, _) = repair_json(bin, &node.join("memory"), None);
+        let (m, _) = repair_json(bin, &node.join("memory"), None, false);
         secs.push(m.wall);
         rss.push(m.max_rss as f64);
     }
