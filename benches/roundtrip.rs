@@ -71,6 +71,7 @@ use cgleak::repair::{execute, verify};
 use cgleak::{ids, scan};
 use nix::libc;
 use sandbox::Sandbox;
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -404,18 +405,17 @@ fn repair_json(
     vv: bool,
 ) -> (measured::Measured, serde_json::Value) {
     let state = state_dir();
-    let mut cmd = Command::new(bin);
+    let mut args: Vec<OsString> = Vec::new();
     if vv {
-        cmd.arg("-vv");
+        args.push("-vv".into());
     }
-    cmd.arg("--root")
-        .arg(root)
-        .args(["repair", "--yes", "--format", "json", "--state-dir"])
-        .arg(state.path());
+    args.extend(["--root".into(), root.into()]);
+    args.extend(["repair", "--yes", "--format", "json", "--state-dir"].map(OsString::from));
+    args.push(state.path().into());
     if let Some(s) = strategy {
-        cmd.arg("--strategy").arg(s.to_string());
+        args.extend(["--strategy".into(), s.to_string().into()]);
     }
-    let m = measured::run(&mut cmd);
+    let m = measured::run(bin, &args);
     assert!(
         m.success(),
         "cgleak repair {strategy:?} on {}: wait status {}\n{}",
@@ -963,6 +963,8 @@ fn real_sizes(args: &Args) -> Result<(), i32> {
 }
 
 fn main() {
+    // Before anything else: as the launcher of a measured command this process stays small.
+    measured::launcher(&std::env::args_os().collect::<Vec<_>>());
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench --list probes the harness
     }

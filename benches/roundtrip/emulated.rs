@@ -7,7 +7,6 @@
 use super::measured;
 use super::{repair_json, stats};
 use std::path::Path;
-use std::process::Command;
 
 /// One size of the series: pods, the median repair seconds and peak RSS bytes.
 struct Point {
@@ -18,12 +17,15 @@ struct Point {
 
 /// Build the emulated node of `pods` pods in `dir`: the seconds it took.
 fn emulate(bin: &Path, dir: &Path, pods: usize) -> f64 {
+    let args = [
+        "emulate".into(),
+        dir.into(),
+        "--profile".into(),
+        "6.1".into(),
+    ];
     let m = measured::run(
-        Command::new(bin)
-            .arg("emulate")
-            .arg(dir)
-            .args(["--profile", "6.1", "--pods"])
-            .arg(pods.to_string()),
+        bin,
+        &[&args[..], &["--pods".into(), pods.to_string().into()]].concat(),
     );
     assert!(m.success(), "cgleak emulate --pods {pods}: {}", m.stderr);
     m.wall
