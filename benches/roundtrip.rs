@@ -632,22 +632,33 @@ impl Bench<'_> {
 /// runs (the shells, cgleak's scan threads, the rest of the machine): a margin.
 const PID_MARGIN: u64 = 2000;
 
-/// Whether the machine has room for `tree` and its repair, before anything is built: memcg ids
-/// for twice its cgroups (a repair's staging copy doubles them for a moment; cgleak's own
-/// preflight margin on top), and pids for its sleepers below pid_max and threads-max. A
-/// 5000-pod tree is about 17,500 cgroups and 12,500 processes.
-fn headroom(fs: &KernelFs, tree: &[fixture::FixtureCgroup]) -> Result<(), String> {
+/// Copies of the tree whose memcg ids a timed migrate-back repair needs: the tree itself; the
+/// copy the first round trip (the warm-up) removed, left dying while the sleepers live (their
+/// charges keep it: they never move on >= 6.13, and kmem charges stay before it); and the two
+/// copies cgleak's preflight wants free for migrate-back (staging, then the pods tree again).
+const ID_COPIES: u64 = 4;
+
+/// Whether the machine has room for a tree of `pods` pods and its repairs, before anything is
+/// built: memcg ids for [`ID_COPIES`] copies of it plus cgleak's preflight margin, and pids for
+/// its sleepers below pid_max and threads-max. A 5000-pod tree is about 17,500 cgroups and
+/// 12,500 processes.
+fn headroom(fs: &KernelFs, pods: usize, tree: &[fixture::FixtureCgroup]) -> Result<(), String> {
     let kernel = KernelInfo::from_release(&fs.kernel_release().map_err(|e| e.to_string())?);
     let ids = ids::count(fs, &kernel, None).map_err(|e| e.to_string())?;
     let free = ids
         .ids_free
         .unwrap_or(ids.id_limit.saturating_sub(ids.live));
-    let need = 2 * tree.len() as u64 + 256;
+    let need = ID_COPIES * tree.len() as u64 + 256;
     if need > free {
+        let fit = free.saturating_sub(256) as f64 / ID_COPIES as f64 / tree.len() as f64;
         return Err(format!(
-            "{} cgroups need {need} free memcg ids (the repair's staging copy doubles them,              plus a margin); the machine has {free} of {} free: give fewer pods",
+            "{pods} pods: {} cgroups need {need} free memcg ids (the tree, the copy the first \
+             round trip leaves dying while its processes live, the two copies a migrate-back \
+             repair creates, and cgleak's margin); the machine has {free} of {} free, enough \
+             for about {} pods: give fewer pods",
             tree.len(),
-            ids.id_limit
+            ids.id_limit,
+            (fit * pods as f64) as u64
         ));
     }
     let number = |p: &str| -> Option<u64> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
@@ -667,7 +678,9 @@ fn headroom(fs: &KernelFs, tree: &[fixture::FixtureCgroup]) -> Result<(), String
     let procs: u64 = tree.iter().map(|c| c.processes as u64).sum();
     if threads + procs + PID_MARGIN > limit {
         return Err(format!(
-            "{procs} sleeping processes do not fit: {threads} threads exist, the limit is              {limit} (pid_max, threads-max), and {PID_MARGIN} are kept for the rest: give fewer pods"
+            "{pods} pods: {procs} sleeping processes do not fit: {threads} threads exist, the \
+             limit is {limit} (pid_max, threads-max), and {PID_MARGIN} are kept for the rest: \
+             give fewer pods"
         ));
     }
     Ok(())
@@ -682,7 +695,7 @@ fn build_tree<'a>(
 ) -> Result<Bench<'a>, String> {
     let fs = KernelFs::open(sb.path()).map_err(|e| e.to_string())?;
     let tree = fixture::kubelet_tree(&FixtureSpec::new("kubepods", pods));
-    headroom(&fs, &tree)?;
+    headroom(&fs, pods, &tree)?;
     let t = Instant::now();
     let mut spawn = |cg: &str| {
         sleepers
