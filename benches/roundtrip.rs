@@ -298,14 +298,26 @@ fn read_each(root: &Path, snap: &Snapshot, files: &[&str]) {
 /// Not counted: listing the directories (the floor takes the tree from the snapshot), the
 /// journal and the process start.
 fn safe_floor(root: &Path, snap: &Snapshot, p: &Plan) {
+    read_each(root, snap, &safe_reads_before());
+    floor(root, p, FloorForceEmpty::WhereCache);
+    read_each(root, snap, &safe_reads_after());
+    assert!(!root.join(STAGING).exists(), "the staging cgroup is gone");
+}
+
+/// What the safe floor reads of each cgroup before the round trip: the settings, cgroup.procs
+/// and tasks.
+fn safe_reads_before() -> Vec<&'static str> {
     let mut before = SETTINGS.to_vec();
     before.extend([knob::PROCS, knob::TASKS]);
-    read_each(root, snap, &before);
-    floor(root, p, FloorForceEmpty::WhereCache);
+    before
+}
+
+/// What the safe floor reads of each cgroup after the round trip, as verify does: the settings
+/// and cgroup.procs.
+fn safe_reads_after() -> Vec<&'static str> {
     let mut after = SETTINGS.to_vec();
     after.push(knob::PROCS);
-    read_each(root, snap, &after);
-    assert!(!root.join(STAGING).exists(), "the staging cgroup is gone");
+    after
 }
 
 /// Run one command line in a spawned `SHELL -c`, its output captured, as the original tool
@@ -540,6 +552,13 @@ fn breakdown(fs: &KernelFs, plan_for: &dyn Fn(&Snapshot) -> Plan) -> Vec<(&'stat
     });
     time("verify", &mut || {
         verify::verify(fs, &snap, STAGING, true).unwrap();
+    });
+    // The safe floor's reads, to set against the scan and verify.
+    time("safe floor's reads before", &mut || {
+        read_each(&root, &snap, &safe_reads_before())
+    });
+    time("safe floor's reads after", &mut || {
+        read_each(&root, &snap, &safe_reads_after())
     });
     out
 }
