@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Issue 5's benchmark (benches/roundtrip.rs): below this shell's own memory cgroup on the real
-# kernel, build kubelet-shaped trees with real sleeping processes and time, on the same tree,
-# `cgleak repair --yes` (each strategy, the release binary), the fewest-syscalls floor of the
-# same round trip and the shell-out baseline (the original tool's way: a spawned bash per
-# setting and pid, a spawned sh per other write and rmdir). Prints medians and the ratios
-# against the targets (PASS/MISS).
+# Issues 5 and 13's benchmark (benches/roundtrip.rs): below this shell's own memory cgroup on
+# the real kernel, build kubelet-shaped trees with real sleeping processes and time, on the same
+# tree, `cgleak repair --yes` (each strategy, the release binary, with its peak RSS), the
+# fewest-syscalls floor of the same round trip, the safe floor (the floor plus every read a safe
+# repair cannot skip) and, up to 200 pods, the shell-out baseline (the original tool's way: a
+# spawned bash per setting and pid, a spawned sh per other write and rmdir). Then the same sizes
+# on the emulated node (`cgleak emulate`, no cgroup needed): repair time per pod, peak RSS and
+# how they grow with size. Prints medians and the ratios against the targets (PASS/MISS).
 #
 #   scripts/bench.sh [PODS[,PODS...]] [RUNS] [more bench options]
-#   scripts/bench.sh                  # 110 and 1000 pods, 6 and 4 runs
-#   scripts/bench.sh 110 9            # 110 pods, 9 runs
-#   scripts/bench.sh 1000 3 --shell-runs 0 --settle-ms 1000
+#   scripts/bench.sh                  # 110 and 1000 pods, 6 and 3 runs; emulated 110 and 1000
+#   scripts/bench.sh 110 2            # 110 pods, 2 runs (a quick look)
+#   scripts/bench.sh 110,1000,5000    # adds 5000 pods (~17,500 cgroups), real and emulated
+#   scripts/bench.sh 1000 3 --shell-runs 1 --settle-ms 1000
+#   scripts/bench.sh 110 2 --emulated 110,1000,5000 --emulated-runs 1
 #
 # Needs root and a writable memory cgroup v1 (it creates cgroups only below its own one and
-# removes them); exits 1 saying why otherwise. Run it on a quiet machine: the figures are wall
-# times, and other work on the cores shows up in them (the min and max columns show the spread).
+# removes them); exits 1 saying why otherwise, or when the machine has too few pids or memcg
+# ids for a size. Run it on a quiet machine: the figures are wall times, and other work on the
+# cores shows up in them (the min and max columns show the spread). The emulated nodes go to
+# /dev/shm (or $CGLEAK_EMUL_TMPDIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -203,14 +203,20 @@ fn kubelet_fact(pids: Vec<u32>, opts: &RepairOptions) -> Kubelet {
 /// nothing; `state` is what the caller found of the state directory.
 pub fn gather(fs: &dyn Node, opts: &RepairOptions, state: StateDir) -> Result<Gathered> {
     let kernel = KernelInfo::from_release(&fs.kernel_release()?);
-    // The kubelet look-up walks /proc (thousands of processes on a big node) and does not
-    // depend on the scan: it runs alongside it. Errors come in the same order as before.
+    // The kubelet look-up and the runtime detection's process table walk /proc (thousands of
+    // processes on a big node) and do not depend on the scan: they run alongside it. Errors
+    // come in the same order as before.
     let t = Instant::now();
-    let (snapshot, kubelets) = std::thread::scope(|s| {
-        let kubelets = s.spawn(|| fs.find_processes("kubelet"));
+    let (snapshot, (kubelets, host_table)) = std::thread::scope(|s| {
+        let procs = s.spawn(|| {
+            let kubelets = fs.find_processes("kubelet");
+            (kubelets, crate::runtime::read_host(fs))
+        });
         let snapshot = scan::scan(fs, &opts.kubepods);
-        let kubelets = kubelets.join().expect("the kubelet look-up panicked");
-        (snapshot, kubelets)
+        (
+            snapshot,
+            procs.join().expect("the kubelet look-up panicked"),
+        )
     });
     let snapshot = snapshot?;
     log::debug!(
@@ -256,11 +262,18 @@ pub fn gather(fs: &dyn Node, opts: &RepairOptions, state: StateDir) -> Result<Ga
         journal,
         kubelet,
     };
-    let (runtimes, runtime_error) =
-        match crate::runtime::detect(fs, &crate::runtime::cgroups_of(&snapshot)) {
-            Ok(r) => (Some(r), None),
-            Err(e) => (None, Some(e.to_string())),
-        };
+    let cgroups_served = crate::runtime::cgroups_of(&snapshot);
+    let (runtimes, runtime_error) = match host_table {
+        Ok((table, status)) => (
+            Some(crate::runtime::detect_from(
+                &table,
+                status.as_deref(),
+                &cgroups_served,
+            )),
+            None,
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
     Ok(Gathered {
         snapshot,
         kernel,

@@ -163,10 +163,17 @@ pub fn detect_from(
 
 /// Detect the runtimes on `host`, serving the given cgroups (path, pids).
 pub fn detect(host: &dyn Host, cgroups: &[(String, Vec<u32>)]) -> Result<Runtimes> {
+    let (table, status) = read_host(host)?;
+    Ok(detect_from(&table, status.as_deref(), cgroups))
+}
+
+/// What [`detect`] reads of the host, which does not depend on the cgroups: the process table
+/// and the package database (dpkg's status file). A repair reads it alongside its scan.
+pub fn read_host(host: &dyn Host) -> Result<(Vec<ProcInfo>, Option<String>)> {
     let table = host.processes()?;
     // An unreadable package database only costs the versions.
     let status = host.host_file(version::DPKG_STATUS).unwrap_or(None);
-    Ok(detect_from(&table, status.as_deref(), cgroups))
+    Ok((table, status))
 }
 
 /// The pods tree's cgroups with their tasks, as a scan saw them.

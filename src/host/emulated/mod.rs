@@ -166,8 +166,9 @@ pub(super) struct Inner {
     proc_cgroups_disk: Option<String>,
     /// base/emulated.blobs, opened at the first mkdir.
     blob_dir: Option<OwnedFd>,
-    /// Blobs this instance made or linked (known to exist).
-    blobs: BTreeSet<String>,
+    /// Blobs this instance made or linked (known to exist): each one's generation last linked
+    /// (see [`files::link_to_blob`]).
+    blobs: HashMap<String, u32>,
     mutations: u64,
     /// The node's generation this index is in step with (see [`txn`]).
     generation: u64,
@@ -206,7 +207,7 @@ impl Inner {
             comms: HashMap::new(),
             proc_cgroups_disk: None,
             blob_dir: None,
-            blobs: BTreeSet::new(),
+            blobs: HashMap::new(),
             mutations: 0,
             generation: 0,
             pending: Vec::new(),

@@ -73,8 +73,8 @@ pub fn clone_node(src_base: &Path, dst_base: &Path) -> Result<()> {
 }
 
 /// Copy the contents of directory `src` into the existing directory `dst`: each file read
-/// once and created once (no metadata probes), or hard-linked when `link`, through directory
-/// descriptors.
+/// once and created once (no metadata probes), or hard-linked when `link` (copied where the
+/// source has the most links the filesystem allows), through directory descriptors.
 pub(super) fn copy_tree(src: &Path, dst: &Path, buf: &mut Vec<u8>, link: bool) -> Result<()> {
     let rd = std::fs::read_dir(src).map_err(|e| Error::io("read_dir", src, e))?;
     let sfd = open_dir(src).map_err(|e| Error::io("open", src, e))?;
@@ -92,14 +92,8 @@ pub(super) fn copy_tree(src: &Path, dst: &Path, buf: &mut Vec<u8>, link: bool) -
                 .map_err(|e| Error::io("mkdir", dst.join(name), errno_io(e)))?;
             dirs.push(name.to_path_buf());
         } else if link {
-            nix::unistd::linkat(
-                Some(sfd.as_raw_fd()),
-                name,
-                Some(dfd.as_raw_fd()),
-                name,
-                nix::fcntl::AtFlags::empty(), // AT_SYMLINK_FOLLOW unset: a link is linked, not followed,
-            )
-            .map_err(|e| Error::io("link", dst.join(name), errno_io(e)))?;
+            link_or_copy((sfd.as_raw_fd(), dfd.as_raw_fd()), name, buf, &linkat)
+                .map_err(|e| Error::io("link", dst.join(name), e))?;
         } else {
             read_at(Some(sfd.as_raw_fd()), name, buf)
                 .map_err(|e| Error::io("read", src.join(name), e))?;
