@@ -14,6 +14,8 @@
 #   scripts/bench.sh 110,1000,5000    # adds 5000 pods (~17,500 cgroups), real and emulated
 #   scripts/bench.sh 1000 3 --shell-runs 1 --settle-ms 1000
 #   scripts/bench.sh 110 2 --emulated 110,1000,5000 --emulated-runs 1
+#   CGLEAK_STALLS_ARGS="--mib 0,8,32,64 --runs 3" scripts/bench.sh   # larger stall sizes
+#   CGLEAK_STALLS_ARGS=0 scripts/bench.sh                             # no stall benchmark
 #
 # Needs root and a writable memory cgroup v1 (it creates cgroups only below its own one and
 # removes them); exits 1 saying why otherwise, or when the machine has too few pids or memcg
@@ -41,4 +43,13 @@ shift $(($# > 2 ? 2 : $#))
 
 # cargo bench builds the benchmark and the cgleak binary with the release profile; the bench
 # itself checks the cgroup side (v1 filesystem, own cgroup writable) and exits 1 with the reason.
-exec cargo bench --bench roundtrip -- --pods "$pods" ${runs:+--runs "$runs"} "$@"
+cargo bench --bench roundtrip -- --pods "$pods" ${runs:+--runs "$runs"} "$@"
+
+# Issue 13's stall benchmark (benches/stalls/): 110 pods whose containers hold real memory (0, 8
+# and 32 MiB a container, one 1 GiB process), bystanders timed per repair phase against idle.
+# $CGLEAK_STALLS_ARGS passes its options, e.g. "--mib 0,8,32,64 --runs 3" (64 MiB needs about
+# 27 GiB free; a size that does not fit is skipped with the reason); "0" leaves it out.
+if [ "${CGLEAK_STALLS_ARGS:-}" != 0 ]; then
+  # shellcheck disable=SC2086 # the options are words on purpose
+  cargo bench --bench stalls -- ${CGLEAK_STALLS_ARGS:-}
+fi

@@ -8,7 +8,7 @@
 //! run through an idle window, then repairs: `cgleak repair --yes` (the real binary, JSON
 //! outcome with each phase's CLOCK_MONOTONIC times) or the floor of the same plan (`measure.rs`).
 //! It prints the repair's time, the charge that moved and its rate, the longest single task
-//! move, cgleak's peak RSS, and each probe's median, p99 and maximum per phase against the idle
+//! move, and each probe's median, p99 and maximum per phase against the idle
 //! window, with the targets of issue 13 judged.
 //!
 //! A fresh tree each run: from 6.13 on charges never move, so only the first round trip on a

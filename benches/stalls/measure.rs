@@ -13,7 +13,6 @@ use crate::tree::Node;
 use cgleak::host::{knob, Hierarchy};
 use cgleak::repair::execute;
 use cgleak::repair::plan::{Plan, Step, Strategy};
-use nix::libc;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -54,8 +53,6 @@ pub struct Run {
     /// memory.usage_in_bytes of kubepods itself before and after.
     pub kubepods: (u64, u64),
     pub dying_left: i64,
-    /// cgleak only: peak RSS of the process (KiB).
-    pub maxrss_kib: Option<u64>,
     pub probes: Vec<(&'static str, Timeline)>,
 }
 
@@ -118,13 +115,13 @@ fn empty_run(seconds: f64, phases: Vec<Span>) -> Run {
         after: 0,
         kubepods: (0, 0),
         dying_left: 0,
-        maxrss_kib: None,
         probes: Vec::new(),
     }
 }
 
-/// `cgleak repair --yes --format json` as the real binary, reaped with wait4 for its peak RSS;
-/// its phases come from the outcome's CLOCK_MONOTONIC phase times.
+/// `cgleak repair --yes --format json` as the real binary; its phases come from the outcome's
+/// CLOCK_MONOTONIC phase times. (Its peak RSS is the roundtrip benchmark's: measured from a
+/// launcher, since a child forked from this bench inherits the bench's own peak at exec.)
 fn cgleak_repair(bin: &Path, root: &Path, strategy: Strategy) -> Result<Run, String> {
     let state = tempfile::Builder::new()
         .prefix("cgleak-stalls-state-")
@@ -156,11 +153,11 @@ fn cgleak_repair(bin: &Path, root: &Path, strategy: Strategy) -> Result<Run, Str
         .expect("piped")
         .read_to_string(&mut out)
         .map_err(|e| e.to_string())?;
-    let (status, maxrss) = wait4(child.id())?;
+    let status = child.wait().map_err(|e| e.to_string())?;
     let t1 = now_ns();
     let stderr = err.join().unwrap_or_default();
-    if status != 0 {
-        return Err(format!("cgleak repair: exit status {status}\n{stderr}"));
+    if !status.success() {
+        return Err(format!("cgleak repair: {status}\n{stderr}"));
     }
     let v: serde_json::Value =
         serde_json::from_str(&out).map_err(|e| format!("cgleak output is not JSON ({e})"))?;
@@ -187,7 +184,6 @@ fn cgleak_repair(bin: &Path, root: &Path, strategy: Strategy) -> Result<Run, Str
     r.longest_move = v["stats"]["longest_move"]["seconds"]
         .as_f64()
         .unwrap_or(0.0);
-    r.maxrss_kib = Some(maxrss);
     Ok(r)
 }
 
@@ -197,25 +193,6 @@ fn span(name: &str, from: u64, to: u64) -> Span {
         from,
         to,
     }
-}
-
-/// Reap our child `pid`: (exit status, peak RSS in KiB). wait4 gives that one child's rusage;
-/// getrusage(RUSAGE_CHILDREN) would give the largest of all children ever reaped.
-fn wait4(pid: u32) -> Result<(i32, u64), String> {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own unreaped child, with valid pointers.
-    let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut ru) };
-    if r != pid as i32 {
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    Ok((code, ru.ru_maxrss as u64))
 }
 
 /// One write(2) to an existing control file.

@@ -124,12 +124,11 @@ fn print_figures(runs: &[(Who, Run)]) {
     };
     let (pre, post) = (part("start, scan, checks, journal"), part("verify, exit"));
     println!(
-        "  cgleak: start, scan, checks and journal {:.0} ms, executing {:.0} ms, verify and exit {:.0} ms; longest move {:.2} ms; peak RSS {:.1} MiB",
+        "  cgleak: start, scan, checks and journal {:.0} ms, executing {:.0} ms, verify and exit {:.0} ms; longest move {:.2} ms",
         of(Who::Cgleak, &pre) * 1e3,
         of(Who::Cgleak, &|r| r.seconds - pre(r) - post(r)) * 1e3,
         of(Who::Cgleak, &post) * 1e3,
         of(Who::Cgleak, &|r| r.longest_move) * 1e3,
-        of(Who::Cgleak, &|r| r.maxrss_kib.unwrap_or(0) as f64) / 1024.0
     );
     for who in [Who::Cgleak, Who::Floor] {
         println!(
