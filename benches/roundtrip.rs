@@ -50,6 +50,8 @@
 //! Processes: the bench kills and reaps every sleeper it started (PID 1 here does not reap), and
 //! each sleeper gets SIGKILL if the bench itself dies (PR_SET_PDEATHSIG).
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "roundtrip/emulated.rs"]
 mod emulated;
 #[path = "roundtrip/measured.rs"]
@@ -69,12 +71,10 @@ use cgleak::repair::journal::{self, Header, Journal};
 use cgleak::repair::plan::{self, Plan, PlanInput, Step, Strategy};
 use cgleak::repair::{execute, verify};
 use cgleak::{ids, scan};
-use nix::libc;
 use sandbox::Sandbox;
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,12 +105,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |name: &str| common::arg_value(&args, name);
     let number = |name: &str| {
         value(name).map(|v| {
             v.parse::<usize>()
@@ -177,16 +172,7 @@ impl Sleepers {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Die with the bench (Ctrl-C, panic = abort, kill): no sleeper outlives it.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        common::die_with_bench(&mut cmd);
         let child = cmd.spawn()?;
         let pid = child.id();
         // Keep the Child before anything can fail, so drop kills it.
@@ -212,8 +198,7 @@ impl Drop for Sleepers {
 /// When the floor writes force_empty.
 #[derive(Clone, Copy, PartialEq)]
 enum FloorForceEmpty {
-    /// Where the cgroup has page cache, as cgleak does ([`execute::has_page_cache`]): one read
-    /// of memory.stat first. No program can know that without looking (page cache comes and
+    /// Where cgleak writes it ([`execute::force_empty_helps`]): one read of memory.stat first. No program can know that without looking (page cache comes and
     /// goes while the tasks run), so this read belongs to the fewest system calls for the
     /// same round trip; the write does not, where there is nothing to reclaim.
     WhereCache,
@@ -222,9 +207,12 @@ enum FloorForceEmpty {
     Always,
 }
 
-/// Whether a cgroup's memory.stat shows page cache, by cgleak's rule: one read, no more.
-fn page_cache(stat: &Path) -> bool {
-    execute::stat_shows_page_cache(&std::fs::read_to_string(stat).unwrap_or_default())
+/// Whether cgleak would write force_empty on a cgroup with this memory.stat: one read, no more.
+fn force_empty_helps(stat: &Path, charges_move: bool) -> bool {
+    execute::force_empty_helps(
+        &std::fs::read_to_string(stat).unwrap_or_default(),
+        charges_move,
+    )
 }
 
 /// The plan's operations with the fewest system calls: no check, no journal, no read but
@@ -253,7 +241,9 @@ fn floor(root: &Path, p: &Plan, force_empty: FloorForceEmpty) {
                 }
                 Step::ForceEmpty { cg } => {
                     let dir = root.join(cg);
-                    if force_empty == FloorForceEmpty::Always || page_cache(&dir.join(knob::STAT)) {
+                    if force_empty == FloorForceEmpty::Always
+                        || force_empty_helps(&dir.join(knob::STAT), p.move_charge)
+                    {
                         put(&dir.join(knob::FORCE_EMPTY), "0")
                     }
                 }
@@ -266,17 +256,9 @@ fn floor(root: &Path, p: &Plan, force_empty: FloorForceEmpty) {
     }
 }
 
-/// The settings files of a cgroup that cgleak's scan reads (`scan::read_settings`) and verify
-/// compares, in the scan's order.
-const SETTINGS: [&str; 7] = [
-    knob::MEMSW_LIMIT,
-    knob::OOM_CONTROL,
-    knob::MOVE_CHARGE,
-    knob::LIMIT,
-    knob::SOFT_LIMIT,
-    knob::SWAPPINESS,
-    knob::USE_HIERARCHY,
-];
+/// The settings files of a cgroup that cgleak's scan reads and verify compares, in the scan's
+/// order.
+const SETTINGS: &[&str] = cgleak::scan::SETTINGS;
 
 /// Read `files` of every cgroup of `snap` once, with plain reads (open, read, close); a file
 /// that is absent is fine (memsw files exist only with swap accounting).
@@ -974,23 +956,7 @@ fn real_sizes(args: &Args) -> Result<(), i32> {
         let Err(why) = run_size(args, pods) else {
             continue;
         };
-        if args.full {
-            eprintln!("roundtrip benchmark cannot run: {why}");
-            return Err(1);
-        }
-        // The `cargo test` smoke run: skips on a machine without root or memcg v1, fails
-        // under CI on one that has them (tests/common/skip.rs).
-        let (root, memcg) = sandbox::machine();
-        let machine = skip::Machine {
-            root,
-            memcg: memcg.map(|_| ()),
-        };
-        if let skip::Decision::Fail(why) = skip::decide(skip::ci(), &machine, Err(why.clone())) {
-            eprintln!("roundtrip benchmark cannot run: {why}");
-            return Err(1);
-        }
-        println!("roundtrip benchmark not run: {why}");
-        return Err(0);
+        return Err(common::cannot_run("roundtrip", args.full, &why));
     }
     Ok(())
 }

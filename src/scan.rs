@@ -35,6 +35,9 @@ const RECORD_FILES: [&str; 10] = [
 /// The settings files, the first part of [`RECORD_FILES`].
 const SETTINGS_FILES: usize = 7;
 
+/// The settings files a repair carries over, in the order the scan reads them.
+pub const SETTINGS: &[&str] = RECORD_FILES.split_at(SETTINGS_FILES).0;
+
 /// The content of a file that may not exist (memsw files exist only with swap accounting):
 /// ENOENT is None. A missing file is known from the failed read itself, not from a stat first.
 fn optional(r: Result<String>) -> Result<Option<String>> {

@@ -23,6 +23,8 @@
 //! Under `cargo test` (no `--bench`) it is a smoke run at 6 pods and 2 MiB that skips without
 //! root or memcg v1 (and fails under CI on a machine that has them, tests/common/skip.rs).
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../../tests/common/sandbox.rs"]
 #[allow(dead_code)]
 mod sandbox;
@@ -55,12 +57,7 @@ pub struct Args {
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |name: &str| common::arg_value(&args, name);
     let number = |name: &str, default: u64| {
         value(name).map_or(default, |v| {
             v.parse()
@@ -244,19 +241,6 @@ fn main() {
     }
     let args = parse_args();
     if let Err(why) = main_full(&args) {
-        if args.full {
-            eprintln!("stalls benchmark cannot run: {why}");
-            std::process::exit(1);
-        }
-        let (root, memcg) = sandbox::machine();
-        let machine = skip::Machine {
-            root,
-            memcg: memcg.map(|_| ()),
-        };
-        if let skip::Decision::Fail(why) = skip::decide(skip::ci(), &machine, Err(why.clone())) {
-            eprintln!("stalls benchmark cannot run: {why}");
-            std::process::exit(1);
-        }
-        println!("stalls benchmark not run: {why}");
+        std::process::exit(common::cannot_run("stalls", args.full, &why));
     }
 }

@@ -11,8 +11,8 @@
 //! Everything this starts is killed and reaped on drop, each only through its own unreaped
 //! `Child` (no recycled pid is ever hit), before the sandbox removes the cgroups.
 
-use crate::roles;
 use crate::sandbox::Sandbox;
+use crate::{common, roles};
 use cgleak::demo::fixture::{self, FixtureCgroup, FixtureSpec};
 use cgleak::host::kernel::KernelFs;
 use cgleak::host::{knob, Hierarchy};
@@ -21,7 +21,6 @@ use cgleak::scan;
 use nix::libc;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 
@@ -177,16 +176,7 @@ fn start(kids: &mut Kids, dir: &Path, role: &[String]) -> std::io::Result<u32> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            // Die with the bench: no holder outlives it.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::die_with_bench(&mut cmd);
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let stdin = child.stdin.take();

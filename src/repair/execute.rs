@@ -141,26 +141,6 @@ pub fn monotonic_now() -> f64 {
 /// cgroup: from 4.8 that holds no id, and 3.10 moves it to the parent at rmdir anyway.
 pub const FORCE_EMPTY_BUDGET: Duration = Duration::from_millis(250);
 
-/// Whether force_empty has page cache to reclaim in `cg` (its subtree's `total_cache` in
-/// memory.stat; `cache` where there is no total line). Unknown (unreadable) counts as yes.
-///
-/// force_empty exists to uncharge page cache before rmdir, so the deleted memcg is not kept
-/// dying by it. Without page cache it has nothing to do, and it is not free: the kernel loops
-/// while memory.usage_in_bytes is above 0, and kernel memory (slab) is charged there too and
-/// cannot be reclaimed, so it gives up only after its retries, sleeping 100 ms after each
-/// (congestion_wait(HZ/10)): 5 retries on 3.10 (MEM_CGROUP_RECLAIM_RETRIES), 16 on 5.x
-/// (MAX_RECLAIM_RETRIES) -- the lab's 5.10 repair spent 1.6 s per cgroup there, 50 s for 31
-/// cgroups. rmdir works either way (docs/kernel-facts.md, "force_empty": succeeds with kmem left, and rmdir
-/// does not need usage 0). Anonymous memory is not a reason either: after a move with
-/// move_charge_at_immigrate it went along; without (>= 6.13) it belongs to tasks that now live
-/// elsewhere, and reclaiming it would push their memory to swap.
-pub fn has_page_cache(fs: &dyn Node, cg: &str) -> bool {
-    match fs.read(cg, knob::STAT) {
-        Ok(stat) => stat_shows_page_cache(&stat),
-        Err(_) => true,
-    }
-}
-
 /// Whether force_empty can do anything for a cgroup whose tasks have just moved out, from its
 /// memory.stat and whether this kernel moved their charges along.
 ///
@@ -189,8 +169,25 @@ fn stat_value(stat: &str, total: &str, own: &str) -> Option<u64> {
 
 /// Whether the text of a memory.stat shows page cache: `total_cache` (the subtree), or `cache`
 /// where there are no hierarchical lines; no such line (or a malformed one) counts as yes.
+///
+/// force_empty exists to uncharge page cache before rmdir, so the deleted memcg is not kept
+/// dying by it. Without page cache it has nothing to do, and it is not free: the kernel loops
+/// while memory.usage_in_bytes is above 0, and kernel memory (slab) is charged there too and
+/// cannot be reclaimed, so it gives up only after its retries, sleeping 100 ms after each
+/// (congestion_wait(HZ/10)): 5 retries on 3.10 (MEM_CGROUP_RECLAIM_RETRIES), 16 on 5.x
+/// (MAX_RECLAIM_RETRIES) -- the lab's 5.10 repair spent 1.6 s per cgroup there, 50 s for 31
+/// cgroups. rmdir works either way (docs/kernel-facts.md, "force_empty": succeeds with kmem
+/// left, and rmdir does not need usage 0).
 pub fn stat_shows_page_cache(stat: &str) -> bool {
     stat_value(stat, "total_cache", "cache").is_none_or(|bytes| bytes > 0)
+}
+
+/// Why a force_empty step did not write.
+enum LeftOut {
+    /// No page cache to reclaim.
+    NoPageCache,
+    /// The cgroup keeps its tasks' memory (charges did not move): it cannot be freed now.
+    Pinned,
 }
 
 /// Runs phases of a plan.
@@ -431,14 +428,10 @@ impl<'a, 'c> Runner<'a, 'c> {
                 if rec && !self.fs.exists(cg) {
                     return Ok(());
                 }
-                // Unreadable counts as worth it: the write is what the plan lists.
-                let stat = self.fs.read(cg, knob::STAT).ok();
-                match stat {
-                    Some(s) if !stat_shows_page_cache(&s) => self.stats.force_empty_skipped += 1,
-                    Some(s) if !force_empty_helps(&s, self.charges_move()) => {
-                        self.stats.force_empty_pinned += 1
-                    }
-                    _ => return self.force_empty(cg),
+                match self.force_empty_left_out(cg) {
+                    None => return self.force_empty(cg),
+                    Some(LeftOut::NoPageCache) => self.stats.force_empty_skipped += 1,
+                    Some(LeftOut::Pinned) => self.stats.force_empty_pinned += 1,
                 }
                 Ok(())
             }
@@ -538,7 +531,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                     if let Some(to) = self.last_move.clone() {
                         self.drain(cg, &to)?;
                     }
-                    if has_page_cache(self.fs, cg) {
+                    if self.force_empty_left_out(cg).is_none() {
                         self.force_empty(cg)?;
                     }
                     std::thread::sleep(Duration::from_millis(2 * tries as u64));
@@ -584,6 +577,19 @@ impl<'a, 'c> Runner<'a, 'c> {
             }
         }
         Ok(c == v)
+    }
+
+    /// Why force_empty is left out on `cg`, from its memory.stat ([`force_empty_helps`]); None:
+    /// write it (also where memory.stat cannot be read: the write is what the plan lists).
+    fn force_empty_left_out(&self, cg: &str) -> Option<LeftOut> {
+        let stat = self.fs.read(cg, knob::STAT).ok()?;
+        if !stat_shows_page_cache(&stat) {
+            Some(LeftOut::NoPageCache)
+        } else if !force_empty_helps(&stat, self.charges_move()) {
+            Some(LeftOut::Pinned)
+        } else {
+            None
+        }
     }
 
     /// Whether this run's moves take the tasks' charges along: the plan writes a non-zero
