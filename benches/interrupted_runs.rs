@@ -74,7 +74,7 @@ fn interrupted_run(
     let emu = EmulatedFs::open(&b).unwrap();
     t.open += start.elapsed();
     let mut o = opts(&emu, &s);
-    o.crash_after = Some(crash_after);
+    o.knobs.crash_after = Some(crash_after);
     let start = Instant::now();
     let p = repair::prepare(&emu, &o).unwrap();
     match repair::execute(&emu, &o, p, None) {
@@ -88,7 +88,7 @@ fn interrupted_run(
     let emu = EmulatedFs::open(&b).unwrap();
     t.open += start.elapsed();
     let start = Instant::now();
-    let out = repair::resume(&emu, &s, None, false, None).unwrap();
+    let out = repair::resume(&emu, &s, repair::Knobs::default(), None).unwrap();
     assert!(out.verify.ok, "{:?}", out.verify.differences);
     t.resume += start.elapsed();
     t.mutations += emu.mutations();

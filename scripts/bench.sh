@@ -52,4 +52,9 @@ cargo bench --bench roundtrip -- --pods "$pods" ${runs:+--runs "$runs"} "$@"
 if [ "${CGLEAK_STALLS_ARGS:-}" != 0 ]; then
   # shellcheck disable=SC2086 # the options are words on purpose
   cargo bench --bench stalls -- ${CGLEAK_STALLS_ARGS:-}
+  # What the pauses of cgleak's default pace buy: the same 32 MiB migrate-back with none
+  # (cgleak --pace 0 and the floor alike), against the paced figures above.
+  echo
+  echo "== without pauses (--pace 0), to set against the default pace above"
+  cargo bench --bench stalls -- --mib 32 --strategy migrate-back --pace-us 0
 fi

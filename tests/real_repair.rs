@@ -458,3 +458,44 @@ fn dump(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     }
     m
 }
+
+/// `--pace` pauses after each task move and each removal, on the real kernel (the emulated
+/// node lets no time pass and pauses nowhere); `--pace 0` never pauses.
+#[test]
+fn real_pace_pauses_after_moves_and_removals() {
+    let bin = env!("CARGO_BIN_EXE_cgleak");
+    for (pace, secs) in [("3ms", 0.003), ("0", 0.0)] {
+        let Some(sb) = common::real_kernel("real_pace_pauses_after_moves_and_removals") else {
+            return;
+        };
+        let root = sb.path().to_str().unwrap().to_string();
+        let where_before = build(&sb, 6);
+        let state = tempfile::tempdir().unwrap();
+        let st = state.path().to_str().unwrap();
+        let args = ["--root", &root, "repair", "--yes", "--format", "json"];
+        let out = Command::new(bin)
+            .args(args)
+            .args(["--pace", pace, "--state-dir", st])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let s = &v["stats"];
+        let (pauses, removed) = (
+            s["pauses"].as_u64().unwrap(),
+            s["cgroups_removed"].as_u64().unwrap(),
+        );
+        if secs > 0.0 {
+            // One after every rmdir, and one after every move of a cgroup that had tasks.
+            assert!(pauses > removed && removed > 0, "{s}");
+            assert!(
+                s["pause_seconds"].as_f64().unwrap() >= pauses as f64 * secs,
+                "{s}"
+            );
+        } else {
+            assert_eq!(pauses, 0, "{s}");
+        }
+        assert_in_place(&where_before);
+    }
+}

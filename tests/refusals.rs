@@ -171,7 +171,7 @@ fn interrupt(n: &Node, strategy: Strategy, phase: usize, into: u64) {
         .map(|s| s.mutations() as u64)
         .sum();
     drop(p);
-    o.crash_after = Some(before + into.min(size - 1));
+    o.knobs.crash_after = Some(before + into.min(size - 1));
     let e = repair::prepare(&n.emu, &o)
         .and_then(|p| repair::execute(&n.emu, &o, p, None))
         .expect_err("the crash hook stops the repair");
@@ -376,9 +376,9 @@ fn a_rebuilt_journal_finishes_or_undoes_the_interrupted_repair() {
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_eq!(r.cgroups, original.cgroups.len(), "{what}");
                 let out = if undo {
-                    repair::rollback(&n.emu, &st, None, false, None)
+                    repair::rollback(&n.emu, &st, repair::Knobs::default(), None)
                 } else {
-                    repair::resume(&n.emu, &st, None, false, None)
+                    repair::resume(&n.emu, &st, repair::Knobs::default(), None)
                 }
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert!(out.verify.ok, "{what}: {:?}", out.verify.differences);

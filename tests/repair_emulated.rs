@@ -182,7 +182,7 @@ fn interrupt_at(n: &Node, before: &Snapshot, strategy: Strategy, k: u64, how: &I
                 errno: Errno::EIO,
             })
             .unwrap(),
-        Interrupt::Crash => o.crash_after = Some(k),
+        Interrupt::Crash => o.knobs.crash_after = Some(k),
     }
     match repair(&emu, &o) {
         Err(Error::Stopped(st)) if st.crashed().is_some() => {
@@ -214,9 +214,9 @@ fn interrupt_at(n: &Node, before: &Snapshot, strategy: Strategy, k: u64, how: &I
 fn finish(b: &Path, s: &Path, before: &Snapshot, what: &str, rollback: bool) {
     let emu = EmulatedFs::open(b).unwrap();
     let out = if rollback {
-        repair::rollback(&emu, s, None, false, None)
+        repair::rollback(&emu, s, repair::Knobs::default(), None)
     } else {
-        repair::resume(&emu, s, None, false, None)
+        repair::resume(&emu, s, repair::Knobs::default(), None)
     }
     .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(out.verify.ok, "{what}: {:?}", out.verify.differences);
@@ -395,7 +395,7 @@ fn enospc_on_mkdir_stops_then_resume_finishes() {
         "{msg}"
     );
     assert_eq!(e.exit_code(), 1);
-    let out = repair::resume(&emu, &n.state, None, false, None).unwrap();
+    let out = repair::resume(&emu, &n.state, repair::Knobs::default(), None).unwrap();
     assert!(out.verify.ok);
     assert_same(&emu, &before, "resume after ENOSPC");
 }
@@ -437,7 +437,7 @@ fn ebusy_on_rmdir_that_persists_stops_with_its_meaning() {
         "{e}"
     );
     emu.clear_faults().unwrap();
-    let out = repair::rollback(&emu, &n.state, None, false, None).unwrap();
+    let out = repair::rollback(&emu, &n.state, repair::Knobs::default(), None).unwrap();
     assert!(out.verify.ok);
     assert_same(&emu, &before, "rollback after EBUSY");
 }
@@ -466,13 +466,13 @@ fn resume_and_rollback_refuse_after_a_reboot() {
     let n = node(KernelProfile::V6_1, 3, false);
     let emu = EmulatedFs::open(&n.base).unwrap();
     let mut o = opts(&emu, Strategy::MigrateBack, &n.state);
-    o.crash_after = Some(20);
+    o.knobs.crash_after = Some(20);
     assert!(matches!(repair(&emu, &o), Err(Error::Stopped(st)) if st.crashed() == Some(20)));
     emu.set_boot_id("00000000-0000-0000-0000-000000000001")
         .unwrap();
     for e in [
-        repair::resume(&emu, &n.state, None, false, None).err(),
-        repair::rollback(&emu, &n.state, None, false, None).err(),
+        repair::resume(&emu, &n.state, repair::Knobs::default(), None).err(),
+        repair::rollback(&emu, &n.state, repair::Knobs::default(), None).err(),
     ] {
         let e = e.expect("refused");
         assert_eq!(e.exit_code(), 2);
@@ -485,9 +485,9 @@ fn a_second_repair_is_refused_while_one_is_unfinished() {
     let n = node(KernelProfile::V6_1, 3, false);
     let emu = EmulatedFs::open(&n.base).unwrap();
     let mut o = opts(&emu, Strategy::MigrateBack, &n.state);
-    o.crash_after = Some(30);
+    o.knobs.crash_after = Some(30);
     assert!(repair(&emu, &o).is_err());
-    o.crash_after = None;
+    o.knobs.crash_after = None;
     let p = repair::prepare(&emu, &o).unwrap();
     let e = repair::refusal(&p).expect("refused");
     let msg = e.to_string();

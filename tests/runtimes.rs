@@ -324,11 +324,17 @@ fn a_repair_killed_and_resumed_reports_the_runtime_and_still_waits() {
     emu.set_react_after(10_000).unwrap();
     let mut o = opts(dir.path(), Strategy::Rename);
     // Killed in move-to-staging: the record was written before the first change.
-    o.crash_after = Some(40);
+    o.knobs.crash_after = Some(40);
     let r = repair::execute(&emu, &o, repair::prepare(&emu, &o).unwrap(), None);
     assert!(r.is_err());
     assert!(dir.path().join("state/runtime-affected.json").exists());
-    let out = repair::resume(&emu, &dir.path().join("state"), None, false, None).unwrap();
+    let out = repair::resume(
+        &emu,
+        &dir.path().join("state"),
+        repair::Knobs::default(),
+        None,
+    )
+    .unwrap();
     assert!(out.verify.ok);
     assert_eq!(out.runtime.affected, n);
     assert_eq!(out.runtime.remedy, Remedy::RollingRestart);

@@ -44,3 +44,18 @@ fn text_round_trip_and_quantiles() {
     let w = u.span(1_005_000_000, 1_006_000_000);
     assert_eq!(w.max_ns, 5_000_000);
 }
+
+#[test]
+fn above_counts_only_buckets_wholly_past_the_bound() {
+    let mut t = Timeline::new(0);
+    for ns in [1_000, 2_000, 4_000, 8_000, 8_000, 100_000] {
+        t.record(0, ns);
+    }
+    let s = t.span(0, 1_000_000);
+    assert_eq!(s.above(0), 6);
+    assert_eq!(s.above(3_000), 4, "4 us, 8 us twice, 100 us");
+    assert_eq!(s.above(50_000), 1);
+    assert_eq!(s.above(200_000), 0);
+    // The bucket holding the bound itself is left out: 8 us is not above 7.9 us's bucket.
+    assert_eq!(s.above(7_900), 1);
+}

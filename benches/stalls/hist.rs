@@ -145,6 +145,17 @@ impl Summary {
         self.counts.iter().sum()
     }
 
+    /// Samples slower than `ns`, to the bucket: those in buckets whose lower edge is at least
+    /// `ns` (a sample in the bucket holding `ns` itself is not counted).
+    pub fn above(&self, ns: u64) -> u64 {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|&(b, _)| b > 0 && upper_ns(b - 1) >= ns)
+            .map(|(_, &c)| c)
+            .sum()
+    }
+
     /// The `q` quantile (0..1), as the upper edge of its bucket (at most the maximum); None
     /// without samples.
     pub fn quantile_ns(&self, q: f64) -> Option<u64> {

@@ -18,7 +18,10 @@
 //!
 //!     cargo bench --bench stalls -- [--pods 110] [--mib 0,8,32] [--big-mib 1024] [--runs 2]
 //!                                    [--idle-ms 1500] [--strategy both|migrate-back|rename]
-//!                                    [--cgleak PATH]
+//!                                    [--cgleak PATH] [--pace-us 100] [--who both|cgleak|floor]
+//!
+//! `--pace-us` is the pause after each task move and rmdir, for cgleak (`--pace`) and the floor
+//! alike; cgleak's default unless given. `--pace-us 0` shows what the pauses buy.
 //!
 //! Under `cargo test` (no `--bench`) it is a smoke run at 6 pods and 2 MiB that skips without
 //! root or memcg v1 (and fails under CI on a machine that has them, tests/common/skip.rs).
@@ -38,6 +41,7 @@ mod roles;
 mod tree;
 
 use cgleak::model::kernel::KernelInfo;
+use cgleak::repair::execute;
 use cgleak::repair::plan::{self, PlanInput, Strategy};
 use measure::Who;
 use std::path::PathBuf;
@@ -53,6 +57,11 @@ pub struct Args {
     idle: Duration,
     strategies: Vec<Strategy>,
     cgleak: PathBuf,
+    /// Who repairs: both (default), or only one of them (`--who cgleak|floor`).
+    who: Vec<Who>,
+    /// The pause after each cgroup's task move and rmdir, cgleak's (`--pace`) and the floor's
+    /// alike (`--pace-us`; cgleak's default unless given).
+    pace: Duration,
 }
 
 fn parse_args() -> Args {
@@ -91,6 +100,16 @@ fn parse_args() -> Args {
         cgleak: value("--cgleak")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cgleak"))),
+        who: match value("--who").as_deref() {
+            None | Some("both") => vec![Who::Cgleak, Who::Floor],
+            Some("cgleak") => vec![Who::Cgleak],
+            Some("floor") => vec![Who::Floor],
+            Some(o) => panic!("--who {o}: give both, cgleak or floor"),
+        },
+        pace: Duration::from_micros(number(
+            "--pace-us",
+            execute::DEFAULT_PACE.as_micros() as u64,
+        )),
     }
 }
 
@@ -147,8 +166,17 @@ fn one(
         charged: node.containers_usage(),
         kernel: kernel.release.clone(),
         moves_charges: kernel.move_charge_supported() == Some(true),
+        pace: args.pace,
     };
-    let r = measure::run(&mut node, &p, who, strategy, &args.cgleak, args.idle)?;
+    let r = measure::run(
+        &mut node,
+        &p,
+        who,
+        strategy,
+        &args.cgleak,
+        args.idle,
+        args.pace,
+    )?;
     let v = cgleak::repair::verify::verify(&node.fs, &node.snap, "kubepods2", false)
         .map_err(|e| e.to_string())?;
     if !v.ok {
@@ -173,11 +201,10 @@ fn run_size(
         let mut facts = None;
         for i in 0..args.runs {
             // Take turns going first, so what one run leaves to the next falls on both.
-            let order = if i % 2 == 0 {
-                [Who::Cgleak, Who::Floor]
-            } else {
-                [Who::Floor, Who::Cgleak]
-            };
+            let mut order = args.who.clone();
+            if i % 2 == 1 {
+                order.reverse();
+            }
             for who in order {
                 let (r, f) = one(args, size, cache, who, strategy)?;
                 facts.get_or_insert(f);

@@ -72,6 +72,7 @@ pub fn run(
     strategy: Strategy,
     bin: &Path,
     idle: std::time::Duration,
+    pace: std::time::Duration,
 ) -> Result<Run, String> {
     let before = node.containers_usage();
     let kubepods_before = node.usage("kubepods");
@@ -84,8 +85,8 @@ pub fn run(
         to: now_ns(),
     };
     let mut r = match who {
-        Who::Cgleak => cgleak_repair(bin, node.fs.root(), strategy)?,
-        Who::Floor => floor(node, plan),
+        Who::Cgleak => cgleak_repair(bin, node.fs.root(), strategy, pace)?,
+        Who::Floor => floor(node, plan, pace),
     };
     std::thread::sleep(std::time::Duration::from_millis(100));
     r.probes = node.stop_probes()?;
@@ -122,7 +123,12 @@ fn empty_run(seconds: f64, phases: Vec<Span>) -> Run {
 /// `cgleak repair --yes --format json` as the real binary; its phases come from the outcome's
 /// CLOCK_MONOTONIC phase times. (Its peak RSS is the roundtrip benchmark's: measured from a
 /// launcher, since a child forked from this bench inherits the bench's own peak at exec.)
-fn cgleak_repair(bin: &Path, root: &Path, strategy: Strategy) -> Result<Run, String> {
+fn cgleak_repair(
+    bin: &Path,
+    root: &Path,
+    strategy: Strategy,
+    pace: std::time::Duration,
+) -> Result<Run, String> {
     let state = tempfile::Builder::new()
         .prefix("cgleak-stalls-state-")
         .tempdir_in("/dev/shm")
@@ -133,6 +139,8 @@ fn cgleak_repair(bin: &Path, root: &Path, strategy: Strategy) -> Result<Run, Str
         .arg(root)
         .args(["repair", "--yes", "--format", "json", "--strategy"])
         .arg(strategy.to_string())
+        .arg("--pace")
+        .arg(format!("{}us", pace.as_micros()))
         .arg("--state-dir")
         .arg(state.path())
         .stdin(Stdio::null())
@@ -215,7 +223,7 @@ struct Tally {
 }
 
 /// The plan with the fewest system calls, each phase timed on CLOCK_MONOTONIC.
-fn floor(node: &Node, plan: &Plan) -> Run {
+fn floor(node: &Node, plan: &Plan, pace: std::time::Duration) -> Run {
     let mut tally = Tally::default();
     let mut phases = Vec::new();
     let (t0, wall) = (now_ns(), Instant::now());
@@ -223,6 +231,10 @@ fn floor(node: &Node, plan: &Plan) -> Run {
         let from = now_ns();
         for s in &ph.steps {
             floor_step(node, plan, s, &mut tally);
+            // Where cgleak pauses: after a move of a cgroup's tasks and after an rmdir.
+            if s.paced() && !pace.is_zero() {
+                std::thread::sleep(pace);
+            }
         }
         phases.push(span(&ph.name.to_string(), from, now_ns()));
     }

@@ -20,6 +20,8 @@ pub struct TreeFacts {
     pub charged: u64,
     pub kernel: String,
     pub moves_charges: bool,
+    /// The pause after each task move and rmdir, cgleak's and the floor's.
+    pub pace: std::time::Duration,
 }
 
 fn gib(b: u64) -> String {
@@ -205,8 +207,35 @@ fn print_targets(runs: &[(Who, Run)]) {
                 lat(2 * i),
                 verdict(d <= 2 * i)
             );
+            print_slow_forks(runs, who, &idle, &during, 2 * i);
         }
     }
+}
+
+/// A p99 over a paced repair counts the forks of its pauses too; what a workload feels is how
+/// many forks are slow, so count those past the bound, per run and per second, against idle.
+fn print_slow_forks(runs: &[(Who, Run)], who: Who, idle: &Summary, during: &Summary, bound: u64) {
+    let secs = |pick: &dyn Fn(&Run) -> Option<Span>| {
+        runs.iter()
+            .filter(|(w, _)| *w == who)
+            .filter_map(|(_, r)| pick(r))
+            .map(|s| (s.to - s.from) as f64 * 1e-9)
+            .sum::<f64>()
+    };
+    let n = runs.iter().filter(|(w, _)| *w == who).count().max(1) as f64;
+    let (idle_s, during_s) = (
+        secs(&|r| Some(r.idle.clone())),
+        secs(&|r| r.phases.last().cloned()),
+    );
+    let rate = |c: u64, s: f64| if s > 0.0 { c as f64 / s } else { 0.0 };
+    println!(
+        "    {:<8} forks slower than {}: {:.1} a repair ({:.1}/s during it), idle {:.1}/s",
+        "",
+        lat(bound),
+        during.above(bound) as f64 / n,
+        rate(during.above(bound), during_s),
+        rate(idle.above(bound), idle_s)
+    );
 }
 
 /// One size and strategy in the closing table.
@@ -260,6 +289,14 @@ pub fn print(size: Size, strategy: Strategy, f: &TreeFacts, runs: &[(Who, Run)])
             "moves charges: move_charge_at_immigrate is written"
         } else {
             "charges never move (>= 6.13): they stay with the old memcgs, deleted but alive while their pages are"
+        }
+    );
+    println!(
+        "   pace: {} after each task move and rmdir, cgleak's (--pace) and the floor's alike",
+        if f.pace.is_zero() {
+            "no pause".to_string()
+        } else {
+            format!("a {} us pause", f.pace.as_micros())
         }
     );
     print_figures(runs);

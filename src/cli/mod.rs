@@ -59,6 +59,35 @@ fn cgroup_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// `--pace`: a pause of 0 to 1 s, written `0`, `250us`, `1ms` or `0.5s`. More than a second
+/// a step would stretch a 1000-pod repair past two hours, so it is refused as a typo.
+pub fn parse_pace(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "" if num.parse::<f64>() == Ok(0.0) => 0.0,
+        _ => return Err(format!("{s:?}: give a pause like 100us, 1ms or 0 (none)")),
+    };
+    let secs = num
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v * scale)
+        .ok_or_else(|| format!("{s:?}: give a pause like 100us, 1ms or 0 (none)"))?;
+    if secs > 1.0 {
+        return Err(format!(
+            "{s:?} is more than 1s a step: the repair would take hours; give e.g. 100us or 1ms"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 impl Cli {
     /// Parse the command line, then check what one option cannot check alone: the pods and
     /// staging cgroups of a plan or repair must differ. Exits 2 with clap's usage error.
@@ -245,6 +274,10 @@ pub struct RepairArgs {
     /// questions there): give the number for a guided repair.
     #[arg(long, value_name = "N|-")]
     pub ids_used: Option<IdsUsed>,
+    /// Pause this long after each task move and each cgroup removal, so the node's forks and
+    /// the kernel's cleanup get through between them (0: none; e.g. 100us, 1ms).
+    #[arg(long, value_name = "PAUSE", default_value = "100us", value_parser = parse_pace)]
+    pub pace: std::time::Duration,
     /// For tests only: go on although a kubelet process runs.
     #[arg(long, hide = true)]
     pub allow_kubelet_running: bool,
@@ -263,6 +296,10 @@ pub struct ResumeArgs {
     /// staging tree (--kubepods, --staging), then go on from it.
     #[arg(long)]
     pub rebuild_journal: bool,
+    /// Pause this long after each task move and each cgroup removal, so the node's forks and
+    /// the kernel's cleanup get through between them (0: none; e.g. 100us, 1ms).
+    #[arg(long, value_name = "PAUSE", default_value = "100us", value_parser = parse_pace)]
+    pub pace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -425,4 +462,24 @@ pub enum EmulatedRuntime {
     Docker,
     /// No runtime processes.
     None,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pace;
+    use std::time::Duration;
+
+    #[test]
+    fn pace_takes_units_and_refuses_typos() {
+        assert_eq!(parse_pace("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_pace("100us"), Ok(Duration::from_micros(100)));
+        assert_eq!(parse_pace(" 1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_pace("0.5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_pace("0ms"), Ok(Duration::ZERO));
+        for bad in ["100", "1m", "-1ms", "ms", "fast", "NaNus"] {
+            assert!(parse_pace(bad).is_err(), "{bad}");
+        }
+        let e = parse_pace("2s").unwrap_err();
+        assert!(e.contains("more than 1s"), "{e}");
+    }
 }

@@ -197,7 +197,7 @@ fn confirmer() -> impl FnMut(usize, &Phase, usize) -> bool {
 /// `resume` or `rollback` (the library's function for it): consent, Ctrl-C between steps, the
 /// run from the journal in `--state-dir`, the report.
 type FromJournal =
-    fn(&dyn Node, &Path, Option<u64>, bool, Option<&mut execute::Confirm>) -> Result<Outcome>;
+    fn(&dyn Node, &Path, crate::repair::Knobs, Option<&mut execute::Confirm>) -> Result<Outcome>;
 
 fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -> Result<u8> {
     let fs = open_node(&g.root)?;
@@ -212,14 +212,12 @@ fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -
     crate::interrupt::install_handler();
     let mut asker = confirmer();
     let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };
-    let progress = a.format == Format::Text && std::io::stderr().is_terminal();
-    let outcome = f(
-        fs.as_ref(),
-        &a.state_dir,
-        test_crash_after(),
-        progress,
-        confirm,
-    )?;
+    let knobs = crate::repair::Knobs {
+        crash_after: test_crash_after(),
+        progress: a.format == Format::Text && std::io::stderr().is_terminal(),
+        pace: a.pace,
+    };
+    let outcome = f(fs.as_ref(), &a.state_dir, knobs, confirm)?;
     finish(&outcome, a.format)
 }
 

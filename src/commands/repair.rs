@@ -13,8 +13,9 @@ pub(super) fn run(g: &Global, a: &RepairArgs) -> Result<u8> {
     let mut opts = RepairOptions::new(&g.kubepods, &g.staging, a.strategy, &a.state_dir);
     opts.ids_used = resolve_ids_used(a.ids_used, "repair")?;
     opts.allow_kubelet_running = a.allow_kubelet_running;
-    opts.crash_after = super::test_crash_after();
-    opts.progress = a.format == Format::Text && std::io::stderr().is_terminal();
+    opts.knobs.crash_after = super::test_crash_after();
+    opts.knobs.progress = a.format == Format::Text && std::io::stderr().is_terminal();
+    opts.knobs.pace = a.pace;
     let prepared = repair::prepare(fs.as_ref(), &opts)?;
     if a.format == Format::Text {
         eprint!("{}", report::render_checks(&prepared.checks));

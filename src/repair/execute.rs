@@ -58,24 +58,47 @@ fn split_groups(phase: &Phase) -> HashSet<u32> {
 /// Asked before each phase in guided mode: (phase index, phase, total phases) -> go on?
 pub type Confirm = dyn FnMut(usize, &Phase, usize) -> bool;
 
-/// Options of a run.
-pub struct RunOptions<'c> {
-    pub command: Command,
+/// The pause after each task move and rmdir when nothing else is asked: the shortest pace
+/// that kept the node's forks as fast as when idle in the stall benchmark (docs/kernel-facts.md,
+/// "Pacing").
+pub const DEFAULT_PACE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// How a run goes, apart from what it changes: the same for repair, resume and rollback.
+#[derive(Debug, Clone, Copy)]
+pub struct Knobs {
     /// Test hook: stop dead (no journal flush, no cleanup) before the mutation with this index,
     /// as a SIGKILL would; the stop's cause is [`StopCause::Crashed`].
     pub crash_after: Option<u64>,
-    pub confirm: Option<&'c mut Confirm>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The pause after each step that took the kernel's threadgroup lock (a task move) or
+    /// queued its cleanup of a memcg (an rmdir); zero for none.
+    pub pace: std::time::Duration,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            crash_after: None,
+            progress: false,
+            pace: DEFAULT_PACE,
+        }
+    }
+}
+
+/// Options of a run.
+pub struct RunOptions<'c> {
+    pub command: Command,
+    pub knobs: Knobs,
+    pub confirm: Option<&'c mut Confirm>,
 }
 
 impl Default for RunOptions<'_> {
     fn default() -> Self {
         RunOptions {
             command: Command::Repair,
-            crash_after: None,
+            knobs: Knobs::default(),
             confirm: None,
-            progress: false,
         }
     }
 }
@@ -110,6 +133,9 @@ pub struct Stats {
     /// The slowest single task move: each write to cgroup.procs or tasks holds the kernel's
     /// threadgroup lock, which every fork, exec and exit on the node waits for meanwhile.
     pub longest_move: Option<LongestMove>,
+    /// The pauses of the pace (`--pace`): how many, and the time they took in all.
+    pub pauses: usize,
+    pub pause_seconds: f64,
 }
 
 /// A phase's start and end on CLOCK_MONOTONIC, in seconds.
@@ -345,6 +371,7 @@ impl<'a, 'c> Runner<'a, 'c> {
                 return Err(self.stopped(at, Some(step), cause, si));
             }
             self.journal.step_done(pi, si)?;
+            self.pace_after(step);
             if let Some(b) = &bar {
                 b.inc(1);
             }
@@ -356,7 +383,7 @@ impl<'a, 'c> Runner<'a, 'c> {
     }
 
     fn progress_bar(&self, phase: &Phase) -> Option<indicatif::ProgressBar> {
-        if !self.opts.progress || phase.steps.is_empty() {
+        if !self.opts.knobs.progress || phase.steps.is_empty() {
             return None;
         }
         let b = indicatif::ProgressBar::new(phase.steps.len() as u64);
@@ -367,6 +394,19 @@ impl<'a, 'c> Runner<'a, 'c> {
         );
         b.set_prefix(phase.name.to_string());
         Some(b)
+    }
+
+    /// Pause after a step that moved tasks or removed a cgroup ([`Step::paced`]): a short
+    /// pause lets the node's forks and the kernel's memcg cleanup through. The emulated node
+    /// lets no time pass (its `pass_time` drives the emulated runtimes instead).
+    fn pace_after(&mut self, step: &Step) {
+        let pace = self.opts.knobs.pace;
+        if step.paced() && !pace.is_zero() && !self.fs.is_emulated() {
+            let t = std::time::Instant::now();
+            self.fs.pass_time(pace);
+            self.stats.pauses += 1;
+            self.stats.pause_seconds += t.elapsed().as_secs_f64();
+        }
     }
 
     /// The stop at step `si` of the phase `at` (or before the phase, for no step).
@@ -386,7 +426,7 @@ impl<'a, 'c> Runner<'a, 'c> {
 
     /// Count a mutation; stop dead when the crash budget is spent.
     fn mutation(&mut self) -> StepResult {
-        if let Some(k) = self.opts.crash_after {
+        if let Some(k) = self.opts.knobs.crash_after {
             if self.stats.mutations >= k {
                 return Err(Halt::Crashed(k));
             }

@@ -18,6 +18,7 @@ use crate::ids::{self, IdCount};
 use crate::model::invocation::Command;
 use crate::model::kernel::KernelInfo;
 use crate::model::Snapshot;
+pub use crate::repair::execute::Knobs;
 use crate::repair::execute::{Confirm, Mode, RunOptions, Runner, Stats};
 use crate::repair::journal::{Header, Journal, Lock, LockFailure, Progress};
 use crate::repair::plan::{Plan, PlanInput, Strategy};
@@ -41,9 +42,8 @@ pub struct RepairOptions {
     pub allow_kubelet_running: bool,
     /// `plan --assume-kubelet-stopped`: the dry run before the operator stops kubelet.
     pub assume_kubelet_stopped: bool,
-    /// Test hook: stop dead after this many mutations.
-    pub crash_after: Option<u64>,
-    pub progress: bool,
+    /// The test hook, the progress bar and the pace.
+    pub knobs: Knobs,
 }
 
 impl RepairOptions {
@@ -56,8 +56,7 @@ impl RepairOptions {
             ids_used: None,
             allow_kubelet_running: false,
             assume_kubelet_stopped: false,
-            crash_after: None,
-            progress: false,
+            knobs: Knobs::default(),
         }
     }
 }
@@ -553,9 +552,8 @@ pub fn execute(
             &mut j,
             RunOptions {
                 command: Command::Repair,
-                crash_after: opts.crash_after,
+                knobs: opts.knobs,
                 confirm,
-                progress: opts.progress,
             },
         );
         runner.run(&header.plan.phases, 0, Mode::Fresh)?;
@@ -699,8 +697,7 @@ fn run_journaled(
     fs: &dyn Node,
     state_dir: &Path,
     w: Journaled<'_>,
-    crash_after: Option<u64>,
-    progress_bar: bool,
+    knobs: Knobs,
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
     let mut stats = Stats::default();
@@ -710,9 +707,8 @@ fn run_journaled(
         {
             let opts = RunOptions {
                 command: w.command,
-                crash_after,
+                knobs,
                 confirm,
-                progress: progress_bar,
             };
             let mut runner = Runner::new(fs, &mut j, opts);
             runner.run(w.phases, w.from, Mode::Reconcile)?;
@@ -741,8 +737,7 @@ fn run_journaled(
 pub fn resume(
     fs: &dyn Node,
     state_dir: &Path,
-    crash_after: Option<u64>,
-    progress_bar: bool,
+    knobs: Knobs,
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, Command::Resume)?;
@@ -762,7 +757,7 @@ pub fn resume(
         ended: progress.complete.then_some(Ended::Completed),
         check_kmem: true,
     };
-    run_journaled(fs, state_dir, w, crash_after, progress_bar, confirm)
+    run_journaled(fs, state_dir, w, knobs, confirm)
 }
 
 /// Return the tree to its original layout under the pods cgroup with the original settings,
@@ -771,8 +766,7 @@ pub fn resume(
 pub fn rollback(
     fs: &dyn Node,
     state_dir: &Path,
-    crash_after: Option<u64>,
-    progress_bar: bool,
+    knobs: Knobs,
     confirm: Option<&mut Confirm>,
 ) -> Result<Outcome> {
     let (_lock, header, progress) = open_journal(fs, state_dir, Command::Rollback)?;
@@ -799,5 +793,5 @@ pub fn rollback(
         // repair's tree is checked as the repair checked it.
         check_kmem: ended == Some(Ended::Completed),
     };
-    run_journaled(fs, state_dir, w, crash_after, progress_bar, confirm)
+    run_journaled(fs, state_dir, w, knobs, confirm)
 }

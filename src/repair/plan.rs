@@ -118,6 +118,18 @@ pub enum Step {
 }
 
 impl Step {
+    /// Whether the repair pauses after this step (`--pace`): a move of a cgroup's tasks takes
+    /// the kernel's threadgroup lock for each task, and an rmdir queues the memcg's offlining
+    /// and freeing on kworkers; back to back they hold up the node's forks
+    /// (docs/kernel-facts.md, "Pacing").
+    pub fn paced(&self) -> bool {
+        match self {
+            Step::Rmdir { .. } => true,
+            Step::MoveTasks { pids, .. } => !pids.is_empty(),
+            _ => false,
+        }
+    }
+
     /// The cgroup the step works on (the source for moves).
     pub fn cgroup(&self) -> &str {
         match self {
@@ -224,6 +236,10 @@ pub struct Plan {
     pub mutations: usize,
     /// Rough wall time on a real kernel, in seconds.
     pub estimate_seconds: f64,
+    /// Steps after which the repair pauses for `--pace` ([`Step::paced`]); the estimate leaves
+    /// the pauses out.
+    #[serde(default)]
+    pub pauses: usize,
     /// Why this plan cannot run (empty when it can): the refusals of the repair.
     pub blockers: Vec<Blocker>,
 }
@@ -489,6 +505,11 @@ pub fn plan(snap: &Snapshot, input: &PlanInput) -> Plan {
         },
         move_charge,
         estimate_seconds: estimate(snap, &phases, input.strategy, move_charge),
+        pauses: phases
+            .iter()
+            .flat_map(|p| &p.steps)
+            .filter(|s| s.paced())
+            .count(),
         phases,
         steps,
         mutations,

@@ -7,6 +7,10 @@ use crate::repair::plan::{Plan, Step};
 use crate::repair::{Check, CheckStatus, Ended, Outcome};
 use crate::scan::tree_of;
 
+/// The wall time one pause of the default pace (100 us asked) took in the stall benchmark on
+/// 6.18, timer slack and the kernel work it let through included (README, Performance).
+const PAUSE_COST_DEFAULT: f64 = 0.25e-3;
+
 /// Bytes for people: `512Mi`, `unlimited`.
 pub fn bytes(v: u64) -> String {
     if is_unlimited(v) {
@@ -102,11 +106,13 @@ pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
         ids.needed, ids.margin
     ));
     s.push_str(&format!(
-        "Strategy {}: {} steps, {} changing system calls, about {:.2} s; move charges: {}\n",
+        "Strategy {}: {} steps, {} changing system calls, about {:.2} s and {} pauses of --pace (100us each by default: {:.2} s more); move charges: {}\n",
         plan.strategy,
         plan.steps,
         plan.mutations,
         plan.estimate_seconds,
+        plan.pauses,
+        plan.pauses as f64 * PAUSE_COST_DEFAULT,
         if plan.move_charge {
             "yes (move_charge_at_immigrate=3)"
         } else {
@@ -217,6 +223,13 @@ fn render_stats(o: &Outcome) -> String {
             m.seconds * 1e3,
             m.pid,
             m.to
+        ));
+    }
+    if o.stats.pauses > 0 {
+        s.push_str(&format!(
+            "  paused {} times, {:.0} ms in all (--pace): the node's forks and the kernel's memcg cleanup got through between the moves and removals\n",
+            o.stats.pauses,
+            o.stats.pause_seconds * 1e3
         ));
     }
     if o.stats.force_empty_skipped > 0 {
