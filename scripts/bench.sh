@@ -16,6 +16,16 @@
 #   scripts/bench.sh 110 2 --emulated 110,1000,5000 --emulated-runs 1
 #   CGLEAK_STALLS_ARGS="--mib 0,8,32,64 --runs 3" scripts/bench.sh   # larger stall sizes
 #   CGLEAK_STALLS_ARGS=0 scripts/bench.sh                             # no stall benchmark
+#   scripts/bench.sh --lab [stall bench options]   # the stall bench in the kernel lab instead
+#
+# --lab (anywhere among the arguments): run only the stall benchmark, inside the kernel lab's
+# QEMU guests (scripts/vm-test.sh boot D: Debian's 6.1 and 5.10 cloud kernels, where
+# move_charge_at_immigrate moves charges; TCG, 1 vCPU, so absolute times are inflated). It
+# builds the static stall bench and cgleak, boots both kernels in parallel (~10 min) and prints
+# each kernel's report, also saved as $CGLEAK_LAB_CACHE/logs/<run>/stalls-<kernel>.txt. The
+# other arguments are the bench's options in the guest (default "--pods 30 --mib 0,16,48
+# --big-mib 512 --runs 1 --idle-ms 1000"); CGLEAK_LAB_STALLS_MEM sets the guests' memory (MiB).
+# It needs neither memory cgroup v1 nor any cgroup on the host.
 #
 # Needs root and a writable memory cgroup v1 (it creates cgroups only below its own one and
 # removes them); exits 1 saying why otherwise, or when the machine has too few pids or memcg
@@ -29,6 +39,18 @@ cannot() {
   echo "scripts/bench.sh: cannot run: $*" >&2
   exit 1
 }
+
+lab=0
+rest=()
+for a in "$@"; do
+  if [ "$a" = --lab ]; then lab=1; else rest+=("$a"); fi
+done
+if [ "$lab" = 1 ]; then
+  # Boot D alone: every cgroup is made inside the guests.
+  export CGLEAK_LAB_STALLS=1 CGLEAK_LAB_GROUP_A=none CGLEAK_LAB_GROUP_B=none CGLEAK_LAB_GROUP_C=none
+  [ ${#rest[@]} -eq 0 ] || export CGLEAK_LAB_STALLS_ARGS="${rest[*]}"
+  exec scripts/vm-test.sh
+fi
 
 [ "$(id -u)" = 0 ] ||
   cannot "not root (uid $(id -u)): the benchmark creates memory cgroups and moves processes into them; run it as root"

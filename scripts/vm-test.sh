@@ -19,6 +19,18 @@
 #                            lists; =none skips that boot. Scenarios left out are reported as
 #                            FAIL. Boot C runs containerd, runc and dockerd (Debian bookworm's,
 #                            from the runtime image cached under $CGLEAK_LAB_CACHE/runtimes).
+#   CGLEAK_LAB_STALLS        1: also boot D, the stall benchmark (benches/stalls/, scenario
+#                            stalls), on each kernel. Not in the default run (it takes ~10 min a
+#                            kernel); scripts/bench.sh --lab runs boot D alone
+#   CGLEAK_LAB_GROUP_D       scenarios of boot D (default stalls when CGLEAK_LAB_STALLS=1); a
+#                            name other than none also turns boot D on
+#   CGLEAK_LAB_STALLS_ARGS   options of the stall bench in boot D (default
+#                            "--pods 30 --mib 0,16,48 --big-mib 512 --runs 1 --idle-ms 1000")
+#   CGLEAK_LAB_STALLS_MEM    guest memory of boot D in MiB (default 10240: the bench skips a size
+#                            whose estimate does not fit MemAvailable)
+#   CGLEAK_LAB_STALLS_BIN    path of a prebuilt static stall bench (cargo bench --no-run --bench
+#                            stalls with crt-static) instead of building it; the build also gives
+#                            the static cgleak boot D uses unless CGLEAK_LAB_CGLEAK is set
 # Exit: 0 all scenarios passed; 1 a scenario failed or did not run; 3 the lab could not run
 # (QEMU or a kernel missing).
 set -euo pipefail
@@ -31,6 +43,8 @@ allow_notrun=${CGLEAK_LAB_ALLOW_NOTRUN:-0}
 suites=${CGLEAK_LAB_KERNELS:-bookworm bullseye}
 runtime_suites=${CGLEAK_LAB_RUNTIME_KERNELS:-bookworm bullseye}
 mem=${CGLEAK_LAB_MEM:-3072}
+stalls_mem=${CGLEAK_LAB_STALLS_MEM:-10240}
+stalls_args=${CGLEAK_LAB_STALLS_ARGS:---pods 30 --mib 0,16,48 --big-mib 512 --runs 1 --idle-ms 1000}
 run_id=$(date +%Y%m%d-%H%M%S)
 logs="$cache/logs/$run_id"
 t_start=$SECONDS
@@ -226,10 +240,49 @@ add_modules() {
 . "$vm_dir/runtime/rootfs.sh"
 
 # ---------------------------------------------------------------- builds
+# boot D (the stall benchmark) is on: CGLEAK_LAB_STALLS=1, or a GROUP_D other than none
+stalls_on() {
+    case "${CGLEAK_LAB_GROUP_D:-}" in
+        none) return 1 ;;
+        "") [ "${CGLEAK_LAB_STALLS:-0}" = 1 ] ;;
+        *) return 0 ;;
+    esac
+}
+
+# build_stalls: the stall bench as a static binary (stalls_bin), built like release.sh builds
+# cgleak (crt-static, --target x86_64-unknown-linux-gnu, bench profile = release); the same
+# cargo run builds the static cgleak the bench runs (stalls_cgleak)
+build_stalls() {
+    stalls_bin="" stalls_cgleak=""
+    stalls_on || return 0
+    if [ -n "${CGLEAK_LAB_STALLS_BIN:-}" ]; then
+        stalls_bin=$CGLEAK_LAB_STALLS_BIN
+        return
+    fi
+    command -v cargo >/dev/null || die 3 "boot D asked for, but cargo is not found to build the stall bench"
+    local target=x86_64-unknown-linux-gnu json
+    log "building the static stall bench (cargo bench --no-run --bench stalls --target $target, crt-static)"
+    json=$(cd "$repo" && env -u CARGO_ENCODED_RUSTFLAGS RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo bench --no-run --locked --bench stalls --target "$target" --message-format=json) ||
+        die 3 "cannot build the stall bench (see above)"
+    stalls_bin=$(printf '%s\n' "$json" | grep -o '"executable":"[^"]*/deps/stalls-[^"]*"' | tail -n1 | cut -d'"' -f4)
+    stalls_cgleak=$(printf '%s\n' "$json" | grep -o '"executable":"[^"]*/release/cgleak"' | tail -n1 | cut -d'"' -f4)
+    [ -x "$stalls_bin" ] || die 3 "cargo built the stall bench but no executable was reported"
+    local b
+    for b in "$stalls_bin" $stalls_cgleak; do
+        if readelf -lW "$b" | grep -q INTERP; then die 3 "$b is not static"; fi
+    done
+}
+
 build_cgleak() {
     cgleak_bin=""
     if [ -n "${CGLEAK_LAB_CGLEAK:-}" ]; then
         cgleak_bin=$CGLEAK_LAB_CGLEAK
+        return
+    fi
+    if [ -n "${stalls_cgleak:-}" ]; then
+        # the static release-profile cgleak of the stall bench's build (build_stalls)
+        cgleak_bin=$stalls_cgleak
         return
     fi
     if [ "${CGLEAK_LAB_NO_BUILD:-0}" = 1 ]; then
@@ -283,6 +336,11 @@ pack_initramfs() {
         # debug info is useless in the guest and triples the initramfs
         strip "$root/lab/bin/cgleak" 2>/dev/null || true
     fi
+    if [ -n "${stalls_bin:-}" ]; then
+        cp "$stalls_bin" "$root/lab/bin/stalls"
+        strip "$root/lab/bin/stalls" 2>/dev/null || true
+        printf '%s\n' "$stalls_args" > "$root/lab/stalls.args"
+    fi
     add_modules "$kdir" "$root" virtio_pci virtio_blk lzo-rle lzo zram
     (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.tmp"
     mv "$out.tmp" "$out"
@@ -292,7 +350,8 @@ pack_initramfs() {
 # ---------------------------------------------------------------- boots
 # boot NAME KDIR INITRD SCENARIOS EXTRA_CMDLINE TIMEOUT [RUNTIME_IMG]: runs one guest, log in
 # $logs/NAME.log; RUNTIME_IMG (boot C) is attached read-only as /dev/vdc (both kernels' guests
-# share the one cached image)
+# share the one cached image). BOOT_MEM (MiB) and BOOT_DISK (truncate size) override the
+# guest memory ($mem) and the lab disk's size (1G) for one boot.
 boot() {
     local name=$1 kdir=$2 initrd=$3 scenarios=$4 extra=$5 tmo=$6 rt=${7:-}
     local rtdrive=()
@@ -300,13 +359,13 @@ boot() {
     local vmlinuz disk="$cache/work/disk-$name.img" swap="$cache/work/swap-$name.img" rc=0 t0=$SECONDS
     vmlinuz=$(compgen -G "$kdir/boot/vmlinuz-*" | head -n1)
     rm -f "$disk"
-    truncate -s 1G "$disk"
+    truncate -s "${BOOT_DISK:-1G}" "$disk"
     mkfs.ext4 -q -F -L cgleak-lab "$disk"
     rm -f "$swap"
     truncate -s 512M "$swap"
     timeout --kill-after=10 "$tmo" qemu-system-x86_64 \
         -nographic -no-reboot -nodefaults -serial stdio -monitor none \
-        -machine q35 -cpu max -smp 1 -m "$mem" \
+        -machine q35 -cpu max -smp 1 -m "${BOOT_MEM:-$mem}" \
         -kernel "$vmlinuz" -initrd "$initrd" \
         -drive "file=$disk,if=virtio,format=raw,cache=unsafe" \
         -drive "file=$swap,if=virtio,format=raw,cache=unsafe" \
@@ -321,7 +380,8 @@ boot() {
 # one kernel: group A (leak, remedy, repair; root use_hierarchy=1 as systemd sets it),
 # group B (cgroup.memory=nokmem; the untouched bare root for use_hierarchy on 5.10; the memory
 # doctor's OOM cases) and
-# group C (the container runtimes on the runtime disk; root use_hierarchy=1 as on a node)
+# group C (the container runtimes on the runtime disk; root use_hierarchy=1 as on a node) and,
+# only when asked, group D (the stall benchmark; root use_hierarchy=1 as on a node)
 run_kernel() {
     local suite=$1 kdir=$2 initrd=$3
     local b=nokmem,oom
@@ -334,6 +394,9 @@ run_kernel() {
     fi
     if [ "${CGLEAK_LAB_GROUP_C:-}" != none ] && case " $runtime_suites " in *" $suite "*) true ;; *) false ;; esac; then
         boot "$suite-C" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_C:-runtime}" "lab.root_use_hierarchy=1" 900 "$runtime_img"
+    fi
+    if stalls_on; then
+        BOOT_MEM=$stalls_mem BOOT_DISK=2G boot "$suite-D" "$kdir" "$initrd" "${CGLEAK_LAB_GROUP_D:-stalls}" "lab.root_use_hierarchy=1" 1800
     fi
 }
 
@@ -353,6 +416,7 @@ expected() {
             for l in $(sed -n 's/^RUNTIME_LINES="\(.*\)"$/\1/p' "$vm_dir/scenarios/runtime.sh"); do
                 echo "runtime.$l"
             done ;;
+        *-D) echo stalls.bench ;;
     esac
 }
 
@@ -361,6 +425,7 @@ main() {
     ensure_tools
     mkdir -p "$cache/work" "$logs"
     build_helpers
+    build_stalls
     build_cgleak
     local -A kdirs=() initrds=()
     local s
@@ -371,7 +436,7 @@ main() {
         initrds[$s]="$cache/work/initramfs-$s.cpio.gz"
         pack_initramfs "${kdirs[$s]}" "${initrds[$s]}"
     done
-    log "booting ($mem MiB, TCG); logs in $logs"
+    log "booting ($mem MiB$(stalls_on && echo ", boot D $stalls_mem MiB"), TCG); logs in $logs"
     local pids=()
     for s in $suites; do
         if [ "${CGLEAK_LAB_SERIAL:-0}" = 1 ]; then
@@ -389,7 +454,7 @@ main() {
     echo "== cgleak kernel lab results (logs: $logs)"
     for s in $suites; do
         kver=$(basename "${kdirs[$s]}")
-        for g in A B C; do
+        for g in A B C D; do
             local f="$logs/$s-$g.clean"
             [ -f "$logs/$s-$g.rc" ] || continue
             read -r qrc secs < "$logs/$s-$g.rc"
@@ -422,7 +487,7 @@ main() {
     echo "== observations"
     for s in $suites; do
         kver=$(basename "${kdirs[$s]}")
-        for g in A B C; do
+        for g in A B C D; do
             [ -f "$logs/$s-$g.clean" ] || continue
             grep -h '^OBS ' "$logs/$s-$g.clean" | sed "s/^OBS /$kver $g /" || true
         done
@@ -441,6 +506,15 @@ main() {
         kver=$(basename "${kdirs[$s]}")
         [ -f "$logs/$s-C.clean" ] || continue
         grep -h '^OBS claim\.' "$logs/$s-C.clean" | sed "s/^OBS claim\./$kver /" || true
+    done
+    # the stall benchmark's reports (boot D, scenarios/stalls.sh), one file per kernel
+    for s in $suites; do
+        kver=$(basename "${kdirs[$s]}")
+        [ -f "$logs/$s-D.clean" ] || continue
+        sed -n 's/^STALLS //p' "$logs/$s-D.clean" > "$logs/stalls-$kver.txt"
+        echo
+        echo "== stall benchmark on $kver (TCG, 1 vCPU; $logs/stalls-$kver.txt)"
+        if [ -s "$logs/stalls-$kver.txt" ]; then cat "$logs/stalls-$kver.txt"; else echo "(no report)"; fi
     done
     echo
     echo "lab: $passes passed, $fails failed, $notrun not run, in $((SECONDS - t_start))s"
