@@ -301,6 +301,8 @@ fn repair_outcome_has_phase_clock_and_slowest_move() {
     assert!(m["seconds"].as_f64().unwrap() > 0.0, "{m}");
     assert!(m["to"].as_str().unwrap().starts_with("kubepods"), "{m}");
     assert!(m["pid"].as_u64().unwrap() > 0, "{m}");
+    // The emulated node lets no time pass: the default pace pauses nowhere there.
+    assert_eq!(v["stats"]["pauses"], 0, "{}", v["stats"]);
     let n = Node::new(KernelProfile::V6_1, 4);
     let (code, out, err) = n.repair(&["--yes"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -472,6 +472,13 @@ fn real_pace_pauses_after_moves_and_removals() {
         let where_before = build(&sb, 6);
         let state = tempfile::tempdir().unwrap();
         let st = state.path().to_str().unwrap();
+        // The plan counts the steps the repair pauses after (Step::paced).
+        let out = Command::new(bin)
+            .args(["--root", &root, "plan", "--format", "json"])
+            .output()
+            .unwrap();
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let planned = plan["plan"]["pauses"].as_u64().unwrap();
         let args = ["--root", &root, "repair", "--yes", "--format", "json"];
         let out = Command::new(bin)
             .args(args)
@@ -489,6 +496,7 @@ fn real_pace_pauses_after_moves_and_removals() {
         if secs > 0.0 {
             // One after every rmdir, and one after every move of a cgroup that had tasks.
             assert!(pauses > removed && removed > 0, "{s}");
+            assert_eq!(pauses, planned, "{s}");
             assert!(
                 s["pause_seconds"].as_f64().unwrap() >= pauses as f64 * secs,
                 "{s}"

@@ -59,9 +59,22 @@ fn cgroup_name(s: &str) -> Result<String, String> {
     }
 }
 
+/// `--pace` [`DEFAULT_PACE`](crate::repair::execute::DEFAULT_PACE), as the command line writes it.
+pub const DEFAULT_PACE_ARG: &str = "100us";
+
+/// `--pace` of repair, resume and rollback.
+#[derive(Debug, Clone, Args)]
+pub struct PaceArg {
+    /// Pause this long after each task move and each cgroup removal, so the node's forks and
+    /// the kernel's cleanup get through between them (0: none; e.g. 100us, 1ms).
+    #[arg(long, value_name = "PAUSE", default_value = DEFAULT_PACE_ARG, value_parser = parse_pace)]
+    pub pace: std::time::Duration,
+}
+
 /// `--pace`: a pause of 0 to 1 s, written `0`, `250us`, `1ms` or `0.5s`. More than a second
 /// a step would stretch a 1000-pod repair past two hours, so it is refused as a typo.
 pub fn parse_pace(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?}: give a pause like 100us, 1ms or 0 (none)");
     let t = s.trim();
     let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => t.split_at(i),
@@ -72,14 +85,14 @@ pub fn parse_pace(s: &str) -> Result<std::time::Duration, String> {
         "ms" => 1e-3,
         "s" => 1.0,
         "" if num.parse::<f64>() == Ok(0.0) => 0.0,
-        _ => return Err(format!("{s:?}: give a pause like 100us, 1ms or 0 (none)")),
+        _ => return Err(bad()),
     };
     let secs = num
         .parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && *v >= 0.0)
         .map(|v| v * scale)
-        .ok_or_else(|| format!("{s:?}: give a pause like 100us, 1ms or 0 (none)"))?;
+        .ok_or_else(bad)?;
     if secs > 1.0 {
         return Err(format!(
             "{s:?} is more than 1s a step: the repair would take hours; give e.g. 100us or 1ms"
@@ -274,10 +287,8 @@ pub struct RepairArgs {
     /// questions there): give the number for a guided repair.
     #[arg(long, value_name = "N|-")]
     pub ids_used: Option<IdsUsed>,
-    /// Pause this long after each task move and each cgroup removal, so the node's forks and
-    /// the kernel's cleanup get through between them (0: none; e.g. 100us, 1ms).
-    #[arg(long, value_name = "PAUSE", default_value = "100us", value_parser = parse_pace)]
-    pub pace: std::time::Duration,
+    #[command(flatten)]
+    pub pacing: PaceArg,
     /// For tests only: go on although a kubelet process runs.
     #[arg(long, hide = true)]
     pub allow_kubelet_running: bool,
@@ -296,10 +307,8 @@ pub struct ResumeArgs {
     /// staging tree (--kubepods, --staging), then go on from it.
     #[arg(long)]
     pub rebuild_journal: bool,
-    /// Pause this long after each task move and each cgroup removal, so the node's forks and
-    /// the kernel's cleanup get through between them (0: none; e.g. 100us, 1ms).
-    #[arg(long, value_name = "PAUSE", default_value = "100us", value_parser = parse_pace)]
-    pub pace: std::time::Duration,
+    #[command(flatten)]
+    pub pacing: PaceArg,
 }
 
 #[derive(Debug, Args)]
@@ -468,6 +477,15 @@ pub enum EmulatedRuntime {
 mod tests {
     use super::parse_pace;
     use std::time::Duration;
+
+    /// The command line's default is the library's.
+    #[test]
+    fn default_pace_arg_is_the_default_pace() {
+        assert_eq!(
+            parse_pace(super::DEFAULT_PACE_ARG),
+            Ok(crate::repair::execute::DEFAULT_PACE)
+        );
+    }
 
     #[test]
     fn pace_takes_units_and_refuses_typos() {

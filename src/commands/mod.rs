@@ -215,7 +215,7 @@ fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -
     let knobs = crate::repair::Knobs {
         crash_after: test_crash_after(),
         progress: a.format == Format::Text && std::io::stderr().is_terminal(),
-        pace: a.pace,
+        pace: a.pacing.pace,
     };
     let outcome = f(fs.as_ref(), &a.state_dir, knobs, confirm)?;
     finish(&outcome, a.format)

@@ -15,7 +15,7 @@ pub(super) fn run(g: &Global, a: &RepairArgs) -> Result<u8> {
     opts.allow_kubelet_running = a.allow_kubelet_running;
     opts.knobs.crash_after = super::test_crash_after();
     opts.knobs.progress = a.format == Format::Text && std::io::stderr().is_terminal();
-    opts.knobs.pace = a.pace;
+    opts.knobs.pace = a.pacing.pace;
     let prepared = repair::prepare(fs.as_ref(), &opts)?;
     if a.format == Format::Text {
         eprint!("{}", report::render_checks(&prepared.checks));

@@ -93,16 +93,6 @@ pub struct RunOptions<'c> {
     pub confirm: Option<&'c mut Confirm>,
 }
 
-impl Default for RunOptions<'_> {
-    fn default() -> Self {
-        RunOptions {
-            command: Command::Repair,
-            knobs: Knobs::default(),
-            confirm: None,
-        }
-    }
-}
-
 /// What a run did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {

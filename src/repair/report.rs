@@ -7,7 +7,7 @@ use crate::repair::plan::{Plan, Step};
 use crate::repair::{Check, CheckStatus, Ended, Outcome};
 use crate::scan::tree_of;
 
-/// The wall time one pause of the default pace (100 us asked) took in the stall benchmark on
+/// The wall time one pause of the default pace (`DEFAULT_PACE`, 100us asked) took in the stall benchmark on
 /// 6.18, timer slack and the kernel work it let through included (README, Performance).
 const PAUSE_COST_DEFAULT: f64 = 0.25e-3;
 
@@ -106,12 +106,13 @@ pub fn render_plan(snap: &Snapshot, plan: &Plan, all_steps: bool) -> String {
         ids.needed, ids.margin
     ));
     s.push_str(&format!(
-        "Strategy {}: {} steps, {} changing system calls, about {:.2} s and {} pauses of --pace (100us each by default: {:.2} s more); move charges: {}\n",
+        "Strategy {}: {} steps, {} changing system calls, about {:.2} s and {} pauses of --pace ({}us each by default: {:.2} s more); move charges: {}\n",
         plan.strategy,
         plan.steps,
         plan.mutations,
         plan.estimate_seconds,
         plan.pauses,
+        crate::repair::execute::DEFAULT_PACE.as_micros(),
         plan.pauses as f64 * PAUSE_COST_DEFAULT,
         if plan.move_charge {
             "yes (move_charge_at_immigrate=3)"
