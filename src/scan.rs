@@ -5,7 +5,7 @@
 //! tree before it starts and again to verify (issue 5, README "Performance").
 
 use crate::error::{Error, Result};
-use crate::host::{self, knob, Hierarchy, Node};
+use crate::host::{self, knob, share, Hierarchy, Node};
 use crate::model::kernel::KernelInfo;
 use crate::model::tree::Tree;
 use crate::model::{classify, CgroupRecord, Kind, Layout, Settings, Snapshot, SNAPSHOT_FORMAT};
@@ -167,6 +167,12 @@ fn par_map<T: Sync, R: Send>(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_SCAN_THREADS);
+    // Each item ends with a tick: a scan runs on every core without sleeping (host/share.rs).
+    let f = &|item: &T| {
+        let r = f(item);
+        share::tick();
+        r
+    };
     if fs.is_emulated() || threads < 2 || items.len() < PARALLEL_MIN {
         return items.iter().map(f).collect();
     }

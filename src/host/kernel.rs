@@ -429,6 +429,7 @@ pub fn find_processes_in_proc(comm: &str) -> Result<Vec<u32>> {
     let mut pids = Vec::new();
     let mut name = String::new();
     for entry in rd.flatten() {
+        crate::host::share::tick();
         let Some(pid) = entry
             .file_name()
             .to_str()

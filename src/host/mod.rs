@@ -10,6 +10,7 @@
 pub mod emulated;
 pub mod kernel;
 pub mod procs;
+pub mod share;
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};

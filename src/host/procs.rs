@@ -111,7 +111,11 @@ pub fn read_process_table() -> Result<Vec<ProcInfo>> {
     let mut out: Vec<ProcInfo> = rd
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(read_process)
+        .filter_map(|pid| {
+            // Thousands of processes read without a sleep: give the core back now and then.
+            super::share::tick();
+            read_process(pid)
+        })
         .collect();
     out.sort_by_key(|p| p.pid);
     Ok(out)
@@ -120,6 +124,8 @@ pub fn read_process_table() -> Result<Vec<ProcInfo>> {
 /// The targets of the open fds of `pid` (/proc/PID/fd/*), sorted by fd number; empty when the
 /// process is gone. EACCES (not root) is an error: the count would be wrong, not zero.
 pub fn read_fd_targets(pid: u32) -> Result<Vec<String>> {
+    // Callers walk every process's fds in a loop: give the core back now and then.
+    super::share::tick();
     let dir = format!("/proc/{pid}/fd");
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,

@@ -362,6 +362,9 @@ impl<'a, 'c> Runner<'a, 'c> {
             }
             self.journal.step_done(pi, si)?;
             self.pace_after(step);
+            // Steps not paced (mkdirs, settings) run back to back: give the core back now and
+            // then (host/share.rs).
+            crate::host::share::tick();
             if let Some(b) = &bar {
                 b.inc(1);
             }
@@ -394,6 +397,7 @@ impl<'a, 'c> Runner<'a, 'c> {
         if step.paced() && !pace.is_zero() && !self.fs.is_emulated() {
             let t = std::time::Instant::now();
             self.fs.pass_time(pace);
+            crate::host::share::rested();
             self.stats.pauses += 1;
             self.stats.pause_seconds += t.elapsed().as_secs_f64();
         }
