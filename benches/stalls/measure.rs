@@ -7,12 +7,13 @@
 //! force_empty written where cgleak writes it, `execute::force_empty_helps`, with cgleak's time
 //! budget, `execute::FORCE_EMPTY_BUDGET`: on 5.10 a write the kernel cannot finish retries for
 //! 1.6 s), with each task move timed on its own and memory.usage_in_bytes of the source cgroup
-//! read before and after each move step: what left it is the charge moved.
+//! read before and after each move step: what left it is the charge moved. It pauses where
+//! cgleak pauses (`--pace-us`) and gives the core back as cgleak does (`host::share::tick`).
 
 use crate::hist::Timeline;
 use crate::roles::now_ns;
 use crate::tree::Node;
-use cgleak::host::{knob, Hierarchy};
+use cgleak::host::{knob, share, Hierarchy};
 use cgleak::repair::execute;
 use cgleak::repair::plan::{Plan, Step, Strategy};
 use std::io::{Read, Write};
@@ -49,6 +50,8 @@ pub struct Run {
     pub move_seconds: Option<f64>,
     pub moved_bytes: Option<u64>,
     pub force_empty: Option<(usize, f64)>,
+    /// cgleak only: the times it gave the core back (`stats.yields`).
+    pub yields: Option<u64>,
     /// Charge of the containers before and after, and memcgs left dying by the repair.
     pub before: u64,
     pub after: u64,
@@ -114,6 +117,7 @@ fn empty_run(seconds: f64, phases: Vec<Span>) -> Run {
         move_seconds: None,
         moved_bytes: None,
         force_empty: None,
+        yields: None,
         before: 0,
         after: 0,
         kubepods: (0, 0),
@@ -194,6 +198,7 @@ fn cgleak_repair(
     r.longest_move = v["stats"]["longest_move"]["seconds"]
         .as_f64()
         .unwrap_or(0.0);
+    r.yields = v["stats"]["yields"].as_u64();
     Ok(r)
 }
 
@@ -233,9 +238,15 @@ fn floor(node: &Node, plan: &Plan, pace: std::time::Duration) -> Run {
         let from = now_ns();
         for s in &ph.steps {
             floor_step(node, plan, s, &mut tally);
-            // Where cgleak pauses: after a move of a cgroup's tasks and after an rmdir.
+            // Where cgleak pauses: after a move of a cgroup's tasks and after an rmdir. And
+            // as cgleak does, it gives the core back after a slice of steps (host::share): the
+            // floor is the kernel's own cost of these moves, not that of a loop that never
+            // lets a woken task run (without it its create phases' fork p99 reached 5-8 ms).
             if s.paced() && !pace.is_zero() {
                 std::thread::sleep(pace);
+                share::rested();
+            } else {
+                share::tick();
             }
         }
         phases.push(span(&ph.name.to_string(), from, now_ns()));

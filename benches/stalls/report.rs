@@ -126,11 +126,12 @@ fn print_figures(runs: &[(Who, Run)]) {
     };
     let (pre, post) = (part("start, scan, checks, journal"), part("verify, exit"));
     println!(
-        "  cgleak: start, scan, checks and journal {:.0} ms, executing {:.0} ms, verify and exit {:.0} ms; longest move {:.2} ms",
+        "  cgleak: start, scan, checks and journal {:.0} ms, executing {:.0} ms, verify and exit {:.0} ms; longest move {:.2} ms; gave the core back {:.0} times",
         of(Who::Cgleak, &pre) * 1e3,
         of(Who::Cgleak, &|r| r.seconds - pre(r) - post(r)) * 1e3,
         of(Who::Cgleak, &post) * 1e3,
         of(Who::Cgleak, &|r| r.longest_move) * 1e3,
+        of(Who::Cgleak, &|r| r.yields.unwrap_or(0) as f64),
     );
     for who in [Who::Cgleak, Who::Floor] {
         println!(

@@ -218,10 +218,13 @@ fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -
         pace: a.pacing.pace,
     };
     let outcome = f(fs.as_ref(), &a.state_dir, knobs, confirm)?;
-    finish(&outcome, a.format)
+    finish(outcome, a.format)
 }
 
-fn finish(o: &Outcome, format: Format) -> Result<u8> {
+fn finish(mut o: Outcome, format: Format) -> Result<u8> {
+    // Counted to the end of the command: the scan before the plan and verify after it yield too.
+    o.stats.yields = crate::host::share::yields();
+    let o = &o;
     match format {
         Format::Json => out(&json(o)),
         Format::Text => out(&report::render_outcome(o)),

@@ -53,5 +53,5 @@ pub(super) fn run(g: &Global, a: &RepairArgs) -> Result<u8> {
     let mut asker = confirmer();
     let confirm: Option<&mut execute::Confirm> = if guided { Some(&mut asker) } else { None };
     let outcome = repair::execute(fs.as_ref(), &opts, prepared, confirm)?;
-    finish(&outcome, a.format)
+    finish(outcome, a.format)
 }

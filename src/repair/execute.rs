@@ -126,6 +126,10 @@ pub struct Stats {
     /// The pauses of the pace (`--pace`): how many, and the time they took in all.
     pub pauses: usize,
     pub pause_seconds: f64,
+    /// The times cgleak gave the core back during the whole command (the scans, the walks of
+    /// /proc, the phases' steps; `host::share`): each one let the tasks woken on that core run
+    /// ahead of cgleak's next slice of work.
+    pub yields: u64,
 }
 
 /// A phase's start and end on CLOCK_MONOTONIC, in seconds.
