@@ -223,7 +223,14 @@ fn from_journal(g: &Global, a: &ResumeArgs, command: JCommand, f: FromJournal) -
 
 fn finish(mut o: Outcome, format: Format) -> Result<u8> {
     // Counted to the end of the command: the scan before the plan and verify after it yield too.
+    // Not in the text outcome: the count depends on timing, and says nothing to act on (-v logs
+    // it; the JSON carries it for the stall benchmark).
     o.stats.yields = crate::host::share::yields();
+    log::info!(
+        "gave the core back {} times, once every {} us of work: the node's woken tasks ran between cgleak's reads and writes",
+        o.stats.yields,
+        crate::host::share::SLICE.as_micros()
+    );
     let o = &o;
     match format {
         Format::Json => out(&json(o)),

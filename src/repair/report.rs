@@ -233,13 +233,6 @@ fn render_stats(o: &Outcome) -> String {
             o.stats.pause_seconds * 1e3
         ));
     }
-    if o.stats.yields > 0 {
-        s.push_str(&format!(
-            "  gave the core back {} times, once every {} us of work: the node's woken tasks ran between cgleak's reads and writes\n",
-            o.stats.yields,
-            crate::host::share::SLICE.as_micros()
-        ));
-    }
     if o.stats.force_empty_skipped > 0 {
         s.push_str(&format!(
             "  force_empty left out on {} cgroups without page cache (nothing to reclaim; the kernel would retry on their kernel memory)\n",
