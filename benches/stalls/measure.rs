@@ -241,7 +241,7 @@ fn floor(node: &Node, plan: &Plan, pace: std::time::Duration) -> Run {
             // Where cgleak pauses: after a move of a cgroup's tasks and after an rmdir. And
             // as cgleak does, it gives the core back after a slice of steps (host::share): the
             // floor is the kernel's own cost of these moves, not that of a loop that never
-            // lets a woken task run (without it its create phases' fork p99 reached 5-8 ms).
+            // lets a woken task run (without it its create phases' fork p99 reached 2.6-7.9 ms).
             if s.paced() && !pace.is_zero() {
                 std::thread::sleep(pace);
                 share::rested();

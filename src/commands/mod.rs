@@ -227,14 +227,13 @@ fn finish(mut o: Outcome, format: Format) -> Result<u8> {
     // it; the JSON carries it for the stall benchmark).
     o.stats.yields = crate::host::share::yields();
     log::info!(
-        "gave the core back {} times, once every {} us of work: the node's woken tasks ran between cgleak's reads and writes",
+        "gave the core back {} times, at most once every {} us of work: the node's woken tasks ran between cgleak's reads and writes",
         o.stats.yields,
         crate::host::share::SLICE.as_micros()
     );
-    let o = &o;
     match format {
-        Format::Json => out(&json(o)),
-        Format::Text => out(&report::render_outcome(o)),
+        Format::Json => out(&json(&o)),
+        Format::Text => out(&report::render_outcome(&o)),
     }
     Ok(if o.verify.ok { 0 } else { 1 })
 }

@@ -128,7 +128,8 @@ pub struct Stats {
     pub pause_seconds: f64,
     /// The times cgleak gave the core back during the whole command (the scans, the walks of
     /// /proc, the phases' steps; `host::share`): each one let the tasks woken on that core run
-    /// ahead of cgleak's next slice of work.
+    /// ahead of cgleak's next slice of work. A count of the whole process (`share::yields`),
+    /// so the command layer fills it in when the command ends; 0 until then.
     pub yields: u64,
 }
 
